@@ -1,0 +1,155 @@
+/**
+ * Wires a gateway together: stream source, hub, sessions, the public HTTP
+ * server (`/events`) and the internal one (`/metrics`, `/livez`, `/readyz`).
+ * No side effects at import time; nothing here reads the environment.
+ */
+import fastifyCookie from '@fastify/cookie'
+import fastifyCors from '@fastify/cors'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { Config } from './core/config.js'
+import { Errors, GatewayError } from './core/errors.js'
+import { Hub } from './delivery/hub.js'
+import { registerJwt } from './http/auth.js'
+import { eventsRoute } from './http/events-route.js'
+import { SessionRegistry } from './http/session.js'
+import { createLogger } from './log.js'
+import { Metrics } from './metrics.js'
+import { RedisSource } from './source/redis-source.js'
+import type { StreamSource } from './source/stream-source.js'
+
+export interface GatewayDeps {
+  /** Defaults to Redis at `config.redisUrl`. */
+  readonly source?: StreamSource
+  readonly logger?: Logger
+  readonly metrics?: Metrics
+}
+
+export interface Gateway {
+  readonly config: Config
+  readonly server: FastifyInstance
+  readonly internal: FastifyInstance
+  readonly source: StreamSource
+  readonly hub: Hub
+  readonly sessions: SessionRegistry
+  readonly metrics: Metrics
+  readonly logger: Logger
+  readonly draining: boolean
+  /** Starts both listeners; resolves with their base URLs. */
+  listen (): Promise<{ url: string, internalUrl: string }>
+  /**
+   * Graceful shutdown: not ready, new streams told to retry elsewhere, open
+   * streams ended over `windowMs`, then listeners and Redis closed.
+   */
+  shutdown (windowMs?: number): Promise<void>
+}
+
+export async function buildGateway (config: Config, deps: GatewayDeps = {}): Promise<Gateway> {
+  const logger = deps.logger ?? createLogger(config.logLevel)
+  const metrics = deps.metrics ?? new Metrics()
+  const source = deps.source ?? new RedisSource({
+    url: config.redisUrl,
+    keyPrefix: config.keyPrefix,
+    shards: config.readerShards,
+    blockMs: config.readerBlockMs,
+    count: config.readerCount,
+    logger: logger.child({ component: 'redis' }),
+    onRead: s => { metrics.xreadSeconds.observe(s) },
+    onReaderError: () => { metrics.readerErrors.inc() },
+  })
+  const hub = new Hub(source, {
+    maxEventBytes: config.maxEventBytes,
+    maxConcurrentReads: config.maxConcurrentCatchups,
+    logger: logger.child({ component: 'hub' }),
+    onSkip: reason => { metrics.entriesSkipped.inc({ reason }) },
+  })
+  metrics.streamsReadNow = () => hub.size
+  const sessions = new SessionRegistry(config.heartbeatIntervalMs)
+  let draining = false
+
+  const server = Fastify({
+    loggerInstance: logger as unknown as FastifyBaseLogger,
+    // Long-lived streams: Node's timeouts must not cut them (proxies are told
+    // to keep them open with heartbeats).
+    requestTimeout: 0,
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    // One line per session (open, close) and per refused request instead.
+    logController: new LogController({ disableRequestLogging: true }),
+  })
+  await server.register(fastifyCookie)
+  if (config.corsOrigins.length > 0) {
+    const any = config.corsOrigins.includes('*')
+    await server.register(fastifyCors, {
+      origin: any ? '*' : [...config.corsOrigins],
+      credentials: !any,
+      methods: ['GET', 'POST'],
+      allowedHeaders: ['Authorization', 'Last-Event-ID', 'Content-Type'],
+      maxAge: 600,
+    })
+  }
+  await registerJwt(server, config.jwt)
+  server.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
+    if (err instanceof GatewayError) {
+      request.log.info({ req: request, statusCode: err.statusCode, error: err.code }, 'request refused')
+      metrics.requestsRejected.inc({ code: err.code })
+      return reply.code(err.statusCode).send(err.toJSON())
+    }
+    const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
+    if (status === 500) request.log.error({ req: request, err }, 'request failed')
+    return reply.code(status).send({ error: status === 500 ? 'SSEGW_ERR_INTERNAL' : 'SSEGW_ERR_BAD_REQUEST', message: status === 500 ? 'Internal error.' : err.message })
+  })
+  server.setNotFoundHandler((request, reply) => {
+    const e = new GatewayError(Errors.NOT_FOUND, `No route ${request.method} ${request.url.split('?')[0] ?? ''}: streams are at GET /events.`)
+    return reply.code(404).send(e.toJSON())
+  })
+  await server.register(eventsRoute, { config, hub, sessions, metrics, isDraining: () => draining })
+  // fastify.close() would wait for open streams forever: end them first.
+  server.addHook('preClose', async () => {
+    await sessions.closeAll('shutdown', config.retryMs, config.retryJitterMs)
+  })
+
+  const internal = Fastify({ logger: false })
+  internal.get('/livez', async () => ({ status: 'ok' }))
+  internal.get('/readyz', async (_request, reply) => {
+    const redis = source.state === 'ready'
+    const ok = redis && !draining
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not-ready', redis: source.state, draining })
+  })
+  internal.get('/metrics', async (_request, reply) => {
+    reply.header('content-type', metrics.registry.contentType)
+    return await metrics.registry.metrics()
+  })
+
+  let closed = false
+  const gateway: Gateway = {
+    config,
+    server,
+    internal,
+    source,
+    hub,
+    sessions,
+    metrics,
+    logger,
+    get draining () { return draining },
+    async listen () {
+      const url = await server.listen({ port: config.port, host: config.host })
+      const internalUrl = await internal.listen({ port: config.internalPort, host: config.internalHost })
+      logger.info({ url, internalUrl }, 'sse-gateway listening')
+      return { url, internalUrl }
+    },
+    async shutdown (windowMs = config.drainWindowMs) {
+      if (closed) return
+      closed = true
+      draining = true
+      logger.info({ sessions: sessions.size, windowMs }, 'draining')
+      await sessions.closeAll('shutdown', config.retryMs, config.retryJitterMs, windowMs)
+      await server.close()
+      sessions.stop()
+      await source.close()
+      await internal.close()
+      logger.info('stopped')
+    },
+  }
+  return gateway
+}

@@ -1,0 +1,237 @@
+/**
+ * The gateway's settings: one schema over environment variables, validated
+ * once at start-up and frozen. Each field's description is its documentation
+ * (the README settings table is generated from it and checked by a test).
+ */
+import { createPublicKey } from 'node:crypto'
+import { ConfigError } from './errors.js'
+import { isValidTopicName } from './channels.js'
+
+type Kind = 'string' | 'int' | 'bool' | 'list' | 'secret' | 'enum'
+
+interface FieldSpec {
+  readonly env: string
+  readonly kind: Kind
+  readonly default?: string
+  readonly min?: number
+  readonly max?: number
+  readonly values?: readonly string[]
+  readonly description: string
+}
+
+/** The schema, in the order the README lists it. */
+export const SETTINGS = [
+  { env: 'PORT', kind: 'int', default: '8080', min: 0, max: 65535, description: 'Port of the public HTTP listener (`/events`).' },
+  { env: 'HOST', kind: 'string', default: '0.0.0.0', description: 'Address the public listener binds to (`::` for IPv6).' },
+  { env: 'INTERNAL_PORT', kind: 'int', default: '9090', min: 0, max: 65535, description: 'Port of the internal listener (`/metrics`, `/livez`, `/readyz`); keep it off the load balancer.' },
+  { env: 'INTERNAL_HOST', kind: 'string', default: '0.0.0.0', description: 'Address the internal listener binds to.' },
+  { env: 'REDIS_URL', kind: 'secret', default: 'redis://127.0.0.1:6379', description: 'Redis to read streams from: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or `unix:///path/redis.sock`.' },
+  { env: 'KEY_PREFIX', kind: 'string', default: 'sse:', description: 'Prefix of every stream key: a user channel is `<prefix>user:<sub>`, a topic `<prefix>topic:<name>`.' },
+  { env: 'JWT_SECRET', kind: 'secret', description: 'HMAC secret for HS256/384/512 tokens, at least 32 characters. Set this or `JWT_PUBLIC_KEY`.' },
+  { env: 'JWT_PUBLIC_KEY', kind: 'secret', description: 'PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens. Set this or `JWT_SECRET`.' },
+  { env: 'JWT_ALGORITHMS', kind: 'list', description: 'Allowed `alg` values. Default: HS256,HS384,HS512 with a secret; the algorithms of the public key\'s type otherwise.' },
+  { env: 'JWT_AUDIENCE', kind: 'list', description: 'When set, a token\'s `aud` must contain one of these values.' },
+  { env: 'JWT_ISSUER', kind: 'list', description: 'When set, a token\'s `iss` must be one of these values.' },
+  { env: 'JWT_TOPICS_CLAIM', kind: 'string', default: 'topics', description: 'Claim listing the topics a token may read: an array or a space/comma-separated string of names and `*` patterns.' },
+  { env: 'JWT_CLOCK_TOLERANCE_MS', kind: 'int', default: '0', min: 0, max: 300000, description: 'Clock skew allowed when checking `exp` and `nbf`, in milliseconds.' },
+  { env: 'TOKEN_COOKIE', kind: 'string', default: 'sse_token', description: 'Name of the cookie a token may come in (for same-site browsers; refresh it and EventSource reconnects by itself).' },
+  { env: 'PUBLIC_TOPICS', kind: 'list', description: 'Topics (names or `*` patterns) anyone may read without a token.' },
+  { env: 'MAX_TOPICS_PER_CONNECTION', kind: 'int', default: '16', min: 1, max: 256, description: 'Most `topic` parameters one connection may ask for.' },
+  { env: 'HEARTBEAT_INTERVAL_MS', kind: 'int', default: '15000', min: 1000, max: 300000, description: 'Interval of the heartbeat comment that keeps proxies from closing idle streams.' },
+  { env: 'RETRY_MS', kind: 'int', default: '2000', min: 0, max: 600000, description: 'Base reconnect delay sent as `retry:`.' },
+  { env: 'RETRY_JITTER_MS', kind: 'int', default: '1000', min: 0, max: 600000, description: 'Random extra delay added to `retry:` per connection, so reconnects spread out.' },
+  { env: 'CORS_ORIGINS', kind: 'list', description: 'Origins allowed to connect cross-site: exact origins (credentials, so cookies, allowed) or `*` (any origin, no credentials). Empty: no CORS headers.' },
+  { env: 'READER_SHARDS', kind: 'int', default: '4', min: 1, max: 64, description: 'Blocking Redis connections that share the stream keys read by this replica.' },
+  { env: 'READER_BLOCK_MS', kind: 'int', default: '5000', min: 100, max: 60000, description: 'BLOCK timeout of each shard\'s XREAD; also bounds how long a released key is still read.' },
+  { env: 'READER_COUNT', kind: 'int', default: '512', min: 1, max: 100000, description: 'Most entries read per key by one XREAD.' },
+  { env: 'CATCHUP_PAGE_SIZE', kind: 'int', default: '500', min: 1, max: 100000, description: 'Entries per XRANGE page when a client resumes or catches up.' },
+  { env: 'MAX_CONCURRENT_CATCHUPS', kind: 'int', default: '32', min: 1, max: 10000, description: 'Most catch-up reads in flight at once on this replica, so a reconnect storm cannot starve live delivery.' },
+  { env: 'SLOW_CLIENT_BUFFER_BYTES', kind: 'int', default: '262144', min: 65536, max: 67108864, description: 'Bytes a client may leave unread in its socket buffer before it stops taking live events (it catches up from Redis once it drains).' },
+  { env: 'SLOW_CLIENT_TIMEOUT_MS', kind: 'int', default: '30000', min: 1000, max: 3600000, description: 'How long a client may stay over that buffer before it is disconnected (it resumes when it reconnects).' },
+  { env: 'MAX_EVENT_BYTES', kind: 'int', default: '262144', min: 1, max: 67108864, description: 'Largest `data` (in UTF-8 bytes) relayed; larger entries are skipped and counted.' },
+  { env: 'DRAIN_WINDOW_MS', kind: 'int', default: '10000', min: 0, max: 600000, description: 'On SIGTERM, open streams are ended (with a jittered `retry:`) at random moments spread over this window, so other replicas are not stampeded.' },
+  { env: 'LOG_LEVEL', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'pino log level.' },
+] as const satisfies readonly FieldSpec[]
+
+export type SettingName = (typeof SETTINGS)[number]['env']
+
+export interface JwtSettings {
+  /** HMAC secret or PEM public key. */
+  readonly key: string
+  readonly kind: 'secret' | 'public-key'
+  readonly algorithms: readonly string[]
+  readonly audience: readonly string[]
+  readonly issuer: readonly string[]
+  readonly clockToleranceMs: number
+}
+
+export interface Config {
+  readonly port: number
+  readonly host: string
+  readonly internalPort: number
+  readonly internalHost: string
+  readonly redisUrl: string
+  readonly keyPrefix: string
+  /** Undefined when neither a secret nor a public key is set: only public topics can be read. */
+  readonly jwt: JwtSettings | undefined
+  readonly topicsClaim: string
+  readonly tokenCookie: string
+  readonly publicTopics: readonly string[]
+  readonly maxTopicsPerConnection: number
+  readonly heartbeatIntervalMs: number
+  readonly retryMs: number
+  readonly retryJitterMs: number
+  readonly corsOrigins: readonly string[]
+  readonly readerShards: number
+  readonly readerBlockMs: number
+  readonly readerCount: number
+  readonly maxEventBytes: number
+  readonly catchupPageSize: number
+  readonly maxConcurrentCatchups: number
+  readonly slowClientBufferBytes: number
+  readonly slowClientTimeoutMs: number
+  readonly drainWindowMs: number
+  readonly logLevel: string
+}
+
+const HMAC = ['HS256', 'HS384', 'HS512']
+const ALL_ALGORITHMS = new Set([...HMAC, 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])
+
+type Raw = Record<string, string | undefined>
+
+function parseField (spec: FieldSpec, raw: string | undefined): string | number | boolean | string[] | undefined {
+  const value = raw === undefined || raw.trim() === '' ? spec.default : raw.trim()
+  if (value === undefined) return spec.kind === 'list' ? [] : undefined
+  switch (spec.kind) {
+    case 'int': {
+      if (!/^-?\d+$/.test(value)) throw new ConfigError(`${spec.env} must be a whole number, got "${value}"`)
+      const n = Number(value)
+      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
+        throw new ConfigError(`${spec.env} must be between ${spec.min ?? '-inf'} and ${spec.max ?? 'inf'}, got ${n}`)
+      }
+      return n
+    }
+    case 'bool':
+      if (/^(1|true|yes|on)$/i.test(value)) return true
+      if (/^(0|false|no|off)$/i.test(value)) return false
+      throw new ConfigError(`${spec.env} must be true or false, got "${value}"`)
+    case 'list':
+      return value.split(',').map(s => s.trim()).filter(s => s.length > 0)
+    case 'enum':
+      if (spec.values?.includes(value) !== true) throw new ConfigError(`${spec.env} must be one of ${spec.values?.join(', ')}, got "${value}"`)
+      return value
+    default:
+      return value
+  }
+}
+
+/**
+ * Reads and validates the settings. Throws {@link ConfigError} naming the first
+ * bad variable. `env` is the only input: no module reads `process.env` but the
+ * entry point.
+ */
+export function loadConfig (env: Raw): Config {
+  const v: Record<string, unknown> = {}
+  for (const spec of SETTINGS as readonly FieldSpec[]) v[spec.env] = parseField(spec, env[spec.env])
+  // Raw values keep newlines (PEM keys); the parsed ones are trimmed.
+  const str = (k: SettingName): string => v[k] as string
+  const num = (k: SettingName): number => v[k] as number
+  const list = (k: SettingName): string[] => v[k] as string[]
+
+  const publicTopics = list('PUBLIC_TOPICS')
+  for (const p of publicTopics) {
+    if (p !== '*' && !isValidTopicName(p.replaceAll('*', 'x'))) {
+      throw new ConfigError(`PUBLIC_TOPICS has "${p}", which is not a topic name or pattern (letters, digits, . _ - : @ / and *)`)
+    }
+  }
+  const cors = list('CORS_ORIGINS')
+  if (cors.includes('*') && cors.length > 1) throw new ConfigError('CORS_ORIGINS is either * alone or a list of exact origins, not both')
+  for (const o of cors) {
+    if (o !== '*' && !/^https?:\/\/[^/\s]+$/.test(o)) throw new ConfigError(`CORS_ORIGINS has "${o}": give origins as scheme://host[:port], with no path`)
+  }
+  if (str('KEY_PREFIX') === undefined || /[\s]/.test(str('KEY_PREFIX'))) throw new ConfigError('KEY_PREFIX must not contain white space')
+  if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(str('JWT_TOPICS_CLAIM'))) throw new ConfigError(`JWT_TOPICS_CLAIM must be a claim name, got "${str('JWT_TOPICS_CLAIM')}"`)
+  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(str('TOKEN_COOKIE'))) throw new ConfigError(`TOKEN_COOKIE must be a cookie name, got "${str('TOKEN_COOKIE')}"`)
+
+  return Object.freeze({
+    port: num('PORT'),
+    host: str('HOST'),
+    internalPort: num('INTERNAL_PORT'),
+    internalHost: str('INTERNAL_HOST'),
+    redisUrl: str('REDIS_URL'),
+    keyPrefix: str('KEY_PREFIX'),
+    jwt: jwtSettings(env, list('JWT_ALGORITHMS'), list('JWT_AUDIENCE'), list('JWT_ISSUER'), num('JWT_CLOCK_TOLERANCE_MS')),
+    topicsClaim: str('JWT_TOPICS_CLAIM'),
+    tokenCookie: str('TOKEN_COOKIE'),
+    publicTopics: Object.freeze(publicTopics),
+    maxTopicsPerConnection: num('MAX_TOPICS_PER_CONNECTION'),
+    heartbeatIntervalMs: num('HEARTBEAT_INTERVAL_MS'),
+    retryMs: num('RETRY_MS'),
+    retryJitterMs: num('RETRY_JITTER_MS'),
+    corsOrigins: Object.freeze(cors),
+    readerShards: num('READER_SHARDS'),
+    readerBlockMs: num('READER_BLOCK_MS'),
+    readerCount: num('READER_COUNT'),
+    maxEventBytes: num('MAX_EVENT_BYTES'),
+    catchupPageSize: num('CATCHUP_PAGE_SIZE'),
+    maxConcurrentCatchups: num('MAX_CONCURRENT_CATCHUPS'),
+    slowClientBufferBytes: num('SLOW_CLIENT_BUFFER_BYTES'),
+    slowClientTimeoutMs: num('SLOW_CLIENT_TIMEOUT_MS'),
+    drainWindowMs: num('DRAIN_WINDOW_MS'),
+    logLevel: str('LOG_LEVEL'),
+  })
+}
+
+function jwtSettings (env: Raw, algorithms: string[], audience: string[], issuer: string[], clockToleranceMs: number): JwtSettings | undefined {
+  const secret = env.JWT_SECRET?.trim()
+  const publicKey = env.JWT_PUBLIC_KEY?.trim()
+  if (secret !== undefined && secret !== '' && publicKey !== undefined && publicKey !== '') {
+    throw new ConfigError('set either JWT_SECRET or JWT_PUBLIC_KEY, not both')
+  }
+  for (const a of algorithms) {
+    if (!ALL_ALGORITHMS.has(a)) throw new ConfigError(`JWT_ALGORITHMS has "${a}"; allowed: ${[...ALL_ALGORITHMS].join(', ')} ("none" never is)`)
+  }
+  if (secret !== undefined && secret !== '') {
+    if (secret.length < 32) throw new ConfigError('JWT_SECRET must be at least 32 characters (HS256 needs a 256-bit key); generate one with `openssl rand -hex 32`')
+    const algs = algorithms.length > 0 ? algorithms : HMAC
+    const bad = algs.filter(a => !HMAC.includes(a))
+    if (bad.length > 0) throw new ConfigError(`JWT_ALGORITHMS has ${bad.join(', ')}, which a JWT_SECRET cannot verify; use HS256, HS384 or HS512`)
+    return Object.freeze({ key: secret, kind: 'secret', algorithms: Object.freeze(algs), audience, issuer, clockToleranceMs })
+  }
+  if (publicKey !== undefined && publicKey !== '') {
+    const pem = publicKey.replace(/\\n/g, '\n')
+    let type: string | undefined
+    try {
+      type = createPublicKey(pem).asymmetricKeyType
+    } catch {
+      throw new ConfigError('JWT_PUBLIC_KEY is not a PEM public key (expected -----BEGIN PUBLIC KEY-----)')
+    }
+    const forType = keyAlgorithms(type)
+    if (forType.length === 0) throw new ConfigError(`JWT_PUBLIC_KEY is a ${type ?? 'unknown'} key; use RSA, EC (P-256/384/521) or Ed25519`)
+    const algs = algorithms.length > 0 ? algorithms : forType
+    const bad = algs.filter(a => !forType.includes(a))
+    if (bad.length > 0) throw new ConfigError(`JWT_ALGORITHMS has ${bad.join(', ')}, which a ${type} key cannot verify; use ${forType.join(', ')}`)
+    return Object.freeze({ key: pem, kind: 'public-key', algorithms: Object.freeze(algs), audience, issuer, clockToleranceMs })
+  }
+  if (algorithms.length > 0) throw new ConfigError('JWT_ALGORITHMS is set but neither JWT_SECRET nor JWT_PUBLIC_KEY is')
+  return undefined
+}
+
+function keyAlgorithms (type: string | undefined): string[] {
+  switch (type) {
+    case 'rsa': return ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
+    case 'rsa-pss': return ['PS256', 'PS384', 'PS512']
+    case 'ec': return ['ES256', 'ES384', 'ES512']
+    case 'ed25519': return ['EdDSA']
+    default: return []
+  }
+}
+
+/** The README table of settings, generated from {@link SETTINGS}. */
+export function settingsTable (): string {
+  const rows = (SETTINGS as readonly FieldSpec[]).map(s => {
+    const def = s.default === undefined ? '' : `\`${s.default}\``
+    return `| \`${s.env}\` | ${def} | ${s.description} |`
+  })
+  return ['| Variable | Default | Meaning |', '|---|---|---|', ...rows].join('\n')
+}

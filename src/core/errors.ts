@@ -1,0 +1,48 @@
+/**
+ * Every error the gateway answers before a stream opens, with a stable code.
+ * Codes are part of the public contract: clients and dashboards match on them.
+ */
+export interface ErrorSpec {
+  readonly code: string
+  readonly statusCode: number
+}
+
+export const Errors = {
+  AUTH_MISSING_TOKEN: { code: 'SSEGW_ERR_AUTH_MISSING_TOKEN', statusCode: 401 },
+  AUTH_INVALID_TOKEN: { code: 'SSEGW_ERR_AUTH_INVALID_TOKEN', statusCode: 401 },
+  AUTH_EXPIRED_TOKEN: { code: 'SSEGW_ERR_AUTH_EXPIRED_TOKEN', statusCode: 401 },
+  AUTH_NOT_CONFIGURED: { code: 'SSEGW_ERR_AUTH_NOT_CONFIGURED', statusCode: 401 },
+  TOPIC_FORBIDDEN: { code: 'SSEGW_ERR_TOPIC_FORBIDDEN', statusCode: 403 },
+  TOPIC_INVALID: { code: 'SSEGW_ERR_TOPIC_INVALID', statusCode: 400 },
+  TOPIC_TOO_MANY: { code: 'SSEGW_ERR_TOPIC_TOO_MANY', statusCode: 400 },
+  NO_CHANNELS: { code: 'SSEGW_ERR_NO_CHANNELS', statusCode: 400 },
+  NOT_FOUND: { code: 'SSEGW_ERR_NOT_FOUND', statusCode: 404 },
+} as const satisfies Record<string, ErrorSpec>
+
+export type ErrorName = keyof typeof Errors
+
+/** An HTTP-facing error: `code` and `message` are safe to show to a client. */
+export class GatewayError extends Error {
+  readonly code: string
+  readonly statusCode: number
+
+  constructor (spec: ErrorSpec, message: string) {
+    super(message)
+    this.name = 'GatewayError'
+    this.code = spec.code
+    this.statusCode = spec.statusCode
+  }
+
+  toJSON (): { error: string, message: string } {
+    return { error: this.code, message: this.message }
+  }
+}
+
+/** Start-up configuration error: names the variable and what to fix. */
+export class ConfigError extends Error {
+  readonly code = 'SSEGW_ERR_CONFIG_INVALID'
+  constructor (message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}

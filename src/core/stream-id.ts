@@ -1,0 +1,33 @@
+/**
+ * Redis stream entry ids (`<ms>-<seq>`) as plain strings, compared
+ * numerically. Producers use `*` ids, so both parts fit in a double exactly
+ * (ms is a Unix time, seq a per-ms counter); longer parts are compared by
+ * length first, then as text, which is exact for unsigned decimals.
+ */
+export type StreamId = string
+
+export const ZERO_ID: StreamId = '0-0'
+const ID = /^(?:0|[1-9]\d{0,19})-(?:0|[1-9]\d{0,19})$/
+
+export function isStreamId (value: string): boolean {
+  return ID.test(value)
+}
+
+function compareDecimal (a: string, b: string): number {
+  if (a.length !== b.length) return a.length < b.length ? -1 : 1
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+/** Negative, zero or positive as `a` sorts before, with or after `b`. */
+export function compareIds (a: StreamId, b: StreamId): number {
+  if (a === b) return 0
+  const da = a.indexOf('-')
+  const db = b.indexOf('-')
+  const c = compareDecimal(a.slice(0, da), b.slice(0, db))
+  return c !== 0 ? c : compareDecimal(a.slice(da + 1), b.slice(db + 1))
+}
+
+/** Milliseconds part of an id (the time Redis stamped it). */
+export function idMs (id: StreamId): number {
+  return Number(id.slice(0, id.indexOf('-')))
+}

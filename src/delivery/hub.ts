@@ -1,0 +1,194 @@
+/**
+ * One hub per process: owns every stream key a local session reads,
+ * reference-counted, and turns each entry into an event once.
+ *
+ * An entry becomes a {@link DeliveryEvent}: its event and data lines framed
+ * once into a shared buffer (only the `id:` line is per session). Entries that
+ * break the producer contract (no `data`, an unsafe event name, too large) are
+ * skipped here, counted, and logged once per stream; they still move positions
+ * forward so nobody waits on them.
+ *
+ * Every batch carries the position it follows (`prevId`): a subscriber whose
+ * own cursor is behind that knows it missed something and catches up from the
+ * source (see Session). Live delivery, resume and slow-client catch-up are
+ * therefore one mechanism.
+ */
+import type { Logger } from 'pino'
+import { formatEventBody, isValidEventName } from '../core/frame.js'
+import { ZERO_ID, type StreamId } from '../core/stream-id.js'
+import type { RawEntry, StreamSource } from '../source/stream-source.js'
+
+export interface DeliveryEvent {
+  readonly id: StreamId
+  /** `event:` and `data:` lines, shared by every session. */
+  readonly body: Buffer
+}
+
+export interface Batch {
+  readonly events: readonly DeliveryEvent[]
+  /** Id of the last entry read, delivered or skipped; a cursor may move to it. */
+  readonly lastId: StreamId
+}
+
+export interface Subscriber {
+  /** New entries of `key` that follow `prevId`, in order. */
+  onBatch (key: string, prevId: StreamId, batch: Batch): void
+}
+
+export type SkipReason = 'no-data' | 'bad-event-name' | 'too-large'
+
+export interface HubOptions {
+  readonly maxEventBytes: number
+  /** Most concurrent catch-up reads against the source. */
+  readonly maxConcurrentReads: number
+  readonly logger: Logger
+  readonly onSkip?: (reason: SkipReason) => void
+}
+
+interface KeyState {
+  readonly subscribers: Set<Subscriber>
+  position: StreamId
+  ready: Promise<void>
+}
+
+const LOGGED_KEYS_LIMIT = 10000
+
+export class Hub {
+  private readonly keys = new Map<string, KeyState>()
+  private readonly loggedSkips = new Set<string>()
+  private readonly reads: Semaphore
+
+  constructor (private readonly source: StreamSource, private readonly opts: HubOptions) {
+    this.reads = new Semaphore(opts.maxConcurrentReads)
+    source.setListener((key, entries) => { this.dispatch(key, entries) })
+  }
+
+  /** Keys with at least one subscriber. */
+  get size (): number {
+    return this.keys.size
+  }
+
+  /**
+   * Adds a subscriber to `key` and resolves with the key's live position:
+   * every entry after it will reach the subscriber (as a batch, or through a
+   * catch-up it runs itself). Rejects if the source cannot be read.
+   */
+  async subscribe (key: string, subscriber: Subscriber): Promise<StreamId> {
+    let state = this.keys.get(key)
+    if (state === undefined) {
+      const fresh: KeyState = { subscribers: new Set(), position: ZERO_ID, ready: Promise.resolve() }
+      fresh.ready = this.source.tail(key).then(tail => {
+        fresh.position = tail ?? ZERO_ID
+        // Still wanted? Every subscriber may have left while we waited.
+        if (this.keys.get(key) === fresh) this.source.watch(key, fresh.position)
+      })
+      this.keys.set(key, fresh)
+      state = fresh
+    }
+    state.subscribers.add(subscriber)
+    try {
+      await state.ready
+    } catch (err) {
+      this.unsubscribe(key, subscriber)
+      if (this.keys.get(key) === state) this.keys.delete(key)
+      throw err
+    }
+    return state.position
+  }
+
+  unsubscribe (key: string, subscriber: Subscriber): void {
+    const state = this.keys.get(key)
+    if (state === undefined) return
+    state.subscribers.delete(subscriber)
+    if (state.subscribers.size === 0) {
+      this.keys.delete(key)
+      this.source.unwatch(key)
+    }
+  }
+
+  /** Last position read live for `key`, or undefined if nobody reads it. */
+  position (key: string): StreamId | undefined {
+    return this.keys.get(key)?.position
+  }
+
+  /** Reads entries after `afterId` from the source (catch-up), bounded in concurrency. */
+  async readPage (key: string, afterId: StreamId, count: number): Promise<Batch> {
+    const entries = await this.reads.run(() => this.source.range(key, afterId, count))
+    return this.toBatch(key, entries, afterId)
+  }
+
+  /** What is retained of `key` around `cursor`: for gap detection. */
+  async inspect (key: string, cursor: StreamId): Promise<{ exists: boolean, head: StreamId | undefined, tail: StreamId | undefined }> {
+    const [exists, head, tail] = await this.reads.run(() => Promise.all([
+      this.source.has(key, cursor), this.source.head(key), this.source.tail(key),
+    ]))
+    return { exists, head, tail }
+  }
+
+  private dispatch (key: string, entries: readonly RawEntry[]): void {
+    const state = this.keys.get(key)
+    if (state === undefined || entries.length === 0) return
+    const prevId = state.position
+    const batch = this.toBatch(key, entries, prevId)
+    state.position = batch.lastId
+    for (const s of state.subscribers) s.onBatch(key, prevId, batch)
+  }
+
+  private toBatch (key: string, entries: readonly RawEntry[], afterId: StreamId): Batch {
+    const events: DeliveryEvent[] = []
+    for (const entry of entries) {
+      const event = this.toEvent(key, entry)
+      if (event !== undefined) events.push(event)
+    }
+    const last = entries[entries.length - 1]
+    return { events, lastId: last === undefined ? afterId : last.id }
+  }
+
+  private toEvent (key: string, entry: RawEntry): DeliveryEvent | undefined {
+    let data: string | undefined
+    let event: string | undefined
+    const f = entry.fields
+    for (let i = 0; i + 1 < f.length; i += 2) {
+      if (f[i] === 'data' && data === undefined) data = f[i + 1]
+      else if (f[i] === 'event' && event === undefined) event = f[i + 1]
+    }
+    if (data === undefined) return this.skip(key, entry.id, 'no-data')
+    if (event === '') event = undefined
+    if (event !== undefined && !isValidEventName(event)) return this.skip(key, entry.id, 'bad-event-name')
+    if (data.length > this.opts.maxEventBytes || Buffer.byteLength(data) > this.opts.maxEventBytes) {
+      return this.skip(key, entry.id, 'too-large')
+    }
+    return { id: entry.id, body: formatEventBody(data, event) }
+  }
+
+  private skip (key: string, id: StreamId, reason: SkipReason): undefined {
+    this.opts.onSkip?.(reason)
+    if (!this.loggedSkips.has(key)) {
+      if (this.loggedSkips.size >= LOGGED_KEYS_LIMIT) this.loggedSkips.clear()
+      this.loggedSkips.add(key)
+      this.opts.logger.warn({ key, entryId: id, reason }, 'skipped a stream entry that breaks the producer contract (logged once per stream)')
+    }
+    return undefined
+  }
+}
+
+/** Bounds concurrent async work; waiters run in arrival order. */
+export class Semaphore {
+  private active = 0
+  private readonly waiting: Array<() => void> = []
+
+  constructor (private readonly limit: number) {}
+
+  async run<T> (work: () => Promise<T>): Promise<T> {
+    // A released slot passes straight to the next waiter, so the limit holds.
+    if (this.active >= this.limit) await new Promise<void>(resolve => this.waiting.push(resolve))
+    else this.active++
+    try {
+      return await work()
+    } finally {
+      const next = this.waiting.shift()
+      if (next !== undefined) next()
+      else this.active--
+    }
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * `GET /events`: authenticate, work out the channels, subscribe, then open the
+ * stream. Errors before the stream opens are JSON with a stable code; after
+ * the 200, the session ends itself with a reason and never throws.
+ */
+import { randomUUID } from 'node:crypto'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { TopicPatterns, isValidTopicName, topicChannel, userChannel, type Channel } from '../core/channels.js'
+import type { Config } from '../core/config.js'
+import { decodeCursor } from '../core/cursor.js'
+import { Errors, GatewayError } from '../core/errors.js'
+import { formatRetry } from '../core/frame.js'
+import type { Hub } from '../delivery/hub.js'
+import type { Metrics } from '../metrics.js'
+import { AuthError, extractToken, verifyToken, type Principal } from './auth.js'
+import { Session, type SessionRegistry } from './session.js'
+
+export interface EventsRouteOptions {
+  readonly config: Config
+  readonly hub: Hub
+  readonly sessions: SessionRegistry
+  readonly metrics: Metrics
+  /** True while the replica drains: new streams get a `retry:` and end at once. */
+  readonly isDraining: () => boolean
+}
+
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  // no-transform: proxies must not compress or rewrite (and so buffer) the stream.
+  'cache-control': 'no-cache, no-transform',
+  'x-accel-buffering': 'no',
+}
+
+function queryValues (value: unknown): string[] {
+  if (value === undefined) return []
+  if (Array.isArray(value)) return value.map(String)
+  return [String(value)]
+}
+
+export function parseTopics (raw: unknown, max: number): string[] {
+  const topics = [...new Set(queryValues(raw))]
+  for (const t of topics) {
+    if (!isValidTopicName(t)) {
+      throw new GatewayError(Errors.TOPIC_INVALID, `Topic ${JSON.stringify(t.slice(0, 140))} is not a valid name: use 1 to 128 of A-Z a-z 0-9 . _ - : @ /, starting with a letter or digit.`)
+    }
+  }
+  if (topics.length > max) {
+    throw new GatewayError(Errors.TOPIC_TOO_MANY, `This connection asks for ${topics.length} topics; at most ${max} are allowed (MAX_TOPICS_PER_CONNECTION).`)
+  }
+  return topics
+}
+
+export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOptions): Promise<void> {
+  const { config, hub, sessions, metrics } = opts
+  const publicTopics = new TopicPatterns(config.publicTopics)
+  const retryMs = (): number => config.retryMs + Math.floor(Math.random() * (config.retryJitterMs + 1))
+
+  function authorize (request: FastifyRequest, topics: string[]): Principal | undefined {
+    const found = extractToken(request, config.tokenCookie)
+    if (found === undefined) {
+      const needsToken = topics.length === 0 || topics.some(t => !publicTopics.matches(t))
+      if (needsToken) {
+        throw new AuthError('missing', Errors.AUTH_MISSING_TOKEN, 'No token: send `Authorization: Bearer <jwt>`, a `token` query parameter, or the `' + config.tokenCookie + '` cookie.')
+      }
+      return undefined
+    }
+    return verifyToken(app, found.token, config.topicsClaim)
+  }
+
+  app.get('/events', async (request: FastifyRequest, reply: FastifyReply) => {
+    const query = (request.query ?? {}) as Record<string, unknown>
+    let principal: Principal | undefined
+    let channels: Channel[]
+    try {
+      const topics = parseTopics(query.topic, config.maxTopicsPerConnection)
+      principal = authorize(request, topics)
+      const denied = topics.filter(t => !publicTopics.matches(t) && principal?.topics.matches(t) !== true)
+      if (denied.length > 0) {
+        throw new AuthError('forbidden', Errors.TOPIC_FORBIDDEN, `This token may not read ${denied.map(t => JSON.stringify(t)).join(', ')} (claim \`${config.topicsClaim}\`).`)
+      }
+      channels = topics.map(t => topicChannel(config.keyPrefix, t))
+      if (principal?.sub !== undefined) channels.unshift(userChannel(config.keyPrefix, principal.sub))
+      if (channels.length === 0) {
+        throw new GatewayError(Errors.NO_CHANNELS, 'Nothing to stream: the token has no `sub` and no `topic` parameter was given.')
+      }
+    } catch (err) {
+      if (err instanceof AuthError) metrics.authFailures.inc({ reason: err.reason })
+      throw err
+    }
+
+    if (opts.isDraining()) return endWithRetry(reply, retryMs())
+
+    const header = request.headers['last-event-id']
+    const lastEventId = typeof header === 'string' && header.length > 0
+      ? header
+      : typeof query.lastEventId === 'string' && query.lastEventId.length > 0 ? query.lastEventId : undefined
+
+    const session = new Session({
+      id: randomUUID(),
+      user: principal?.sub,
+      channels,
+      resume: lastEventId === undefined ? undefined : (decodeCursor(lastEventId) ?? null),
+      hub,
+      metrics,
+      logger: request.log,
+      retryMs: config.retryMs,
+      pageSize: config.catchupPageSize,
+      maxBufferedBytes: config.slowClientBufferBytes,
+      slowClientTimeoutMs: config.slowClientTimeoutMs,
+      expiresAtMs: principal?.expiresAtMs,
+      onClose: s => { sessions.delete(s) },
+    })
+
+    // Subscribe before the headers go out: anything written after the client
+    // sees `open` is then guaranteed to reach it.
+    try {
+      await session.subscribe()
+    } catch (err) {
+      request.log.warn({ err: { message: (err as Error).message } }, 'cannot subscribe (stream source unavailable); client told to retry')
+      // A non-200 would stop EventSource for good; a 200 that ends makes it retry.
+      return endWithRetry(reply, retryMs())
+    }
+    if (request.raw.destroyed || reply.raw.destroyed) {
+      session.close('client-closed')
+      return reply
+    }
+
+    reply.hijack()
+    const res = reply.raw
+    res.writeHead(200, { ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
+    const socket = res.socket
+    if (socket !== null) {
+      socket.setNoDelay(true)
+      socket.setKeepAlive(true, 30000)
+      socket.setTimeout(0)
+    }
+    sessions.add(session)
+    metrics.connectionsOpened.inc()
+    metrics.connectionsOpen.inc()
+    for (const ch of channels) metrics.subscriptions.inc({ kind: ch.kind })
+    session.start(res, retryMs())
+    return reply
+  })
+}
+
+/** A 200 stream that only says when to come back, then ends. */
+function endWithRetry (reply: FastifyReply, retryMs: number): FastifyReply {
+  reply.hijack()
+  const res = reply.raw
+  res.writeHead(200, { ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
+  res.end(formatRetry(retryMs))
+  return reply
+}

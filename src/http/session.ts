@@ -1,0 +1,404 @@
+/**
+ * One open SSE stream: its channels, a cursor per channel, and the socket.
+ *
+ * Delivery rule (the whole of it): a batch from the hub is written only if it
+ * directly follows this session's cursor for that channel. Otherwise the
+ * session is behind (it resumed from an old cursor, or it paused because its
+ * socket was not draining) and it catches up from the source with paged,
+ * exclusive range reads until its cursor reaches the hub's live position.
+ * Each event's id is compared with the cursor, so an entry is never written
+ * twice, and nothing is buffered in memory beyond the socket's own buffer:
+ * Redis is the buffer.
+ */
+import type { ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
+import type { Channel } from '../core/channels.js'
+import { channelHash, encodeCursor, encodeSegment, type DecodedCursor } from '../core/cursor.js'
+import { CONTROL_EVENT_PREFIX, HEARTBEAT, formatEvent, formatIdLine, formatRetry } from '../core/frame.js'
+import { ZERO_ID, compareIds, type StreamId } from '../core/stream-id.js'
+import type { Batch, Hub, Subscriber } from '../delivery/hub.js'
+import type { CloseReason, DeliverySource, GapReason, Metrics } from '../metrics.js'
+
+export const CONTROL_EVENTS = {
+  /** Some channels lost history (or the cursor was unusable); data names them. */
+  gap: `${CONTROL_EVENT_PREFIX}gap`,
+  /** The token expired; the stream ends after this event. */
+  tokenExpired: `${CONTROL_EVENT_PREFIX}token-expired`,
+} as const
+
+export interface SessionOptions {
+  readonly id: string
+  readonly user: string | undefined
+  readonly channels: readonly Channel[]
+  /** Decoded `Last-Event-ID`; `null` when one was sent but could not be decoded. */
+  readonly resume: DecodedCursor | null | undefined
+  readonly hub: Hub
+  readonly metrics: Metrics
+  readonly logger: Pick<Logger, 'info' | 'warn'>
+  readonly retryMs: number
+  readonly pageSize: number
+  readonly maxBufferedBytes: number
+  readonly slowClientTimeoutMs: number
+  /** Token expiry (ms since epoch); the stream ends then. */
+  readonly expiresAtMs: number | undefined
+  readonly onClose: (session: Session) => void
+}
+
+interface ChannelState {
+  readonly channel: Channel
+  readonly hash: string
+  cursor: StreamId
+  segment: string
+  /** Cursor came from the client or the session fell behind: check retention before reading. */
+  verify: boolean
+}
+
+interface GapNotice {
+  channel: string
+  reason: GapReason
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+export class Session implements Subscriber {
+  readonly id: string
+  readonly user: string | undefined
+  private readonly opts: SessionOptions
+  private readonly channels: ChannelState[]
+  private readonly byKey = new Map<string, ChannelState>()
+  private res: ServerResponse | undefined
+  private started = false
+  private closed = false
+  private corked = false
+  private paused = false
+  private catchingUp = false
+  private catchUpAgain = false
+  private pendingGaps: GapNotice[] = []
+  private expiryTimer: NodeJS.Timeout | undefined
+  private slowTimer: NodeJS.Timeout | undefined
+  private readonly openedAt = Date.now()
+  eventsSent = 0
+  /** Coarse time of the last write, for heartbeats (set by the registry's clock). */
+  lastWriteAt = 0
+
+  constructor (opts: SessionOptions) {
+    this.opts = opts
+    this.id = opts.id
+    this.user = opts.user
+    const used = new Set<string>()
+    this.channels = opts.channels.map(channel => {
+      // Two channels of one connection with the same 6-digit hash are
+      // astronomically rare; rehash deterministically so cursors stay usable.
+      let hash = channelHash(channel.name)
+      for (let n = 1; used.has(hash); n++) hash = channelHash(`${channel.name}\u0000${n}`)
+      used.add(hash)
+      const state: ChannelState = { channel, hash, cursor: ZERO_ID, segment: '', verify: false }
+      this.byKey.set(channel.key, state)
+      return state
+    })
+  }
+
+  get channelCount (): number {
+    return this.channels.length
+  }
+
+  /**
+   * Subscribes every channel and sets the cursors. Must finish before the
+   * response headers go out: that is the ordering promise (anything written
+   * after the client sees the stream open reaches it).
+   */
+  async subscribe (): Promise<void> {
+    let positions: StreamId[]
+    try {
+      positions = await Promise.all(this.channels.map(ch => this.opts.hub.subscribe(ch.channel.key, this)))
+    } catch (err) {
+      this.unsubscribeAll()
+      throw err
+    }
+    const resume = this.opts.resume
+    const invalid = resume === null || (resume?.kind === 'bare' && this.channels.length !== 1)
+    this.channels.forEach((ch, i) => {
+      let from: StreamId | undefined
+      if (resume?.kind === 'bare' && !invalid) from = resume.id
+      else if (resume?.kind === 'channels') from = resume.positions.get(ch.hash)
+      if (from !== undefined) {
+        ch.cursor = from
+        ch.verify = true
+      } else {
+        ch.cursor = positions[i] as StreamId
+        if (invalid) this.pendingGaps.push({ channel: ch.channel.name, reason: 'invalid-cursor' })
+      }
+      ch.segment = encodeSegment(ch.hash, ch.cursor)
+    })
+  }
+
+  /** Takes the response whose headers were just written and starts the stream. */
+  start (res: ServerResponse, retryMs: number): void {
+    this.res = res
+    this.started = true
+    res.on('close', () => { this.close('client-closed') })
+    this.write(formatRetry(retryMs))
+    const expires = this.opts.expiresAtMs
+    if (expires !== undefined) {
+      this.expiryTimer = setTimeout(() => { this.expire() }, Math.min(Math.max(0, expires - Date.now()), MAX_TIMER_MS))
+      this.expiryTimer.unref()
+    }
+    this.opts.logger.info({ session: this.id, user: this.user, channels: this.channels.length, resumed: this.opts.resume !== undefined }, 'session opened')
+    void this.catchUp()
+  }
+
+  onBatch (key: string, prevId: StreamId, batch: Batch): void {
+    if (this.closed || !this.started || this.paused) return
+    if (this.catchingUp) {
+      // The running catch-up may have passed this channel already: go round again.
+      this.catchUpAgain = true
+      return
+    }
+    const ch = this.byKey.get(key)
+    if (ch === undefined) return
+    if (compareIds(ch.cursor, prevId) < 0) {
+      void this.catchUp()
+      return
+    }
+    this.deliver(ch, batch, 'live')
+  }
+
+  heartbeat (now: number, intervalMs: number): void {
+    if (this.closed || this.res === undefined || now - this.lastWriteAt < intervalMs) return
+    this.write(HEARTBEAT)
+  }
+
+  /** Ends the stream: an optional last frame, then the response ends. Idempotent. */
+  close (reason: CloseReason, lastFrame?: string | Buffer): void {
+    if (this.closed) return
+    this.closed = true
+    clearTimeout(this.expiryTimer)
+    clearTimeout(this.slowTimer)
+    this.unsubscribeAll()
+    const res = this.res
+    if (res !== undefined && !res.destroyed && !res.writableEnded) {
+      if (lastFrame !== undefined) res.write(lastFrame)
+      res.end()
+    }
+    if (this.started) {
+      const m = this.opts.metrics
+      const seconds = (Date.now() - this.openedAt) / 1000
+      m.connectionsClosed.inc({ reason })
+      m.connectionsOpen.dec()
+      m.connectionDuration.observe(seconds)
+      this.opts.logger.info({ session: this.id, user: this.user, channels: this.channels.length, events: this.eventsSent, durationMs: Math.round(seconds * 1000), reason }, 'session closed')
+    }
+    this.opts.onClose(this)
+  }
+
+  /** Ends the stream with a `retry:` (used when draining). */
+  closeWithRetry (reason: CloseReason, retryMs: number): void {
+    this.close(reason, formatRetry(retryMs))
+  }
+
+  private expire (): void {
+    const data = JSON.stringify({ reason: 'token-expired', message: 'The access token expired: reconnect with a fresh token.' })
+    this.close('token-expired', formatEvent(data, CONTROL_EVENTS.tokenExpired))
+  }
+
+  private unsubscribeAll (): void {
+    for (const ch of this.channels) this.opts.hub.unsubscribe(ch.channel.key, this)
+  }
+
+  private currentId (ch: ChannelState): string {
+    if (this.channels.length === 1) return ch.cursor
+    let text = '1'
+    for (const c of this.channels) text += c.segment
+    return text
+  }
+
+  private setCursor (ch: ChannelState, id: StreamId): void {
+    ch.cursor = id
+    if (this.channels.length > 1) ch.segment = encodeSegment(ch.hash, id)
+  }
+
+  private deliver (ch: ChannelState, batch: Batch, source: DeliverySource): void {
+    let n = 0
+    for (const ev of batch.events) {
+      if (compareIds(ev.id, ch.cursor) <= 0) continue
+      this.setCursor(ch, ev.id)
+      this.write(ev.body)
+      this.write(formatIdLine(this.currentId(ch)))
+      n++
+    }
+    if (compareIds(batch.lastId, ch.cursor) > 0) this.setCursor(ch, batch.lastId)
+    if (n > 0) {
+      this.eventsSent += n
+      this.opts.metrics.eventsDelivered.inc({ source }, n)
+    }
+    this.checkBackPressure()
+  }
+
+  private write (chunk: string | Buffer): void {
+    const res = this.res
+    if (res === undefined || res.destroyed) return
+    if (!this.corked) {
+      // Batch every write of this tick into one syscall.
+      this.corked = true
+      res.cork()
+      process.nextTick(() => { this.corked = false; res.uncork() })
+    }
+    res.write(chunk)
+    this.lastWriteAt = Date.now()
+  }
+
+  private checkBackPressure (): void {
+    const res = this.res
+    if (this.paused || res === undefined || res.writableLength < this.opts.maxBufferedBytes) return
+    // The socket is not draining: stop taking live events and let Redis hold
+    // them. Memory stays at about maxBufferedBytes plus one batch.
+    this.paused = true
+    this.opts.metrics.slowClientPauses.inc()
+    for (const ch of this.channels) ch.verify = true
+    res.once('drain', () => {
+      if (this.closed) return
+      clearTimeout(this.slowTimer)
+      this.paused = false
+      void this.catchUp()
+    })
+    this.slowTimer = setTimeout(() => {
+      this.opts.metrics.slowClientCloses.inc()
+      this.opts.logger.warn({ session: this.id, user: this.user, bufferedBytes: res.writableLength }, 'closing a client that stopped reading')
+      this.close('slow-client')
+      res.destroy()
+    }, this.opts.slowClientTimeoutMs)
+    this.slowTimer.unref()
+  }
+
+  /**
+   * Brings every channel up to the hub's live position from the source, then
+   * lets live batches through again. One loop per session at a time.
+   */
+  private async catchUp (): Promise<void> {
+    if (this.catchingUp) {
+      this.catchUpAgain = true
+      return
+    }
+    this.catchingUp = true
+    try {
+      do {
+        this.catchUpAgain = false
+        for (const ch of this.channels) {
+          if (ch.verify) await this.verify(ch)
+          if (this.closed || this.paused) return
+        }
+        this.flushGaps()
+        for (const ch of this.channels) {
+          while (!this.closed && !this.paused) {
+            const live = this.opts.hub.position(ch.channel.key)
+            if (live === undefined || compareIds(ch.cursor, live) >= 0) break
+            const batch = await this.opts.hub.readPage(ch.channel.key, ch.cursor, this.opts.pageSize)
+            if (this.closed) return
+            if (batch.events.length === 0 && compareIds(batch.lastId, ch.cursor) <= 0) {
+              // The hub has read past us but the source has nothing after our
+              // cursor: those entries were removed meanwhile. Say so.
+              ch.verify = true
+              this.catchUpAgain = true
+              break
+            }
+            this.deliver(ch, batch, 'replay')
+          }
+          if (this.closed || this.paused) return
+        }
+      } while (this.catchUpAgain && !this.closed && !this.paused)
+    } catch (err) {
+      if (!this.closed) {
+        this.opts.logger.warn({ session: this.id, err: { message: (err as Error).message } }, 'catch-up read failed; ending the stream so the client resumes')
+        this.closeWithRetry('source-error', this.opts.retryMs)
+      }
+    } finally {
+      this.catchingUp = false
+    }
+  }
+
+  /**
+   * Checks that the entry at the cursor is still retained. If not, history
+   * may be lost: queue a gap notice and move the cursor to a documented point:
+   *  - trimmed (cursor older than the oldest entry, or the stream is gone):
+   *    from the oldest retained entry;
+   *  - ahead (cursor newer than the newest entry, e.g. after a failover to a
+   *    replica that was behind): from the newest entry;
+   *  - missing (within the retained range but deleted): right after the cursor.
+   */
+  private async verify (ch: ChannelState): Promise<void> {
+    ch.verify = false
+    if (ch.cursor === ZERO_ID) return
+    const { exists, head, tail } = await this.opts.hub.inspect(ch.channel.key, ch.cursor)
+    if (exists) return
+    let reason: GapReason
+    if (head === undefined || tail === undefined || compareIds(ch.cursor, head) < 0) {
+      reason = 'trimmed'
+      this.setCursor(ch, ZERO_ID)
+    } else if (compareIds(ch.cursor, tail) > 0) {
+      reason = 'ahead'
+      this.setCursor(ch, tail)
+    } else {
+      reason = 'missing'
+    }
+    this.pendingGaps.push({ channel: ch.channel.name, reason })
+  }
+
+  private flushGaps (): void {
+    if (this.pendingGaps.length === 0) return
+    const gaps = this.pendingGaps
+    this.pendingGaps = []
+    for (const g of gaps) this.opts.metrics.gaps.inc({ reason: g.reason })
+    const data = JSON.stringify({ channels: gaps })
+    const first = this.channels[0] as ChannelState
+    // Carries the current cursor as its id, so a reconnect after it does not
+    // report the same gap again.
+    this.write(formatEvent(data, CONTROL_EVENTS.gap, this.currentId(first)))
+    this.opts.logger.info({ session: this.id, user: this.user, gaps }, 'history gap reported')
+  }
+}
+
+/** Every open session of this replica: heartbeats and shutdown. */
+export class SessionRegistry {
+  private readonly sessions = new Set<Session>()
+  private readonly timer: NodeJS.Timeout
+
+  constructor (private readonly heartbeatIntervalMs: number) {
+    // One timer for all sessions; a session idle for a full interval gets a comment.
+    this.timer = setInterval(() => {
+      const now = Date.now()
+      for (const s of this.sessions) s.heartbeat(now, this.heartbeatIntervalMs)
+    }, Math.max(250, Math.floor(heartbeatIntervalMs / 2)))
+    this.timer.unref()
+  }
+
+  get size (): number {
+    return this.sessions.size
+  }
+
+  add (session: Session): void {
+    this.sessions.add(session)
+  }
+
+  delete (session: Session): void {
+    this.sessions.delete(session)
+  }
+
+  /** Ends every session with a `retry:`, each at its own moment within `windowMs`. */
+  async closeAll (reason: CloseReason, retryMs: number, retryJitterMs: number, windowMs = 0): Promise<void> {
+    const all = [...this.sessions]
+    if (windowMs <= 0) {
+      for (const s of all) s.closeWithRetry(reason, retryMs + Math.floor(Math.random() * retryJitterMs))
+      return
+    }
+    await Promise.all(all.map(s => new Promise<void>(resolve => {
+      setTimeout(() => {
+        s.closeWithRetry(reason, retryMs + Math.floor(Math.random() * retryJitterMs))
+        resolve()
+      }, Math.floor(Math.random() * windowMs))
+    })))
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+  }
+}

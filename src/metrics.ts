@@ -1,0 +1,69 @@
+/**
+ * The gateway's Prometheus metrics. One registry per gateway instance (tests
+ * build several in one process). Label values come from closed sets only:
+ * never a user id, topic name or key.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+export type DeliverySource = 'live' | 'replay'
+export type GapReason = 'trimmed' | 'missing' | 'ahead' | 'invalid-cursor'
+export type CloseReason = 'client-closed' | 'token-expired' | 'slow-client' | 'shutdown' | 'source-error'
+export type AuthFailure = 'missing' | 'invalid' | 'expired' | 'not-configured' | 'forbidden'
+
+export class Metrics {
+  readonly registry = new Registry()
+  readonly connectionsOpen: Gauge
+  readonly connectionsOpened: Counter
+  readonly connectionsClosed: Counter<'reason'>
+  readonly connectionDuration: Histogram
+  readonly subscriptions: Counter<'kind'>
+  readonly streamsRead: Gauge
+  readonly eventsDelivered: Counter<'source'>
+  readonly entriesSkipped: Counter<'reason'>
+  readonly gaps: Counter<'reason'>
+  readonly authFailures: Counter<'reason'>
+  readonly requestsRejected: Counter<'code'>
+  readonly slowClientPauses: Counter
+  readonly slowClientCloses: Counter
+  readonly readerErrors: Counter
+  readonly xreadSeconds: Histogram
+  /** Reports the live key count at scrape time (set by the app). */
+  streamsReadNow: () => number = () => 0
+
+  constructor (opts: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry]
+    const p = 'sse_gateway_'
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: p })
+    this.connectionsOpen = new Gauge({ name: `${p}connections_open`, help: 'SSE connections open now', registers })
+    this.connectionsOpened = new Counter({ name: `${p}connections_opened_total`, help: 'SSE streams opened (200 sent)', registers })
+    this.connectionsClosed = new Counter({ name: `${p}connections_closed_total`, help: 'SSE streams closed, by reason', labelNames: ['reason'], registers })
+    this.connectionDuration = new Histogram({
+      name: `${p}connection_duration_seconds`,
+      help: 'How long SSE streams stayed open',
+      buckets: [1, 10, 60, 300, 900, 1800, 3600, 14400, 86400],
+      registers,
+    })
+    this.subscriptions = new Counter({ name: `${p}subscriptions_total`, help: 'Channels subscribed by opened streams, by kind (user, topic)', labelNames: ['kind'], registers })
+    const self = this
+    this.streamsRead = new Gauge({
+      name: `${p}streams_read`,
+      help: 'Stream keys this replica reads live',
+      registers,
+      collect () { this.set(self.streamsReadNow()) },
+    })
+    this.eventsDelivered = new Counter({ name: `${p}events_delivered_total`, help: 'Events written to clients, by source (live, replay)', labelNames: ['source'], registers })
+    this.entriesSkipped = new Counter({ name: `${p}entries_skipped_total`, help: 'Stream entries skipped for breaking the producer contract, by reason', labelNames: ['reason'], registers })
+    this.gaps = new Counter({ name: `${p}gaps_total`, help: 'Gap control events sent, per channel, by reason', labelNames: ['reason'], registers })
+    this.authFailures = new Counter({ name: `${p}auth_failures_total`, help: 'Refused connections for authentication or authorization, by reason', labelNames: ['reason'], registers })
+    this.requestsRejected = new Counter({ name: `${p}requests_rejected_total`, help: 'Requests answered with an error before the stream opened, by error code', labelNames: ['code'], registers })
+    this.slowClientPauses = new Counter({ name: `${p}slow_client_pauses_total`, help: 'Times a session stopped taking live events because its socket was not draining', registers })
+    this.slowClientCloses = new Counter({ name: `${p}slow_client_closes_total`, help: 'Sessions closed for not draining within SLOW_CLIENT_TIMEOUT_MS', registers })
+    this.readerErrors = new Counter({ name: `${p}redis_reader_errors_total`, help: 'Failed XREAD calls (connection lost, Redis errors)', registers })
+    this.xreadSeconds = new Histogram({
+      name: `${p}redis_xread_duration_seconds`,
+      help: 'XREAD round-trip time, blocking included',
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
+      registers,
+    })
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * Where events come from. Redis Streams in production; any engine with the
+ * same semantics (ordered, monotonic `<ms>-<seq>` ids, history, trimming) can
+ * stand in. The contract test suite runs against every implementation.
+ */
+import type { StreamId } from '../core/stream-id.js'
+
+export interface RawEntry {
+  readonly id: StreamId
+  /** Flat field/value list, as XADD took it. */
+  readonly fields: readonly string[]
+}
+
+/** Receives new entries of watched keys, in stream order, never twice. */
+export type EntriesListener = (key: string, entries: readonly RawEntry[]) => void
+
+export type SourceState = 'connecting' | 'ready' | 'down'
+
+export interface StreamSource {
+  /** Sets the one listener that receives entries of watched keys. */
+  setListener (listener: EntriesListener): void
+  /**
+   * Starts reading `key` live from just after `afterId`. The first entries
+   * reported are the ones after `afterId`: none is skipped, even if written
+   * before this call returns.
+   */
+  watch (key: string, afterId: StreamId): void
+  /** Stops reading `key`; entries already in flight for it may still arrive. */
+  unwatch (key: string): void
+  /** Newest entry id, or `undefined` if the stream is empty or absent. */
+  tail (key: string): Promise<StreamId | undefined>
+  /** Oldest retained entry id, or `undefined` if the stream is empty or absent. */
+  head (key: string): Promise<StreamId | undefined>
+  /** Up to `count` entries with ids strictly after `afterId`, oldest first. */
+  range (key: string, afterId: StreamId, count: number): Promise<RawEntry[]>
+  /** Whether an entry with exactly this id is retained. */
+  has (key: string, id: StreamId): Promise<boolean>
+  /** Connection state, for readiness. */
+  readonly state: SourceState
+  /** Number of keys being read live. */
+  readonly watchedKeys: number
+  close (): Promise<void>
+}
