@@ -46,6 +46,7 @@ export const SETTINGS = [
   { env: 'READER_COUNT', kind: 'int', default: '512', min: 1, max: 100000, description: 'Most entries read per key by one XREAD.' },
   { env: 'CATCHUP_PAGE_SIZE', kind: 'int', default: '500', min: 1, max: 100000, description: 'Entries per XRANGE page when a client resumes or catches up.' },
   { env: 'MAX_CONCURRENT_CATCHUPS', kind: 'int', default: '32', min: 1, max: 10000, description: 'Most catch-up reads in flight at once on this replica, so a reconnect storm cannot starve live delivery.' },
+  { env: 'HISTORY_MAX_ENTRIES', kind: 'int', default: '1000', min: 0, max: 100000, description: 'Most entries per channel a first connect may ask for with `history=N` (0 disables `history` and `since`).' },
   { env: 'SLOW_CLIENT_BUFFER_BYTES', kind: 'int', default: '262144', min: 65536, max: 67108864, description: 'Bytes a client may leave unread in its socket buffer before it stops taking live events (it catches up from Redis once it drains).' },
   { env: 'SLOW_CLIENT_TIMEOUT_MS', kind: 'int', default: '30000', min: 1000, max: 3600000, description: 'How long a client may stay over that buffer before it is disconnected (it resumes when it reconnects).' },
   { env: 'MAX_EVENT_BYTES', kind: 'int', default: '262144', min: 1, max: 67108864, description: 'Largest `data` (in UTF-8 bytes) relayed; larger entries are skipped and counted.' },
@@ -87,6 +88,7 @@ export interface Config {
   readonly readerCount: number
   readonly maxEventBytes: number
   readonly catchupPageSize: number
+  readonly historyMaxEntries: number
   readonly maxConcurrentCatchups: number
   readonly slowClientBufferBytes: number
   readonly slowClientTimeoutMs: number
@@ -174,6 +176,7 @@ export function loadConfig (env: Raw): Config {
     readerCount: num('READER_COUNT'),
     maxEventBytes: num('MAX_EVENT_BYTES'),
     catchupPageSize: num('CATCHUP_PAGE_SIZE'),
+    historyMaxEntries: num('HISTORY_MAX_ENTRIES'),
     maxConcurrentCatchups: num('MAX_CONCURRENT_CATCHUPS'),
     slowClientBufferBytes: num('SLOW_CLIENT_BUFFER_BYTES'),
     slowClientTimeoutMs: num('SLOW_CLIENT_TIMEOUT_MS'),

@@ -16,6 +16,7 @@ export const Errors = {
   TOPIC_INVALID: { code: 'SSEGW_ERR_TOPIC_INVALID', statusCode: 400 },
   TOPIC_TOO_MANY: { code: 'SSEGW_ERR_TOPIC_TOO_MANY', statusCode: 400 },
   NO_CHANNELS: { code: 'SSEGW_ERR_NO_CHANNELS', statusCode: 400 },
+  HISTORY_INVALID: { code: 'SSEGW_ERR_HISTORY_INVALID', statusCode: 400 },
   NOT_FOUND: { code: 'SSEGW_ERR_NOT_FOUND', statusCode: 404 },
 } as const satisfies Record<string, ErrorSpec>
 

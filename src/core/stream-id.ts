@@ -31,3 +31,23 @@ export function compareIds (a: StreamId, b: StreamId): number {
 export function idMs (id: StreamId): number {
   return Number(id.slice(0, id.indexOf('-')))
 }
+
+const MAX_SEQ = '18446744073709551615'
+
+/**
+ * The largest id sorting before `id`: an exclusive cursor that makes a range
+ * read start at `id` itself.
+ */
+export function idBefore (id: StreamId): StreamId {
+  const dash = id.indexOf('-')
+  const ms = id.slice(0, dash)
+  const seq = id.slice(dash + 1)
+  if (seq !== '0') return `${ms}-${(BigInt(seq) - 1n).toString()}`
+  if (ms === '0') return ZERO_ID
+  return `${(BigInt(ms) - 1n).toString()}-${MAX_SEQ}`
+}
+
+/** Exclusive cursor for "every entry stamped at or after `ms`". */
+export function cursorForTime (ms: number): StreamId {
+  return ms <= 0 ? ZERO_ID : idBefore(`${Math.floor(ms)}-0`)
+}

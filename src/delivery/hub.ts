@@ -15,7 +15,7 @@
  */
 import type { Logger } from 'pino'
 import { formatEventBody, isValidEventName } from '../core/frame.js'
-import { ZERO_ID, type StreamId } from '../core/stream-id.js'
+import { ZERO_ID, idBefore, type StreamId } from '../core/stream-id.js'
 import type { RawEntry, StreamSource } from '../source/stream-source.js'
 
 export interface DeliveryEvent {
@@ -115,6 +115,13 @@ export class Hub {
   async readPage (key: string, afterId: StreamId, count: number): Promise<Batch> {
     const entries = await this.reads.run(() => this.source.range(key, afterId, count))
     return this.toBatch(key, entries, afterId)
+  }
+
+  /** Exclusive cursor from which the newest `count` entries of `key` are read. */
+  async cursorForLast (key: string, count: number): Promise<StreamId> {
+    const ids = await this.reads.run(() => this.source.newestIds(key, count))
+    const oldest = ids[ids.length - 1]
+    return ids.length < count || oldest === undefined ? ZERO_ID : idBefore(oldest)
   }
 
   /** What is retained of `key` around `cursor`: for gap detection. */

@@ -13,7 +13,7 @@ import { formatRetry } from '../core/frame.js'
 import type { Hub } from '../delivery/hub.js'
 import type { Metrics } from '../metrics.js'
 import { AuthError, extractToken, verifyToken, type Principal } from './auth.js'
-import { Session, type SessionRegistry } from './session.js'
+import { Session, type HistoryRequest, type SessionRegistry } from './session.js'
 
 export interface EventsRouteOptions {
   readonly config: Config
@@ -50,6 +50,28 @@ export function parseTopics (raw: unknown, max: number): string[] {
   return topics
 }
 
+/**
+ * `history=N` (the newest N entries of each channel) or `since=<time>` (Unix
+ * ms or an ISO 8601 date): where a first connect starts instead of now.
+ */
+export function parseHistory (query: Record<string, unknown>, max: number): HistoryRequest | undefined {
+  const { history, since } = query
+  if (history === undefined && since === undefined) return undefined
+  if (history !== undefined && since !== undefined) {
+    throw new GatewayError(Errors.HISTORY_INVALID, 'Give `history` or `since`, not both.')
+  }
+  if (max === 0) throw new GatewayError(Errors.HISTORY_INVALID, 'History on first connect is disabled on this gateway (HISTORY_MAX_ENTRIES=0).')
+  if (history !== undefined) {
+    const n = typeof history === 'string' && /^\d{1,9}$/.test(history) ? Number(history) : NaN
+    if (!(n >= 1 && n <= max)) throw new GatewayError(Errors.HISTORY_INVALID, `\`history\` must be a whole number from 1 to ${max} (entries per channel).`)
+    return { kind: 'last', count: n }
+  }
+  const text = typeof since === 'string' ? since : ''
+  const ms = /^\d{1,15}$/.test(text) ? Number(text) : /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : NaN
+  if (!Number.isFinite(ms)) throw new GatewayError(Errors.HISTORY_INVALID, '`since` must be a Unix time in milliseconds or an ISO 8601 date (2026-11-23T10:00:00Z).')
+  return { kind: 'since', sinceMs: Math.min(ms, Date.now()) }
+}
+
 export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOptions): Promise<void> {
   const { config, hub, sessions, metrics } = opts
   const publicTopics = new TopicPatterns(config.publicTopics)
@@ -71,6 +93,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     const query = (request.query ?? {}) as Record<string, unknown>
     let principal: Principal | undefined
     let channels: Channel[]
+    let history: HistoryRequest | undefined
     try {
       const topics = parseTopics(query.topic, config.maxTopicsPerConnection)
       principal = authorize(request, topics)
@@ -83,6 +106,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       if (channels.length === 0) {
         throw new GatewayError(Errors.NO_CHANNELS, 'Nothing to stream: the token has no `sub` and no `topic` parameter was given.')
       }
+      history = parseHistory(query, config.historyMaxEntries)
     } catch (err) {
       if (err instanceof AuthError) metrics.authFailures.inc({ reason: err.reason })
       throw err
@@ -100,6 +124,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       user: principal?.sub,
       channels,
       resume: lastEventId === undefined ? undefined : (decodeCursor(lastEventId) ?? null),
+      history,
       hub,
       metrics,
       logger: request.log,

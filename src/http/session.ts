@@ -15,7 +15,7 @@ import type { Logger } from 'pino'
 import type { Channel } from '../core/channels.js'
 import { channelHash, encodeCursor, encodeSegment, type DecodedCursor } from '../core/cursor.js'
 import { CONTROL_EVENT_PREFIX, HEARTBEAT, formatEvent, formatIdLine, formatRetry } from '../core/frame.js'
-import { ZERO_ID, compareIds, type StreamId } from '../core/stream-id.js'
+import { ZERO_ID, compareIds, cursorForTime, type StreamId } from '../core/stream-id.js'
 import type { Batch, Hub, Subscriber } from '../delivery/hub.js'
 import type { CloseReason, DeliverySource, GapReason, Metrics } from '../metrics.js'
 
@@ -32,6 +32,8 @@ export interface SessionOptions {
   readonly channels: readonly Channel[]
   /** Decoded `Last-Event-ID`; `null` when one was sent but could not be decoded. */
   readonly resume: DecodedCursor | null | undefined
+  /** First connect only: start from history instead of now. */
+  readonly history?: HistoryRequest | undefined
   readonly hub: Hub
   readonly metrics: Metrics
   readonly logger: Pick<Logger, 'info' | 'warn'>
@@ -43,6 +45,11 @@ export interface SessionOptions {
   readonly expiresAtMs: number | undefined
   readonly onClose: (session: Session) => void
 }
+
+/** The last `count` entries of each channel, or every entry since `sinceMs`. */
+export type HistoryRequest =
+  | { readonly kind: 'last', readonly count: number }
+  | { readonly kind: 'since', readonly sinceMs: number }
 
 interface ChannelState {
   readonly channel: Channel
@@ -117,18 +124,31 @@ export class Session implements Subscriber {
     }
     const resume = this.opts.resume
     const invalid = resume === null || (resume?.kind === 'bare' && this.channels.length !== 1)
-    this.channels.forEach((ch, i) => {
+    const history = resume === undefined ? this.opts.history : undefined
+    await Promise.all(this.channels.map(async (ch, i) => {
       let from: StreamId | undefined
       if (resume?.kind === 'bare' && !invalid) from = resume.id
       else if (resume?.kind === 'channels') from = resume.positions.get(ch.hash)
       if (from !== undefined) {
         ch.cursor = from
         ch.verify = true
+      } else if (history !== undefined) {
+        // Not a resume: history older than what is retained is simply not there.
+        const start = history.kind === 'since'
+          ? cursorForTime(history.sinceMs)
+          : await this.opts.hub.cursorForLast(ch.channel.key, history.count)
+        // Never past the live position: a cursor must name a real entry (or
+        // 0-0), or a later resume would see it as missing.
+        const live = positions[i] as StreamId
+        ch.cursor = compareIds(start, live) > 0 ? live : start
       } else {
         ch.cursor = positions[i] as StreamId
         if (invalid) this.pendingGaps.push({ channel: ch.channel.name, reason: 'invalid-cursor' })
       }
       ch.segment = encodeSegment(ch.hash, ch.cursor)
+    })).catch((err: unknown) => {
+      this.unsubscribeAll()
+      throw err
     })
   }
 

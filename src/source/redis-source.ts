@@ -284,6 +284,11 @@ export class RedisSource implements StreamSource {
     return r[0]?.[0]
   }
 
+  async newestIds (key: string, count: number): Promise<StreamId[]> {
+    const r = await this.cmd.xrevrange(key, '+', '-', 'COUNT', count)
+    return r.map(e => e[0])
+  }
+
   async range (key: string, afterId: StreamId, count: number): Promise<RawEntry[]> {
     const r = await this.cmd.xrange(key, `(${afterId}`, '+', 'COUNT', count)
     return r.map(toEntry)

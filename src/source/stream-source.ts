@@ -31,6 +31,8 @@ export interface StreamSource {
   tail (key: string): Promise<StreamId | undefined>
   /** Oldest retained entry id, or `undefined` if the stream is empty or absent. */
   head (key: string): Promise<StreamId | undefined>
+  /** Ids of the newest `count` entries, newest first (fewer if the stream is shorter). */
+  newestIds (key: string, count: number): Promise<StreamId[]>
   /** Up to `count` entries with ids strictly after `afterId`, oldest first. */
   range (key: string, afterId: StreamId, count: number): Promise<RawEntry[]>
   /** Whether an entry with exactly this id is retained. */
