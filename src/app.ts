@@ -5,6 +5,7 @@
  */
 import fastifyCookie from '@fastify/cookie'
 import fastifyCors from '@fastify/cors'
+import fastifyRateLimit from '@fastify/rate-limit'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './core/config.js'
@@ -56,12 +57,14 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     logger: logger.child({ component: 'redis' }),
     onRead: s => { metrics.xreadSeconds.observe(s) },
     onReaderError: () => { metrics.readerErrors.inc() },
+    onReconnect: () => { metrics.redisReconnects.inc() },
   })
   const hub = new Hub(source, {
     maxEventBytes: config.maxEventBytes,
     maxConcurrentReads: config.maxConcurrentCatchups,
     logger: logger.child({ component: 'hub' }),
     onSkip: reason => { metrics.entriesSkipped.inc({ reason }) },
+    onDelivered: lag => { metrics.deliveryLag.observe(lag) },
   })
   metrics.streamsReadNow = () => hub.size
   const sessions = new SessionRegistry(config.heartbeatIntervalMs)
@@ -74,6 +77,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     requestTimeout: 0,
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    trustProxy: config.trustProxy,
     // One line per session (open, close) and per refused request instead.
     logController: new LogController({ disableRequestLogging: true }),
   })
@@ -86,6 +90,13 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
       methods: ['GET', 'POST'],
       allowedHeaders: ['Authorization', 'Last-Event-ID', 'Content-Type'],
       maxAge: 600,
+    })
+  }
+  if (config.connectRatePerIp > 0) {
+    await server.register(fastifyRateLimit, {
+      global: false,
+      errorResponseBuilder: (_request, context) => new GatewayError(Errors.RATE_LIMITED,
+        `Too many new streams from this address: at most ${config.connectRatePerIp} per second (CONNECT_RATE_PER_IP); retry in ${context.after}.`),
     })
   }
   await registerJwt(server, config.jwt)

@@ -26,7 +26,9 @@ export class Metrics {
   readonly slowClientPauses: Counter
   readonly slowClientCloses: Counter
   readonly readerErrors: Counter
+  readonly redisReconnects: Counter
   readonly xreadSeconds: Histogram
+  readonly deliveryLag: Histogram
   /** Reports the live key count at scrape time (set by the app). */
   streamsReadNow: () => number = () => 0
 
@@ -59,6 +61,13 @@ export class Metrics {
     this.slowClientPauses = new Counter({ name: `${p}slow_client_pauses_total`, help: 'Times a session stopped taking live events because its socket was not draining', registers })
     this.slowClientCloses = new Counter({ name: `${p}slow_client_closes_total`, help: 'Sessions closed for not draining within SLOW_CLIENT_TIMEOUT_MS', registers })
     this.readerErrors = new Counter({ name: `${p}redis_reader_errors_total`, help: 'Failed XREAD calls (connection lost, Redis errors)', registers })
+    this.redisReconnects = new Counter({ name: `${p}redis_reconnects_total`, help: 'Reconnection attempts of the Redis command connection', registers })
+    this.deliveryLag = new Histogram({
+      name: `${p}delivery_lag_seconds`,
+      help: 'From the time in a live entry\'s id (when Redis stored it) to the end of its fan-out to the socket buffers of this replica',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers,
+    })
     this.xreadSeconds = new Histogram({
       name: `${p}redis_xread_duration_seconds`,
       help: 'XREAD round-trip time, blocking included',

@@ -37,6 +37,10 @@ export const SETTINGS = [
   { env: 'TOKEN_COOKIE', kind: 'string', default: 'sse_token', description: 'Name of the cookie a token may come in (for same-site browsers; refresh it and EventSource reconnects by itself).' },
   { env: 'PUBLIC_TOPICS', kind: 'list', description: 'Topics (names or `*` patterns) anyone may read without a token.' },
   { env: 'MAX_TOPICS_PER_CONNECTION', kind: 'int', default: '16', min: 1, max: 256, description: 'Most `topic` parameters one connection may ask for.' },
+  { env: 'MAX_CONNECTIONS', kind: 'int', default: '20000', min: 1, max: 10000000, description: 'Most open streams on this replica; beyond it new streams are told to retry (EventSource) or get 503.' },
+  { env: 'MAX_CONNECTIONS_PER_USER', kind: 'int', default: '32', min: 1, max: 100000, description: 'Most open streams per token `sub` on this replica; beyond it: 429 `SSEGW_ERR_TOO_MANY_CONNECTIONS`.' },
+  { env: 'CONNECT_RATE_PER_IP', kind: 'int', default: '0', min: 0, max: 1000000, description: 'Most new streams per client IP per second (0: no limit); beyond it: 429 `SSEGW_ERR_RATE_LIMITED` with `Retry-After`. Behind a proxy set `TRUST_PROXY`.' },
+  { env: 'TRUST_PROXY', kind: 'bool', default: 'false', description: 'Take the client IP from `X-Forwarded-For` (set when a load balancer you control is in front).' },
   { env: 'HEARTBEAT_INTERVAL_MS', kind: 'int', default: '15000', min: 1000, max: 300000, description: 'Interval of the heartbeat comment that keeps proxies from closing idle streams.' },
   { env: 'RETRY_MS', kind: 'int', default: '2000', min: 0, max: 600000, description: 'Base reconnect delay sent as `retry:`.' },
   { env: 'RETRY_JITTER_MS', kind: 'int', default: '1000', min: 0, max: 600000, description: 'Random extra delay added to `retry:` per connection, so reconnects spread out.' },
@@ -79,6 +83,10 @@ export interface Config {
   readonly tokenCookie: string
   readonly publicTopics: readonly string[]
   readonly maxTopicsPerConnection: number
+  readonly maxConnections: number
+  readonly maxConnectionsPerUser: number
+  readonly connectRatePerIp: number
+  readonly trustProxy: boolean
   readonly heartbeatIntervalMs: number
   readonly retryMs: number
   readonly retryJitterMs: number
@@ -167,6 +175,10 @@ export function loadConfig (env: Raw): Config {
     tokenCookie: str('TOKEN_COOKIE'),
     publicTopics: Object.freeze(publicTopics),
     maxTopicsPerConnection: num('MAX_TOPICS_PER_CONNECTION'),
+    maxConnections: num('MAX_CONNECTIONS'),
+    maxConnectionsPerUser: num('MAX_CONNECTIONS_PER_USER'),
+    connectRatePerIp: num('CONNECT_RATE_PER_IP'),
+    trustProxy: v.TRUST_PROXY as boolean,
     heartbeatIntervalMs: num('HEARTBEAT_INTERVAL_MS'),
     retryMs: num('RETRY_MS'),
     retryJitterMs: num('RETRY_JITTER_MS'),

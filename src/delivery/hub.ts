@@ -15,7 +15,7 @@
  */
 import type { Logger } from 'pino'
 import { formatEventBody, isValidEventName } from '../core/frame.js'
-import { ZERO_ID, idBefore, type StreamId } from '../core/stream-id.js'
+import { ZERO_ID, idBefore, idMs, type StreamId } from '../core/stream-id.js'
 import type { RawEntry, StreamSource } from '../source/stream-source.js'
 
 export interface DeliveryEvent {
@@ -43,6 +43,8 @@ export interface HubOptions {
   readonly maxConcurrentReads: number
   readonly logger: Logger
   readonly onSkip?: (reason: SkipReason) => void
+  /** Seconds from the newest entry's id time to the end of its fan-out. */
+  readonly onDelivered?: (lagSeconds: number) => void
 }
 
 interface KeyState {
@@ -139,6 +141,9 @@ export class Hub {
     const batch = this.toBatch(key, entries, prevId)
     state.position = batch.lastId
     for (const s of state.subscribers) s.onBatch(key, prevId, batch)
+    if (this.opts.onDelivered !== undefined && batch.events.length > 0) {
+      this.opts.onDelivered(Math.max(0, Date.now() - idMs(batch.lastId)) / 1000)
+    }
   }
 
   private toBatch (key: string, entries: readonly RawEntry[], afterId: StreamId): Batch {

@@ -9,11 +9,11 @@ import { TopicPatterns, isValidTopicName, topicChannel, userChannel, type Channe
 import type { Config } from '../core/config.js'
 import { decodeCursor } from '../core/cursor.js'
 import { Errors, GatewayError } from '../core/errors.js'
-import { formatRetry } from '../core/frame.js'
+import { formatEvent, formatRetry } from '../core/frame.js'
 import type { Hub } from '../delivery/hub.js'
 import type { Metrics } from '../metrics.js'
 import { AuthError, extractToken, verifyToken, type Principal } from './auth.js'
-import { Session, type HistoryRequest, type SessionRegistry } from './session.js'
+import { CONTROL_EVENTS, Session, type HistoryRequest, type SessionRegistry } from './session.js'
 
 export interface EventsRouteOptions {
   readonly config: Config
@@ -89,7 +89,10 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     return verifyToken(app, found.token, config.topicsClaim)
   }
 
-  app.get('/events', async (request: FastifyRequest, reply: FastifyReply) => {
+  const routeConfig = config.connectRatePerIp > 0
+    ? { config: { rateLimit: { max: config.connectRatePerIp, timeWindow: 1000 } } }
+    : {}
+  app.get('/events', routeConfig, async (request: FastifyRequest, reply: FastifyReply) => {
     const query = (request.query ?? {}) as Record<string, unknown>
     let principal: Principal | undefined
     let channels: Channel[]
@@ -112,7 +115,14 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       throw err
     }
 
-    if (opts.isDraining()) return endWithRetry(reply, retryMs())
+    if (opts.isDraining()) return unavailable(request, reply, 'draining', retryMs())
+    if (sessions.size >= config.maxConnections) {
+      // Spread the retries wider: the other replicas take these clients.
+      return unavailable(request, reply, 'at-capacity', retryMs() * 2)
+    }
+    if (principal?.sub !== undefined && sessions.countFor(principal.sub) >= config.maxConnectionsPerUser) {
+      throw new GatewayError(Errors.TOO_MANY_CONNECTIONS, `This user already has ${config.maxConnectionsPerUser} open streams on this replica (MAX_CONNECTIONS_PER_USER): close one, or share one stream across tabs.`)
+    }
 
     const header = request.headers['last-event-id']
     const lastEventId = typeof header === 'string' && header.length > 0
@@ -142,8 +152,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       await session.subscribe()
     } catch (err) {
       request.log.warn({ err: { message: (err as Error).message } }, 'cannot subscribe (stream source unavailable); client told to retry')
-      // A non-200 would stop EventSource for good; a 200 that ends makes it retry.
-      return endWithRetry(reply, retryMs())
+      return unavailable(request, reply, 'source-unavailable', retryMs())
     }
     if (request.raw.destroyed || reply.raw.destroyed) {
       session.close('client-closed')
@@ -168,11 +177,28 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
   })
 }
 
-/** A 200 stream that only says when to come back, then ends. */
-function endWithRetry (reply: FastifyReply, retryMs: number): FastifyReply {
-  reply.hijack()
-  const res = reply.raw
-  res.writeHead(200, { ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
-  res.end(formatRetry(retryMs))
-  return reply
+export type UnavailableReason = 'draining' | 'at-capacity' | 'source-unavailable'
+
+/**
+ * This replica cannot serve the stream now. An EventSource (it asks for
+ * `text/event-stream`) gives up for good on any non-200, so it gets a 200
+ * with `retry:`, a `gateway.unavailable` event and the end of the stream, and
+ * comes back by itself, usually to another replica. Other clients get a 503
+ * with `Retry-After`.
+ */
+function unavailable (request: FastifyRequest, reply: FastifyReply, reason: UnavailableReason, retryMs: number): FastifyReply {
+  const message = reason === 'draining'
+    ? 'This replica is shutting down: reconnect.'
+    : reason === 'at-capacity' ? 'This replica is at its connection limit (MAX_CONNECTIONS): reconnect.' : 'The event source (Redis) is unreachable: reconnect shortly.'
+  const accept = request.headers.accept
+  if (typeof accept === 'string' && accept.includes('text/event-stream')) {
+    reply.hijack()
+    const res = reply.raw
+    res.writeHead(200, { ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
+    res.write(formatRetry(retryMs))
+    res.end(formatEvent(JSON.stringify({ reason, message }), CONTROL_EVENTS.unavailable))
+    return reply
+  }
+  return reply.code(503).header('retry-after', String(Math.max(1, Math.ceil(retryMs / 1000))))
+    .send(new GatewayError(Errors.UNAVAILABLE, message).toJSON())
 }

@@ -24,6 +24,8 @@ export const CONTROL_EVENTS = {
   gap: `${CONTROL_EVENT_PREFIX}gap`,
   /** The token expired; the stream ends after this event. */
   tokenExpired: `${CONTROL_EVENT_PREFIX}token-expired`,
+  /** This replica cannot serve the stream now (draining, full, Redis down); it ends with a `retry:`. */
+  unavailable: `${CONTROL_EVENT_PREFIX}unavailable`,
 } as const
 
 export interface SessionOptions {
@@ -380,6 +382,7 @@ export class Session implements Subscriber {
 /** Every open session of this replica: heartbeats and shutdown. */
 export class SessionRegistry {
   private readonly sessions = new Set<Session>()
+  private readonly perUser = new Map<string, number>()
   private readonly timer: NodeJS.Timeout
 
   constructor (private readonly heartbeatIntervalMs: number) {
@@ -395,12 +398,21 @@ export class SessionRegistry {
     return this.sessions.size
   }
 
+  /** Open streams of one user (token `sub`) on this replica. */
+  countFor (user: string): number {
+    return this.perUser.get(user) ?? 0
+  }
+
   add (session: Session): void {
     this.sessions.add(session)
+    if (session.user !== undefined) this.perUser.set(session.user, this.countFor(session.user) + 1)
   }
 
   delete (session: Session): void {
-    this.sessions.delete(session)
+    if (!this.sessions.delete(session) || session.user === undefined) return
+    const n = this.countFor(session.user) - 1
+    if (n > 0) this.perUser.set(session.user, n)
+    else this.perUser.delete(session.user)
   }
 
   /** Ends every session with a `retry:`, each at its own moment within `windowMs`. */

@@ -30,6 +30,8 @@ export interface RedisSourceOptions {
   /** Called after each XREAD with its round-trip time in seconds (metrics). */
   readonly onRead?: (seconds: number) => void
   readonly onReaderError?: () => void
+  /** Called each time the command connection starts reconnecting. */
+  readonly onReconnect?: () => void
 }
 
 type XReadReply = Array<[string, Array<[string, string[]]>]> | null
@@ -216,6 +218,7 @@ export class RedisSource implements StreamSource {
       this.state = 'down'
     })
     this.cmd.on('end', () => { this.state = 'down' })
+    this.cmd.on('reconnecting', () => { opts.onReconnect?.() })
     this.shards = Array.from({ length: opts.shards }, (_, i) =>
       new Shard(this, `${opts.keyPrefix}__gateway:wake:${this.instance}:${i}`, opts))
   }
