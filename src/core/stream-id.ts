@@ -8,9 +8,17 @@ export type StreamId = string
 
 export const ZERO_ID: StreamId = '0-0'
 const ID = /^(?:0|[1-9]\d{0,19})-(?:0|[1-9]\d{0,19})$/
+const U64_MAX = '18446744073709551615'
+
+/** Both parts are unsigned 64-bit: Redis refuses anything larger in every command. */
+function fitsU64 (digits: string): boolean {
+  return digits.length < U64_MAX.length || digits <= U64_MAX
+}
 
 export function isStreamId (value: string): boolean {
-  return ID.test(value)
+  if (!ID.test(value)) return false
+  const dash = value.indexOf('-')
+  return fitsU64(value.slice(0, dash)) && fitsU64(value.slice(dash + 1))
 }
 
 function compareDecimal (a: string, b: string): number {
