@@ -63,6 +63,7 @@ class Shard {
   private idle: (() => void) | undefined
   private closed = false
   private failing = false
+  private lost: ((err: Error) => void) | undefined
 
   constructor (
     private readonly source: RedisSource,
@@ -80,6 +81,13 @@ class Shard {
       blockingTimeout: opts.blockMs + 5000,
     })
     this.conn.on('error', () => { /* reported by the read loop */ })
+    // ioredis drops an in-flight command on disconnect without settling it
+    // (autoResendUnfulfilledCommands is off): fail the read ourselves.
+    this.conn.on('close', () => {
+      const lost = this.lost
+      this.lost = undefined
+      lost?.(new Error('Redis connection closed during XREAD'))
+    })
     void this.loop()
   }
 
@@ -124,8 +132,12 @@ class Shard {
       const started = process.hrtime.bigint()
       let reply: XReadReply
       try {
-        reply = await (this.conn as unknown as { xread: (...a: string[]) => Promise<XReadReply> }).xread(...args)
+        const read = (this.conn as unknown as { xread: (...a: string[]) => Promise<XReadReply> }).xread(...args)
+        const lost = new Promise<never>((_resolve, reject) => { this.lost = reject })
+        reply = await Promise.race([read, lost])
+        this.lost = undefined
       } catch (err) {
+        this.lost = undefined
         this.inFlight = false
         if (this.closed) return
         if (!this.failing) {
