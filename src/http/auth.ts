@@ -31,7 +31,8 @@ export async function registerJwt (app: FastifyInstance, jwt: JwtSettings | unde
     secret: jwt.kind === 'secret' ? jwt.key : { public: jwt.key },
     verify: {
       algorithms: [...jwt.algorithms] as never,
-      requiredClaims: ['exp'],
+      // fast-jwt checks aud/iss only when present: a configured one must be required too.
+      requiredClaims: ['exp', ...(jwt.audience.length > 0 ? ['aud'] : []), ...(jwt.issuer.length > 0 ? ['iss'] : [])],
       ...(jwt.audience.length > 0 ? { allowedAud: [...jwt.audience] } : {}),
       ...(jwt.issuer.length > 0 ? { allowedIss: [...jwt.issuer] } : {}),
       clockTolerance: jwt.clockToleranceMs,
@@ -70,9 +71,9 @@ export function verifyToken (app: FastifyInstance, token: string, topicsClaim: s
   try {
     payload = app.jwt.verify(token)
   } catch (err) {
-    const code = (err as { code?: string }).code
+    const { code, message } = err as { code?: string, message?: string }
     if (code === 'FAST_JWT_EXPIRED') throw new AuthError('expired', Errors.AUTH_EXPIRED_TOKEN, 'The token has expired: get a fresh one and reconnect.')
-    throw new AuthError('invalid', Errors.AUTH_INVALID_TOKEN, `The token was rejected: ${describe(code)}`)
+    throw new AuthError('invalid', Errors.AUTH_INVALID_TOKEN, `The token was rejected: ${describe(code, message)}`)
   }
   // Array or primitive payloads must never pass as a set of claims.
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
@@ -93,14 +94,18 @@ export function verifyToken (app: FastifyInstance, token: string, topicsClaim: s
   return { sub, topics: new TopicPatterns(topicsFromClaim(claims[topicsClaim])), expiresAtMs: exp * 1000 }
 }
 
-function describe (code: string | undefined): string {
+function describe (code: string | undefined, message: string | undefined): string {
   switch (code) {
     case 'FAST_JWT_MALFORMED': return 'it is not a well-formed JWT.'
     case 'FAST_JWT_INVALID_SIGNATURE': return 'its signature does not match the configured key.'
     case 'FAST_JWT_INVALID_ALGORITHM': return 'its `alg` is not one this gateway allows (JWT_ALGORITHMS).'
     case 'FAST_JWT_MISSING_SIGNATURE': return 'it is unsigned.'
     case 'FAST_JWT_INACTIVE': return 'it is not valid yet (`nbf`).'
-    case 'FAST_JWT_MISSING_REQUIRED_CLAIM': return 'it lacks the required `exp` claim.'
+    case 'FAST_JWT_MISSING_REQUIRED_CLAIM': {
+      // fast-jwt names the claim ("The aud claim is required."); only our own claim names can appear.
+      const claim = /^The (exp|aud|iss) claim is required/.exec(message ?? '')?.[1] ?? 'exp'
+      return `it lacks the required \`${claim}\` claim.`
+    }
     case 'FAST_JWT_INVALID_CLAIM_VALUE': return 'its `aud` or `iss` is not one this gateway accepts.'
     case 'FAST_JWT_INVALID_CLAIM_TYPE': return 'a claim has the wrong type.'
     case 'FAST_JWT_INVALID_PAYLOAD': return 'its payload is not a JSON object.'
