@@ -1,0 +1,111 @@
+/** Small additions to the test helpers: raw JWTs, metric scraping, many streams. */
+import type tap from 'tap'
+import { createHmac } from 'node:crypto'
+import { request, type IncomingHttpHeaders } from 'node:http'
+import { RawStream } from './sse.js'
+import { SECRET } from './token.js'
+
+const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
+
+/**
+ * A JWT with any header and payload (arrays, `alg: none`...). HS* algorithms
+ * are signed with `secret`; any other `alg` gets an empty signature.
+ */
+export function rawToken (header: Record<string, unknown>, payload: unknown, secret = SECRET): string {
+  const head = `${b64(header)}.${b64(payload)}`
+  const hash = header.alg === 'HS256' ? 'sha256' : header.alg === 'HS384' ? 'sha384' : header.alg === 'HS512' ? 'sha512' : undefined
+  return `${head}.${hash === undefined ? '' : createHmac(hash, secret).update(head).digest('base64url')}`
+}
+
+/** The last part of a JWT: what must never be logged even on its own. */
+export function signatureOf (token: string): string {
+  return token.slice(token.lastIndexOf('.') + 1)
+}
+
+/** GET a text body. */
+export async function getText (url: string): Promise<{ status: number, body: string }> {
+  return await new Promise((resolve, reject) => {
+    const req = request(url, res => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { body += c })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/**
+ * One sample of a Prometheus metric from `${internalUrl}/metrics`; 0 when the
+ * series does not exist (yet). `labels` must match exactly.
+ */
+export async function scrapeMetric (internalUrl: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const { body } = await getText(`${internalUrl}/metrics`)
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).sort().join(',')
+  for (const line of body.split('\n')) {
+    if (line.startsWith('#')) continue
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line)
+    if (m === null || m[1] !== name) continue
+    const got = (m[2] ?? '').split(',').filter(s => s.length > 0).sort().join(',')
+    if (got === want) return Number(m[3])
+  }
+  return 0
+}
+
+/**
+ * Opens `n` streams, `batch` at a time (each batch waits for its headers), so
+ * a small machine is not asked for a thousand handshakes at once.
+ */
+export async function openMany (n: number, batch: number, make: (i: number) => { url: string, headers?: Record<string, string> }): Promise<RawStream[]> {
+  const streams: RawStream[] = []
+  for (let start = 0; start < n; start += batch) {
+    const group: RawStream[] = []
+    for (let i = start; i < Math.min(n, start + batch); i++) {
+      const { url, headers } = make(i)
+      group.push(new RawStream(url, headers))
+    }
+    await Promise.all(group.map(async s => { await s.opened }))
+    streams.push(...group)
+  }
+  return streams
+}
+
+/** Polls `check` until it holds (every `everyMs`), or throws after `timeoutMs`. */
+export async function eventually (check: () => boolean | Promise<boolean>, timeoutMs = 20000, what = 'condition', everyMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, everyMs))
+  }
+}
+
+/**
+ * GET expecting a JSON error answer. Unlike `getJson`, a 200 stream (the
+ * request was wrongly accepted) does not hang: the response is cut at its
+ * headers and resolves with `body: undefined`.
+ */
+export async function getAnswer (url: string, headers: Record<string, string> = {}): Promise<{ status: number, headers: IncomingHttpHeaders, body: any }> {
+  return await new Promise((resolve, reject) => {
+    const req = request(url, { headers }, res => {
+      if (res.statusCode === 200 && /^text\/event-stream/.test(res.headers['content-type'] ?? '')) {
+        resolve({ status: 200, headers: res.headers, body: undefined })
+        req.destroy()
+        return
+      }
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { text += c })
+      res.on('end', () => {
+        let body: unknown = text
+        try { body = JSON.parse(text) } catch {}
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body })
+      })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** The type of `t` inside a `t.test(...)` callback. */
+export type TestContext = Parameters<Parameters<typeof tap.test>[0]>[0]
