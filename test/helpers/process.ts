@@ -1,0 +1,183 @@
+/**
+ * A gateway in its own OS process (`node dist/src/main.js`), for tests that
+ * need a second replica or the real process's memory: free loopback ports,
+ * readiness wait, RSS from /proc, kill by pid.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, statSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { request } from 'node:http'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { SECRET } from './token.js'
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const MAIN = join(ROOT, 'dist', 'src', 'main.js')
+
+/** A free TCP port on 127.0.0.1 (listen on 0, close, reuse the number). */
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.unref()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address()
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0
+      srv.close(() => { resolve(port) })
+    })
+  })
+}
+
+function newestMtime (dir: string): number {
+  let newest = 0
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name)
+    if (entry.isDirectory()) newest = Math.max(newest, newestMtime(p))
+    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs)
+  }
+  return newest
+}
+
+function isBuilt (): boolean {
+  return existsSync(MAIN) && statSync(MAIN).mtimeMs >= newestMtime(join(ROOT, 'src'))
+}
+
+const sleepSync = (ms: number): void => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms) }
+
+/**
+ * Builds `dist/` when `dist/src/main.js` is missing or older than `src/`
+ * (`npm test` builds it first). Test files run in parallel: a lock folder
+ * keeps two of them from running tsc over each other.
+ */
+export function ensureBuilt (): void {
+  if (isBuilt()) return
+  const lock = join(tmpdir(), `sse-gw-build-${createHash('sha1').update(ROOT).digest('hex').slice(0, 12)}.lock`)
+  const deadline = Date.now() + 180000
+  for (;;) {
+    try {
+      mkdirSync(lock)
+      break
+    } catch {
+      // Someone else builds; a lock older than 3 minutes is stale.
+      try { if (Date.now() - statSync(lock).mtimeMs > 180000) rmdirSync(lock) } catch {}
+      if (Date.now() > deadline) throw new Error('timed out waiting for another build of dist/')
+      sleepSync(200)
+    }
+  }
+  try {
+    if (isBuilt()) return
+    const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8' })
+    if (r.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed:\n${r.stdout}${r.stderr}`)
+  } finally {
+    rmdirSync(lock)
+  }
+}
+
+export interface GatewayProcess {
+  readonly pid: number
+  /** `http://127.0.0.1:<port>` of the public listener. */
+  readonly url: string
+  readonly internalUrl: string
+  /** What the process wrote to stdout and stderr so far. */
+  readonly output: () => string
+  /** Resident set size now, in bytes (VmRSS). */
+  rss (): number
+  /** Peak resident set size, in bytes (VmHWM). */
+  peakRss (): number
+  /** SIGTERM, then SIGKILL if it has not exited within 5 s. */
+  stop (): Promise<void>
+}
+
+function statusField (pid: number, field: string): number {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)
+  if (m === null) throw new Error(`no ${field} in /proc/${pid}/status`)
+  return Number(m[1]) * 1024
+}
+
+async function httpStatus (url: string): Promise<number> {
+  return await new Promise(resolve => {
+    const req = request(url, res => { res.resume(); resolve(res.statusCode ?? 0) })
+    req.on('error', () => { resolve(0) })
+    req.setTimeout(2000, () => { req.destroy() })
+    req.end()
+  })
+}
+
+async function waitForExit (proc: ChildProcess, ms: number): Promise<boolean> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return true
+  return await new Promise(resolve => {
+    const timer = setTimeout(() => { proc.off('exit', onExit); resolve(false) }, ms)
+    const onExit = (): void => { clearTimeout(timer); resolve(true) }
+    proc.once('exit', onExit)
+  })
+}
+
+/**
+ * Starts `node dist/src/main.js` with `env` on top of test defaults (loopback
+ * ports picked here, the test JWT secret, LOG_LEVEL=warn, no drain window) and
+ * waits until `/readyz` answers 200.
+ */
+export async function spawnGateway (env: Record<string, string>): Promise<GatewayProcess> {
+  ensureBuilt()
+  let lastError = ''
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort()
+    const internalPort = await freePort()
+    // A clean environment: the test runner's NODE_OPTIONS (loaders) must not
+    // reach the gateway, or its memory is not the gateway's.
+    const childEnv: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      PORT: String(port),
+      INTERNAL_PORT: String(internalPort),
+      HOST: '127.0.0.1',
+      INTERNAL_HOST: '127.0.0.1',
+      JWT_SECRET: SECRET,
+      LOG_LEVEL: 'warn',
+      DRAIN_WINDOW_MS: '0',
+      ...env,
+    }
+    const proc = spawn(process.execPath, [MAIN], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    const keep = (chunk: Buffer): void => { output = (output + chunk.toString('utf8')).slice(-20000) }
+    proc.stdout?.on('data', keep)
+    proc.stderr?.on('data', keep)
+    const pid = proc.pid
+    if (pid === undefined) throw new Error('could not start the gateway process')
+    const url = `http://127.0.0.1:${port}`
+    const internalUrl = `http://127.0.0.1:${internalPort}`
+    const deadline = Date.now() + 30000
+    let ready = false
+    while (Date.now() < deadline && proc.exitCode === null && proc.signalCode === null) {
+      if (await httpStatus(`${internalUrl}/readyz`) === 200) { ready = true; break }
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    if (!ready) {
+      proc.kill('SIGKILL')
+      await waitForExit(proc, 5000)
+      lastError = output
+      // A port taken between freePort() and listen(): try other ports.
+      if (/EADDRINUSE/.test(output)) continue
+      throw new Error(`gateway process did not become ready:\n${output}`)
+    }
+    return {
+      pid,
+      url,
+      internalUrl,
+      output: () => output,
+      rss: () => statusField(pid, 'VmRSS'),
+      peakRss: () => statusField(pid, 'VmHWM'),
+      async stop () {
+        if (proc.exitCode !== null || proc.signalCode !== null) return
+        process.kill(pid, 'SIGTERM')
+        if (!await waitForExit(proc, 5000)) {
+          process.kill(pid, 'SIGKILL')
+          await waitForExit(proc, 5000)
+        }
+      },
+    }
+  }
+  throw new Error(`gateway process did not start (ports in use):\n${lastError}`)
+}
