@@ -53,13 +53,13 @@ export function topicChannel (prefix: string, topic: string): Channel {
  */
 export class TopicPatterns {
   private readonly exact = new Set<string>()
-  private readonly globs: RegExp[] = []
+  private readonly globs: string[] = []
   private matchAll = false
 
   constructor (patterns: Iterable<string>) {
     for (const p of patterns) {
       if (p === '*') this.matchAll = true
-      else if (p.includes('*')) this.globs.push(globToRegExp(p))
+      else if (p.includes('*')) this.globs.push(p)
       else this.exact.add(p)
     }
   }
@@ -70,18 +70,37 @@ export class TopicPatterns {
 
   matches (topic: string): boolean {
     if (this.matchAll || this.exact.has(topic)) return true
-    for (const g of this.globs) if (g.test(topic)) return true
+    for (const g of this.globs) if (globMatches(g, topic)) return true
     return false
   }
 }
 
-function globToRegExp (pattern: string): RegExp {
-  const body = pattern.split('*').map(escapeRegExp).join('.*')
-  return new RegExp(`^${body}$`, 's')
-}
-
-function escapeRegExp (s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
+/**
+ * `*` glob match in O(pattern x topic) time. Not a RegExp: `.*` per star
+ * backtracks exponentially in the number of stars, and the topic is client
+ * input. On a mismatch only the last star is retried, one character further.
+ */
+function globMatches (pattern: string, text: string): boolean {
+  let p = 0
+  let t = 0
+  let star = -1
+  let resume = 0
+  while (t < text.length) {
+    if (pattern[p] === '*') {
+      star = p++
+      resume = t
+    } else if (p < pattern.length && pattern[p] === text[t]) {
+      p++
+      t++
+    } else if (star !== -1) {
+      p = star + 1
+      t = ++resume
+    } else {
+      return false
+    }
+  }
+  while (pattern[p] === '*') p++
+  return p === pattern.length
 }
 
 /**
