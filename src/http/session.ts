@@ -302,6 +302,9 @@ export class Session implements Subscriber {
       return
     }
     this.catchingUp = true
+    // Channels whose source had nothing past the cursor even after a recheck
+    // in this run: they wait for the next live batch instead of re-reading.
+    const exhausted = new Set<ChannelState>()
     try {
       do {
         this.catchUpAgain = false
@@ -318,9 +321,15 @@ export class Session implements Subscriber {
             if (this.closed) return
             if (batch.events.length === 0 && compareIds(batch.lastId, ch.cursor) <= 0) {
               // The hub has read past us but the source has nothing after our
-              // cursor: those entries were removed meanwhile. Say so.
-              ch.verify = true
-              this.catchUpAgain = true
+              // cursor: those entries were removed meanwhile. Check the cursor
+              // once (a gap if its entry is gone) and read again; if there is
+              // still nothing, stop: the next live batch brings this session
+              // back here, rather than it re-reading an empty range in a loop.
+              if (!exhausted.has(ch)) {
+                exhausted.add(ch)
+                ch.verify = true
+                this.catchUpAgain = true
+              }
               break
             }
             this.deliver(ch, batch, 'replay')
