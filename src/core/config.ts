@@ -3,7 +3,7 @@
  * once at start-up and frozen. Each field's description is its documentation
  * (the README settings table is generated from it and checked by a test).
  */
-import { createPublicKey } from 'node:crypto'
+import { createPublicKey, type KeyObject } from 'node:crypto'
 import { ConfigError } from './errors.js'
 import { isValidTopicName } from './channels.js'
 
@@ -215,14 +215,18 @@ function jwtSettings (env: Raw, algorithms: string[], audience: string[], issuer
   }
   if (publicKey !== undefined && publicKey !== '') {
     const pem = publicKey.replace(/\\n/g, '\n')
-    let type: string | undefined
+    let key: KeyObject
     try {
-      type = createPublicKey(pem).asymmetricKeyType
+      key = createPublicKey(pem)
     } catch {
       throw new ConfigError('JWT_PUBLIC_KEY is not a PEM public key (expected -----BEGIN PUBLIC KEY-----)')
     }
-    const forType = keyAlgorithms(type)
-    if (forType.length === 0) throw new ConfigError(`JWT_PUBLIC_KEY is a ${type ?? 'unknown'} key; use RSA, EC (P-256/384/521) or Ed25519`)
+    // createPublicKey derives the public half of a private key; the verifier refuses one.
+    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) throw new ConfigError('JWT_PUBLIC_KEY holds a private key: give its public key (`openssl pkey -pubout`)')
+    const curve = key.asymmetricKeyDetails?.namedCurve
+    const type = key.asymmetricKeyType === 'ec' ? `ec ${curve ?? ''}`.trim() : key.asymmetricKeyType ?? 'unknown'
+    const forType = keyAlgorithms(key.asymmetricKeyType, curve)
+    if (forType.length === 0) throw new ConfigError(`JWT_PUBLIC_KEY is a ${type} key; use RSA, EC (P-256/384/521) or Ed25519`)
     const algs = algorithms.length > 0 ? algorithms : forType
     const bad = algs.filter(a => !forType.includes(a))
     if (bad.length > 0) throw new ConfigError(`JWT_ALGORITHMS has ${bad.join(', ')}, which a ${type} key cannot verify; use ${forType.join(', ')}`)
@@ -232,11 +236,15 @@ function jwtSettings (env: Raw, algorithms: string[], audience: string[], issuer
   return undefined
 }
 
-function keyAlgorithms (type: string | undefined): string[] {
+/**
+ * What a key can verify. ES* each name one curve (RFC 7518 3.4). No RSA-PSS
+ * (`rsa-pss`) keys: the verifier (fast-jwt) cannot read them; PS* tokens
+ * verify with a plain RSA key.
+ */
+function keyAlgorithms (type: string | undefined, curve: string | undefined): string[] {
   switch (type) {
     case 'rsa': return ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
-    case 'rsa-pss': return ['PS256', 'PS384', 'PS512']
-    case 'ec': return ['ES256', 'ES384', 'ES512']
+    case 'ec': return curve === 'prime256v1' ? ['ES256'] : curve === 'secp384r1' ? ['ES384'] : curve === 'secp521r1' ? ['ES512'] : []
     case 'ed25519': return ['EdDSA']
     default: return []
   }
