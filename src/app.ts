@@ -54,6 +54,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     shards: config.readerShards,
     blockMs: config.readerBlockMs,
     count: config.readerCount,
+    mode: config.readerMode,
     logger: logger.child({ component: 'redis' }),
     onRead: s => { metrics.xreadSeconds.observe(s) },
     onReaderError: () => { metrics.readerErrors.inc() },
@@ -67,6 +68,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     onDelivered: lag => { metrics.deliveryLag.observe(lag) },
   })
   metrics.streamsReadNow = () => hub.size
+  await source.start?.()
   const sessions = new SessionRegistry(config.heartbeatIntervalMs)
   let draining = false
 

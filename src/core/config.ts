@@ -45,6 +45,7 @@ export const SETTINGS = [
   { env: 'RETRY_MS', kind: 'int', default: '2000', min: 0, max: 600000, description: 'Base reconnect delay sent as `retry:`.' },
   { env: 'RETRY_JITTER_MS', kind: 'int', default: '1000', min: 0, max: 600000, description: 'Random extra delay added to `retry:` per connection, so reconnects spread out.' },
   { env: 'CORS_ORIGINS', kind: 'list', description: 'Origins allowed to connect cross-site: exact origins (credentials, so cookies, allowed) or `*` (any origin, no credentials). Empty: no CORS headers.' },
+  { env: 'READER_MODE', kind: 'enum', default: 'auto', values: ['auto', 'block', 'notify'], description: 'How streams are read live: `block` (sharded blocking XREAD, works everywhere, best for few busy keys), `notify` (keyspace notifications: reads only keys that changed, best for many per-user keys; needs `notify-keyspace-events` with K and t), `auto` (notify when the server has it on).' },
   { env: 'READER_SHARDS', kind: 'int', default: '4', min: 1, max: 64, description: 'Blocking Redis connections that share the stream keys read by this replica.' },
   { env: 'READER_BLOCK_MS', kind: 'int', default: '5000', min: 100, max: 60000, description: 'BLOCK timeout of each shard\'s XREAD; also bounds how long a released key is still read.' },
   { env: 'READER_COUNT', kind: 'int', default: '512', min: 1, max: 100000, description: 'Most entries read per key by one XREAD.' },
@@ -91,6 +92,7 @@ export interface Config {
   readonly retryMs: number
   readonly retryJitterMs: number
   readonly corsOrigins: readonly string[]
+  readonly readerMode: 'auto' | 'block' | 'notify'
   readonly readerShards: number
   readonly readerBlockMs: number
   readonly readerCount: number
@@ -183,6 +185,7 @@ export function loadConfig (env: Raw): Config {
     retryMs: num('RETRY_MS'),
     retryJitterMs: num('RETRY_JITTER_MS'),
     corsOrigins: Object.freeze(cors),
+    readerMode: str('READER_MODE') as 'auto' | 'block' | 'notify',
     readerShards: num('READER_SHARDS'),
     readerBlockMs: num('READER_BLOCK_MS'),
     readerCount: num('READER_COUNT'),

@@ -13,6 +13,15 @@
  * (`<prefix>__gateway:wake:<instance>:<shard>`); an XADD to it ends the
  * blocked read, and the next read lists the new key. That needs only write
  * access under the key prefix.
+ *
+ * Every blocking XREAD lists all of its shard's keys, and Redis pays for each
+ * listed key on every call: right for a few busy keys (topics), wrong for
+ * thousands of quiet ones (per-user channels). When the server publishes
+ * keyspace notifications for streams (`notify-keyspace-events` with `K` and
+ * `t`), the notify reader is used instead: it subscribes to the keyspace
+ * channel of each watched key and reads, with explicit ids, only the keys
+ * that changed. Notifications are at-most-once, so every key is read again
+ * after the subscriber reconnects, and once right after it is subscribed.
  */
 import { randomBytes } from 'node:crypto'
 import { Redis, type RedisOptions } from 'ioredis'
@@ -26,6 +35,8 @@ export interface RedisSourceOptions {
   readonly shards: number
   readonly blockMs: number
   readonly count: number
+  /** `block`: sharded blocking XREAD; `notify`: keyspace notifications; `auto`: notify when the server has them on. */
+  readonly mode: ReaderMode
   readonly logger: Logger
   /** Called after each XREAD with its round-trip time in seconds (metrics). */
   readonly onRead?: (seconds: number) => void
@@ -36,8 +47,20 @@ export interface RedisSourceOptions {
 
 type XReadReply = Array<[string, Array<[string, string[]]>]> | null
 
+export type ReaderMode = 'auto' | 'block' | 'notify'
+
+/** Reads watched keys live and reports their entries to the source. */
+interface LiveReader {
+  add (key: string, afterId: StreamId): void
+  remove (key: string): void
+  close (): Promise<void>
+}
+
+type Xread = (...args: string[]) => Promise<XReadReply>
+
 const RECONNECT_BASE_MS = 100
 const RECONNECT_MAX_MS = 5000
+const WATCHDOG_GRACE_MS = 5000
 
 function connectionOptions (extra: RedisOptions): RedisOptions {
   return {
@@ -77,8 +100,6 @@ class Shard {
       // ioredis must not replay the old command on its own.
       autoResendUnfulfilledCommands: false,
       maxRetriesPerRequest: null,
-      // Watchdog: a read that outlives BLOCK by this much resolves as empty.
-      blockingTimeout: opts.blockMs + 5000,
     })
     this.conn.on('error', () => { /* reported by the read loop */ })
     // ioredis drops an in-flight command on disconnect without settling it
@@ -131,12 +152,22 @@ class Shard {
       this.wakeQueued = false
       const started = process.hrtime.bigint()
       let reply: XReadReply
+      let watchdog: NodeJS.Timeout | undefined
       try {
-        const read = (this.conn as unknown as { xread: (...a: string[]) => Promise<XReadReply> }).xread(...args)
+        const read = (this.conn as unknown as { xread: Xread }).xread(...args)
         const lost = new Promise<never>((_resolve, reject) => { this.lost = reject })
+        // Watchdog: a read that outlives BLOCK by this much is on a dead
+        // connection (a silent network failure): drop it and reconnect.
+        watchdog = setTimeout(() => {
+          this.conn.disconnect(true)
+          this.lost?.(new Error(`XREAD gave no answer within READER_BLOCK_MS + ${WATCHDOG_GRACE_MS} ms`))
+        }, this.opts.blockMs + WATCHDOG_GRACE_MS)
+        watchdog.unref()
         reply = await Promise.race([read, lost])
+        clearTimeout(watchdog)
         this.lost = undefined
       } catch (err) {
+        clearTimeout(watchdog)
         this.lost = undefined
         this.inFlight = false
         if (this.closed) return
@@ -193,6 +224,17 @@ function errorSummary (err: unknown): { message: string, code?: string } {
   return { message: String(err) }
 }
 
+async function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => { reject(new Error(`no answer in ${ms} ms`)) }, ms)
+    })])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 function sleep (ms: number): Promise<void> {
   return new Promise(resolve => setTimeout(resolve, ms).unref())
 }
@@ -204,11 +246,186 @@ function shardOf (key: string, shards: number): number {
   return h % shards
 }
 
-export class RedisSource implements StreamSource {
-  private readonly cmd: Redis
+class ShardedReader implements LiveReader {
   private readonly shards: Shard[]
   private readonly owner = new Map<string, Shard>()
+
+  constructor (source: RedisSource, instance: string, opts: RedisSourceOptions) {
+    this.shards = Array.from({ length: opts.shards }, (_, i) =>
+      new Shard(source, `${opts.keyPrefix}__gateway:wake:${instance}:${i}`, opts))
+  }
+
+  add (key: string, afterId: StreamId): void {
+    let shard = this.owner.get(key)
+    if (shard === undefined) {
+      shard = this.shards[shardOf(key, this.shards.length)] as Shard
+      this.owner.set(key, shard)
+    }
+    shard.add(key, afterId)
+  }
+
+  remove (key: string): void {
+    const shard = this.owner.get(key)
+    if (shard === undefined) return
+    this.owner.delete(key)
+    shard.remove(key)
+  }
+
+  async close (): Promise<void> {
+    await Promise.all(this.shards.map(s => s.close()))
+  }
+}
+
+/** Keys per XREAD of the notify reader. */
+const NOTIFY_BATCH = 256
+
+class NotifyReader implements LiveReader {
+  private readonly keys = new Map<string, StreamId>()
+  private readonly dirty = new Set<string>()
+  private readonly reading = new Set<string>()
+  private readonly sub: Redis
+  private readonly channelPrefix: string
+  private scheduled = false
+  private closed = false
+  private failing = false
+  private backoff = RECONNECT_BASE_MS
+
+  constructor (
+    private readonly source: RedisSource,
+    private readonly reader: Redis,
+    db: number,
+    private readonly opts: RedisSourceOptions,
+  ) {
+    this.channelPrefix = `__keyspace@${db}__:`
+    this.sub = createClient(opts.url, {
+      connectionName: 'sse-gateway:notify',
+      maxRetriesPerRequest: null,
+      autoResubscribe: true,
+    })
+    this.sub.on('error', () => { /* the command connection reports outages */ })
+    let connectedBefore = false
+    this.sub.on('ready', () => {
+      // Notifications sent while we were away are lost: read every key again.
+      if (connectedBefore) for (const key of this.keys.keys()) this.markDirty(key)
+      connectedBefore = true
+    })
+    this.sub.on('message', (channel: string, event: string) => {
+      if (event !== 'xadd') return
+      const key = channel.slice(this.channelPrefix.length)
+      if (this.keys.has(key)) this.markDirty(key)
+    })
+  }
+
+  add (key: string, afterId: StreamId): void {
+    const known = this.keys.has(key)
+    this.keys.set(key, afterId)
+    if (known) {
+      this.markDirty(key)
+      return
+    }
+    // Entries written before the subscription took effect sent no
+    // notification: read the key once it is in place.
+    this.sub.subscribe(this.channelPrefix + key).then(
+      () => { this.markDirty(key) },
+      () => { this.markDirty(key) },
+    )
+  }
+
+  remove (key: string): void {
+    if (!this.keys.delete(key)) return
+    this.dirty.delete(key)
+    this.sub.unsubscribe(this.channelPrefix + key).catch(() => {})
+  }
+
+  private markDirty (key: string): void {
+    if (this.closed || !this.keys.has(key)) return
+    this.dirty.add(key)
+    if (this.scheduled) return
+    this.scheduled = true
+    // Gather every notification of this turn of the event loop into few reads.
+    setImmediate(() => { this.scheduled = false; this.flush() })
+  }
+
+  private flush (): void {
+    let batch: string[] = []
+    for (const key of this.dirty) {
+      if (this.reading.has(key)) continue
+      this.dirty.delete(key)
+      this.reading.add(key)
+      batch.push(key)
+      if (batch.length === NOTIFY_BATCH) {
+        void this.read(batch)
+        batch = []
+      }
+    }
+    if (batch.length > 0) void this.read(batch)
+  }
+
+  private async read (keys: string[]): Promise<void> {
+    const args: string[] = ['COUNT', String(this.opts.count), 'STREAMS', ...keys]
+    for (const key of keys) args.push(this.keys.get(key) ?? '0-0')
+    const started = process.hrtime.bigint()
+    let reply: XReadReply
+    try {
+      reply = await (this.reader as unknown as { xread: Xread }).xread(...args)
+    } catch (err) {
+      for (const key of keys) this.reading.delete(key)
+      if (this.closed) return
+      if (!this.failing) {
+        this.failing = true
+        this.opts.logger.error({ err: errorSummary(err) }, 'stream reader lost Redis; retrying with backoff, reading resumes from explicit ids')
+      }
+      this.opts.onReaderError?.()
+      await sleep(this.backoff)
+      this.backoff = Math.min(this.backoff * 2, RECONNECT_MAX_MS)
+      for (const key of keys) this.markDirty(key)
+      return
+    }
+    this.opts.onRead?.(Number(process.hrtime.bigint() - started) / 1e9)
+    if (this.failing) {
+      this.failing = false
+      this.opts.logger.info('stream reader reading again')
+    }
+    this.backoff = RECONNECT_BASE_MS
+    for (const key of keys) this.reading.delete(key)
+    for (const [key, entries] of reply ?? []) {
+      const current = this.keys.get(key)
+      if (current === undefined || entries.length === 0) continue
+      const fresh = entries.filter(e => compareIds(e[0], current) > 0)
+      if (fresh.length === 0) continue
+      this.keys.set(key, (fresh[fresh.length - 1] as [string, string[]])[0])
+      this.source.emit(key, fresh.map(toEntry))
+      // A full page: there may be more.
+      if (entries.length >= this.opts.count) this.markDirty(key)
+    }
+    // Notifications that arrived during the read.
+    if (this.dirty.size > 0 && !this.scheduled) {
+      this.scheduled = true
+      setImmediate(() => { this.scheduled = false; this.flush() })
+    }
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    this.sub.disconnect()
+  }
+}
+
+/**
+ * Whether the server publishes keyspace notifications for stream commands:
+ * `K` (keyspace channel) and `t` (streams) or `A` (all classes).
+ */
+export function notificationsCoverStreams (flags: string): boolean {
+  return flags.includes('K') && (flags.includes('t') || flags.includes('A'))
+}
+
+export class RedisSource implements StreamSource {
+  private readonly cmd: Redis
+  private reader: LiveReader | undefined
+  private readonly watched = new Map<string, StreamId>()
   private listener: EntriesListener = () => {}
+  /** The live reading strategy in use, once {@link start} has chosen it. */
+  mode: 'block' | 'notify' | undefined
   private wakeFailed = false
   private readonly instance = randomBytes(6).toString('hex')
   state: SourceState = 'connecting'
@@ -231,8 +448,33 @@ export class RedisSource implements StreamSource {
     })
     this.cmd.on('end', () => { this.state = 'down' })
     this.cmd.on('reconnecting', () => { opts.onReconnect?.() })
-    this.shards = Array.from({ length: opts.shards }, (_, i) =>
-      new Shard(this, `${opts.keyPrefix}__gateway:wake:${this.instance}:${i}`, opts))
+  }
+
+  /**
+   * Chooses the live reader. With `auto`, asks the server whether keyspace
+   * notifications cover streams (CONFIG GET, which managed Redis may refuse:
+   * then sharded blocking reads, which work everywhere).
+   */
+  async start (): Promise<void> {
+    if (this.reader !== undefined) return
+    let mode: 'block' | 'notify' = this.opts.mode === 'notify' ? 'notify' : 'block'
+    if (this.opts.mode === 'auto') {
+      try {
+        const reply = await withTimeout(this.cmd.config('GET', 'notify-keyspace-events') as Promise<unknown>, 3000)
+        const flags = Array.isArray(reply) ? String(reply[1] ?? '') : ''
+        if (notificationsCoverStreams(flags)) mode = 'notify'
+      } catch (err) {
+        this.opts.logger.info({ err: errorSummary(err) }, 'cannot read notify-keyspace-events; using blocking reads')
+      }
+    }
+    this.mode = mode
+    this.reader = mode === 'notify'
+      ? new NotifyReader(this, this.cmd, (this.cmd.options.db ?? 0), this.opts)
+      : new ShardedReader(this, this.instance, this.opts)
+    for (const [key, id] of this.watched) this.reader.add(key, id)
+    this.opts.logger.info({ mode }, mode === 'notify'
+      ? 'live reads follow keyspace notifications (notify-keyspace-events covers streams)'
+      : 'live reads use sharded blocking XREAD')
   }
 
   /** Resolves when the command connection is ready (or rejects after `ms`). */
@@ -247,7 +489,7 @@ export class RedisSource implements StreamSource {
   }
 
   get watchedKeys (): number {
-    return this.owner.size
+    return this.watched.size
   }
 
   setListener (listener: EntriesListener): void {
@@ -274,19 +516,13 @@ export class RedisSource implements StreamSource {
   }
 
   watch (key: string, afterId: StreamId): void {
-    let shard = this.owner.get(key)
-    if (shard === undefined) {
-      shard = this.shards[shardOf(key, this.shards.length)] as Shard
-      this.owner.set(key, shard)
-    }
-    shard.add(key, afterId)
+    this.watched.set(key, afterId)
+    this.reader?.add(key, afterId)
   }
 
   unwatch (key: string): void {
-    const shard = this.owner.get(key)
-    if (shard === undefined) return
-    this.owner.delete(key)
-    shard.remove(key)
+    if (!this.watched.delete(key)) return
+    this.reader?.remove(key)
   }
 
   async tail (key: string): Promise<StreamId | undefined> {
@@ -315,7 +551,7 @@ export class RedisSource implements StreamSource {
   }
 
   async close (): Promise<void> {
-    await Promise.all(this.shards.map(s => s.close()))
+    await this.reader?.close()
     this.cmd.disconnect()
     this.state = 'down'
   }

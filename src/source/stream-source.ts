@@ -17,6 +17,8 @@ export type EntriesListener = (key: string, entries: readonly RawEntry[]) => voi
 export type SourceState = 'connecting' | 'ready' | 'down'
 
 export interface StreamSource {
+  /** Prepares live reading; called once before the first `watch`. */
+  start? (): Promise<void>
   /** Sets the one listener that receives entries of watched keys. */
   setListener (listener: EntriesListener): void
   /**

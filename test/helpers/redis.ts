@@ -25,6 +25,8 @@ export interface TestRedis {
 export interface TestRedisOptions {
   /** Keep an append-only file so a restart keeps the data. */
   readonly appendonly?: boolean
+  /** `notify-keyspace-events` flags (e.g. `Kt` for the notify reader). */
+  readonly notify?: string
 }
 
 async function waitForExit (proc: ChildProcess): Promise<void> {
@@ -59,6 +61,7 @@ export async function startRedis (opts: TestRedisOptions = {}): Promise<TestRedi
       '--port', '0', '--unixsocket', socket, '--unixsocketperm', '700',
       '--save', '', '--appendonly', opts.appendonly === true ? 'yes' : 'no',
       '--appendfsync', 'always', '--dir', dir, '--logfile', join(dir, 'redis.log'),
+      ...(opts.notify !== undefined ? ['--notify-keyspace-events', opts.notify] : []),
     ], { stdio: 'ignore' })
     await ping(socket)
   }
