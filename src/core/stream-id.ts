@@ -59,3 +59,11 @@ export function idBefore (id: StreamId): StreamId {
 export function cursorForTime (ms: number): StreamId {
   return ms <= 0 ? ZERO_ID : idBefore(`${Math.floor(ms)}-0`)
 }
+
+/**
+ * True for a cursor made by {@link cursorForTime}: a moment, not an entry (no
+ * `*` id reaches the largest sequence number), so its absence is no gap.
+ */
+export function isTimeCursor (id: StreamId): boolean {
+  return id.endsWith(`-${MAX_SEQ}`)
+}

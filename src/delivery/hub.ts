@@ -15,7 +15,7 @@
  */
 import type { Logger } from 'pino'
 import { formatEventBody, isValidEventName } from '../core/frame.js'
-import { ZERO_ID, idBefore, idMs, type StreamId } from '../core/stream-id.js'
+import { ZERO_ID, idMs, type StreamId } from '../core/stream-id.js'
 import type { RawEntry, StreamSource } from '../source/stream-source.js'
 
 export interface DeliveryEvent {
@@ -119,11 +119,15 @@ export class Hub {
     return this.toBatch(key, entries, afterId)
   }
 
-  /** Exclusive cursor from which the newest `count` entries of `key` are read. */
+  /**
+   * Exclusive cursor from which the newest `count` entries of `key` are read:
+   * the entry just before them, or 0-0 when the stream holds no more than
+   * `count`. A real entry, not a computed id: a client may send it back in a
+   * multi-channel `Last-Event-ID`, and a cursor naming no entry reads as a gap.
+   */
   async cursorForLast (key: string, count: number): Promise<StreamId> {
-    const ids = await this.reads.run(() => this.source.newestIds(key, count))
-    const oldest = ids[ids.length - 1]
-    return ids.length < count || oldest === undefined ? ZERO_ID : idBefore(oldest)
+    const ids = await this.reads.run(() => this.source.newestIds(key, count + 1))
+    return ids.length <= count ? ZERO_ID : ids[count] as StreamId
   }
 
   /** What is retained of `key` around `cursor`: for gap detection. */

@@ -15,7 +15,7 @@ import type { Logger } from 'pino'
 import type { Channel } from '../core/channels.js'
 import { channelHash, encodeCursor, encodeSegment, type DecodedCursor } from '../core/cursor.js'
 import { CONTROL_EVENT_PREFIX, HEARTBEAT, formatEvent, formatIdLine, formatRetry } from '../core/frame.js'
-import { ZERO_ID, compareIds, cursorForTime, type StreamId } from '../core/stream-id.js'
+import { ZERO_ID, compareIds, cursorForTime, isTimeCursor, type StreamId } from '../core/stream-id.js'
 import type { Batch, Hub, Subscriber } from '../delivery/hub.js'
 import type { CloseReason, DeliverySource, GapReason, Metrics } from '../metrics.js'
 
@@ -368,6 +368,11 @@ export class Session implements Subscriber {
     } else if (compareIds(ch.cursor, tail) > 0) {
       reason = 'ahead'
       this.setCursor(ch, tail)
+    } else if (isTimeCursor(ch.cursor)) {
+      // A `since=` start that a multi-channel id carried before this
+      // channel's history was sent: it names a moment, and every entry after
+      // it is retained.
+      return
     } else {
       reason = 'missing'
     }

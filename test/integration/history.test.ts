@@ -150,3 +150,57 @@ t.test('HISTORY_MAX_ENTRIES=0 turns history off: 400 SSEGW_ERR_HISTORY_INVALID',
     t.equal(res.body?.error, 'SSEGW_ERR_HISTORY_INVALID', `${q}: stable code`)
   }
 })
+
+/**
+ * Ten entries per channel, each in its own millisecond (sequence 0): the
+ * common case for a quiet channel, and the one where a start cursor "just
+ * before the oldest wanted entry" names no real entry.
+ */
+async function quietHistory (ledger: Ledger): Promise<void> {
+  for (let i = 0; i < 10; i++) {
+    for (const ch of CHANNELS) {
+      await ledger.write(1, { only: ch })
+      await sleep(2)
+    }
+  }
+}
+
+/**
+ * Connects with `query`, takes the id of the first event only (a client that
+ * dropped right then), resumes from it and checks the rest arrives with no
+ * gap event: nothing was lost.
+ */
+async function resumeFromFirstHistoryEvent (t: Test, gw: TestGateway, query: string, rest: Map<string, string[]>): Promise<void> {
+  const s = await open(t, `${gw.url}${QUERY}&${query}`)
+  await s.until(x => dataEvents(x).length >= 1, 10000, 'the first history event')
+  const first = dataEvents(s)[0]
+  t.equal(first?.data, 'user:dave:8', `${query}: the user channel's history comes first`)
+  s.close()
+  await s.waitForEnd()
+  const r = await open(t, gw.url + QUERY, { 'last-event-id': first?.id as string })
+  t.equal(r.status, 200)
+  let n = 0
+  for (const list of rest.values()) n += list.length
+  await r.until(x => dataEvents(x).length >= n, 10000, 'the rest of the history').catch(() => {})
+  await sleep(300)
+  t.same(r.events.filter(e => e.event === GAP_EVENT).map(e => e.data), [], `${query}: no gap event, nothing was lost`)
+  assertExactlyOnce(t, rest, dataEvents(r), `${query}: the rest of the history`)
+}
+
+const REST = new Map([
+  ['user:dave', range('user:dave', 9, 10)],
+  ['topic:a', range('topic:a', 8, 10)],
+  ['topic:b', range('topic:b', 8, 10)],
+])
+
+t.test('regression: an id sent during a history=N replay resumed with a false "missing" gap', async t => {
+  const { gw, ledger } = await setup(t)
+  await quietHistory(ledger)
+  await resumeFromFirstHistoryEvent(t, gw, 'history=3', REST)
+})
+
+t.test('regression: an id sent during a since= replay resumed with a false gap', async t => {
+  const { gw, ledger } = await setup(t)
+  await quietHistory(ledger)
+  await resumeFromFirstHistoryEvent(t, gw, `since=${msOf(ledger.ids.get('user:dave')?.[7] as string)}`, REST)
+})
