@@ -139,3 +139,23 @@ t.test('entries that break the contract are skipped, counted and logged once per
     if (line.includes('forged by')) break
   }
 })
+
+t.test('a skipped entry is counted once, not again by every client that replays it', async t => {
+  const { gw, prefix, s } = await setup(t, ['replayed'])
+  const key = `${prefix}topic:replayed`
+  const token = hsToken({ topics: ['*'] })
+  const before = await redis.client.xadd(key, '*', 'data', 'v0') as string
+  await redis.client.xadd(key, '*', 'no', 'data')
+  await redis.client.xadd(key, '*', 'data', 'v1')
+  await s.until(x => x.events.some(e => e.data === 'v1'), 20000, 'v1 live')
+  const skipped = async (): Promise<number> => await scrapeMetric(gw.internalUrl, 'sse_gateway_entries_skipped_total', { reason: 'no-data' })
+  t.equal(await skipped(), 1, 'counted once when read live')
+  // Three clients resume from before the bad entry: they replay it from Redis.
+  for (let i = 0; i < 3; i++) {
+    const r = await openStream(`${gw.url}/events?topic=replayed`, { authorization: `Bearer ${token}`, 'last-event-id': before })
+    await r.until(x => x.events.some(e => e.data === 'v1'), 20000, 'v1 replayed')
+    t.same(r.events.map(e => e.data), ['v1'], `resume ${i + 1}: the bad entry is skipped on replay too`)
+    r.close()
+  }
+  t.equal(await skipped(), 1, 'still one entry skipped, however many clients replayed it')
+})
