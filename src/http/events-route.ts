@@ -142,7 +142,9 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       pageSize: config.catchupPageSize,
       maxBufferedBytes: config.slowClientBufferBytes,
       slowClientTimeoutMs: config.slowClientTimeoutMs,
-      expiresAtMs: principal?.expiresAtMs,
+      // Accepted until exp + tolerance, so it must not be cut off before then
+      // (else a client is accepted and ended at once, over and over).
+      expiresAtMs: principal === undefined ? undefined : principal.expiresAtMs + (config.jwt?.clockToleranceMs ?? 0),
       onClose: s => { sessions.delete(s) },
     })
 
