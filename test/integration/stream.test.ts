@@ -55,6 +55,20 @@ t.test('token expiry: a gateway.token-expired event with JSON data, then the str
   t.equal(await scrapeMetric(gw.internalUrl, 'sse_gateway_connections_closed_total', { reason: 'token-expired' }), 1, 'closed with reason token-expired')
 })
 
+t.test('regression: a token accepted within JWT_CLOCK_TOLERANCE_MS is not ended at once', async t => {
+  // exp already passed by the gateway's clock, but within the tolerance: the
+  // token is accepted, so the stream must live until exp + tolerance too, or
+  // the client is accepted and cut off in a loop.
+  const { gw } = await setup(t, { JWT_CLOCK_TOLERANCE_MS: '4000' })
+  const exp = Math.floor(Date.now() / 1000) - 1
+  const s = await openStream(`${gw.url}/events`, bearer(hsToken({ sub: 'skewed', exp })))
+  t.teardown(() => { s.close() })
+  t.equal(s.status, 200, 'accepted within the tolerance')
+  await s.waitForEnd(15000)
+  t.ok(Date.now() >= exp * 1000 + 4000 - 50, 'the stream lived until exp + JWT_CLOCK_TOLERANCE_MS')
+  t.same(s.events.map(e => e.event), ['gateway.token-expired'], 'then ended with the token-expired event')
+})
+
 t.test('ordering promise: entries XADDed as soon as the headers arrive all reach the client, in order', async t => {
   t.setTimeout(60000)
   const { gw, prefix } = await setup(t)
