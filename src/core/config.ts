@@ -162,7 +162,8 @@ export function loadConfig (env: Raw): Config {
     if (o !== '*' && !/^https?:\/\/[^/\s]+$/.test(o)) throw new ConfigError(`CORS_ORIGINS has "${o}": give origins as scheme://host[:port], with no path`)
   }
   if (str('KEY_PREFIX') === undefined || /[\s]/.test(str('KEY_PREFIX'))) throw new ConfigError('KEY_PREFIX must not contain white space')
-  if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(str('JWT_TOPICS_CLAIM'))) throw new ConfigError(`JWT_TOPICS_CLAIM must be a claim name, got "${str('JWT_TOPICS_CLAIM')}"`)
+  // Identity providers often namespace custom claims as URLs (https://example.com/topics).
+  if (!/^[\x21-\x7e]{1,256}$/.test(str('JWT_TOPICS_CLAIM'))) throw new ConfigError(`JWT_TOPICS_CLAIM must be a claim name (printable ASCII, no spaces), got "${str('JWT_TOPICS_CLAIM')}"`)
   if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(str('TOKEN_COOKIE'))) throw new ConfigError(`TOKEN_COOKIE must be a cookie name, got "${str('TOKEN_COOKIE')}"`)
 
   return Object.freeze({
