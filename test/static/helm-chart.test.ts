@@ -4,7 +4,7 @@
  * (test/static/helm-render.ts stands in for `helm template`).
  */
 import t, { type Test } from 'tap'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { Ajv } from 'ajv'
 import { SETTINGS } from '../../src/core/config.js'
@@ -96,6 +96,13 @@ t.test('invalid values are rejected by the schema', async t => {
 })
 
 t.test('config in the schema matches the gateway settings in src/core/config.ts', async t => {
+  if (process.env.UPDATE_HELM_SCHEMA === '1') {
+    // Regenerate properties.config.properties from SETTINGS, then check as usual.
+    const regenerated: Record<string, Obj> = {}
+    for (const spec of SETTINGS as readonly Obj[]) if (!CHART_MANAGED.includes(spec.env)) regenerated[spec.env] = schemaFor(spec)
+    schema.properties.config.properties = regenerated
+    writeFileSync(`${chartDir}/values.schema.json`, JSON.stringify(schema, null, 2) + '\n')
+  }
   const props = schema.properties.config.properties as Record<string, Obj>
   t.equal(schema.properties.config.additionalProperties, false)
   const settings = new Map<string, Obj>(SETTINGS.map(s => [s.env, s as Obj]))
@@ -107,7 +114,7 @@ t.test('config in the schema matches the gateway settings in src/core/config.ts'
     if (CHART_MANAGED.includes(name)) continue
     const prop = props[name]
     if (prop === undefined) {
-      t.fail(`setting ${name} is missing from helm/sse-gateway/values.schema.json properties.config.properties`)
+      t.fail(`setting ${name} is missing from helm/sse-gateway/values.schema.json (properties.config.properties): regenerate them with UPDATE_HELM_SCHEMA=1 npx tap test/static/helm-chart.test.ts`)
       continue
     }
     if (spec.kind === 'int') {
@@ -117,6 +124,7 @@ t.test('config in the schema matches the gateway settings in src/core/config.ts'
     }
     if (spec.kind === 'enum') t.same(prop.enum, spec.values, `${name} values`)
     if (spec.kind === 'list') t.ok(Array.isArray(prop.anyOf), `${name} takes a list or a comma-separated string`)
+    t.same(prop, schemaFor(spec), `${name}: schema entry up to date (UPDATE_HELM_SCHEMA=1 regenerates it)`)
   }
   // Values in values.yaml are within the settings' own bounds.
   const values = loadChartValues(chartDir).config as Obj
@@ -334,6 +342,18 @@ function checkDeployment (t: Test, r: Rendered): Obj {
   t.ok(c.resources?.requests?.cpu !== undefined && c.resources?.limits?.memory !== undefined, 'resources set')
   t.match(c.image, /^[^:@]+(:[\w.-]+|@sha256:[a-f0-9]{64})$/, 'image reference')
   return dep
+}
+
+/** The values.schema.json entry for a gateway setting. */
+function schemaFor (spec: Obj): Obj {
+  const description = spec.default !== undefined ? `${String(spec.description)} Default: ${String(spec.default)}.` : spec.description
+  switch (spec.kind) {
+    case 'int': return { description, type: 'integer', minimum: spec.min, maximum: spec.max }
+    case 'bool': return { description, type: 'boolean' }
+    case 'enum': return { description, type: 'string', enum: spec.values }
+    case 'list': return { description, anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] }
+    default: return { description, type: 'string' }
+  }
 }
 
 function matches (selector: Obj, labels: Obj): boolean {
