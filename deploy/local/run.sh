@@ -80,7 +80,8 @@ cleanup () {
   stop_pid "$B_PID" 20
   stop_pid "$REDIS_PID" 10
   wait 2>/dev/null || true
-  if [ "${KEEP_RUN_DIR:-0}" = 1 ] || [ "$status" -ne 0 ]; then
+  # Logs are kept on a failure (Ctrl-C and SIGTERM are not failures).
+  if [ "${KEEP_RUN_DIR:-0}" = 1 ] || { [ "$status" -ne 0 ] && [ "$status" -ne 130 ] && [ "$status" -ne 143 ]; }; then
     echo "logs kept in $RUN_DIR"
   else
     rm -rf "$RUN_DIR"
