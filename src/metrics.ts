@@ -28,6 +28,11 @@ export class Metrics {
   readonly readerErrors: Counter
   readonly redisReconnects: Counter
   readonly xreadSeconds: Histogram
+  readonly unavailable: Counter<'reason'>
+  readonly ready: Gauge
+  readonly connectionsLimit: Gauge
+  /** Reports readiness at scrape time (set by the app). */
+  readyNow: () => boolean = () => false
   readonly deliveryLag: Histogram
   /** Reports the live key count at scrape time (set by the app). */
   streamsReadNow: () => number = () => 0
@@ -62,6 +67,14 @@ export class Metrics {
     this.slowClientCloses = new Counter({ name: `${p}slow_client_closes_total`, help: 'Sessions closed for not draining within SLOW_CLIENT_TIMEOUT_MS', registers })
     this.readerErrors = new Counter({ name: `${p}redis_reader_errors_total`, help: 'Failed XREAD calls (connection lost, Redis errors)', registers })
     this.redisReconnects = new Counter({ name: `${p}redis_reconnects_total`, help: 'Reconnection attempts of the Redis command connection', registers })
+    this.unavailable = new Counter({ name: `${p}unavailable_answers_total`, help: 'New streams told to come back later, by reason (draining, at-capacity, source-unavailable)', labelNames: ['reason'], registers })
+    this.ready = new Gauge({
+      name: `${p}ready`,
+      help: '1 when this replica is ready (Redis reachable, not draining), else 0',
+      registers,
+      collect () { this.set(self.readyNow() ? 1 : 0) },
+    })
+    this.connectionsLimit = new Gauge({ name: `${p}connections_limit`, help: 'MAX_CONNECTIONS of this replica', registers })
     this.deliveryLag = new Histogram({
       name: `${p}delivery_lag_seconds`,
       help: 'From the time in a live entry\'s id (when Redis stored it) to the end of its fan-out to the socket buffers of this replica',

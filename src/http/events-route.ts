@@ -115,10 +115,10 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       throw err
     }
 
-    if (opts.isDraining()) return unavailable(request, reply, 'draining', retryMs())
+    if (opts.isDraining()) return unavailable(request, reply, 'draining', retryMs(), metrics)
     if (sessions.size >= config.maxConnections) {
       // Spread the retries wider: the other replicas take these clients.
-      return unavailable(request, reply, 'at-capacity', retryMs() * 2)
+      return unavailable(request, reply, 'at-capacity', retryMs() * 2, metrics)
     }
     if (principal?.sub !== undefined && sessions.countFor(principal.sub) >= config.maxConnectionsPerUser) {
       throw new GatewayError(Errors.TOO_MANY_CONNECTIONS, `This user already has ${config.maxConnectionsPerUser} open streams on this replica (MAX_CONNECTIONS_PER_USER): close one, or share one stream across tabs.`)
@@ -154,7 +154,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       await session.subscribe()
     } catch (err) {
       request.log.warn({ err: { message: (err as Error).message } }, 'cannot subscribe (stream source unavailable); client told to retry')
-      return unavailable(request, reply, 'source-unavailable', retryMs())
+      return unavailable(request, reply, 'source-unavailable', retryMs(), metrics)
     }
     if (request.raw.destroyed || reply.raw.destroyed) {
       session.close('client-closed')
@@ -188,7 +188,8 @@ export type UnavailableReason = 'draining' | 'at-capacity' | 'source-unavailable
  * comes back by itself, usually to another replica. Other clients get a 503
  * with `Retry-After`.
  */
-function unavailable (request: FastifyRequest, reply: FastifyReply, reason: UnavailableReason, retryMs: number): FastifyReply {
+function unavailable (request: FastifyRequest, reply: FastifyReply, reason: UnavailableReason, retryMs: number, metrics: Metrics): FastifyReply {
+  metrics.unavailable.inc({ reason })
   const message = reason === 'draining'
     ? 'This replica is shutting down: reconnect.'
     : reason === 'at-capacity' ? 'This replica is at its connection limit (MAX_CONNECTIONS): reconnect.' : 'The event source (Redis) is unreachable: reconnect shortly.'
