@@ -2,7 +2,7 @@
 import type tap from 'tap'
 import { createHmac } from 'node:crypto'
 import { request, type IncomingHttpHeaders } from 'node:http'
-import { RawStream } from './sse.js'
+import { RawStream, type ReceivedEvent } from './sse.js'
 import { SECRET } from './token.js'
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
@@ -54,16 +54,41 @@ export async function scrapeMetric (internalUrl: string, name: string, labels: R
 }
 
 /**
+ * A RawStream that checks each event as it arrives instead of keeping it:
+ * 1,000 clients times 1,000 events would otherwise keep a million objects
+ * alive, and the garbage collector would cost more than the gateway.
+ * `check` returns a problem description, or undefined when the event is right.
+ */
+export class CheckedStream extends RawStream {
+  received = 0
+  problem: string | undefined
+
+  constructor (url: string, headers: Record<string, string>, check: (event: ReceivedEvent, index: number) => string | undefined) {
+    super(url, headers)
+    const sink = {
+      push: (event: ReceivedEvent): number => {
+        const p = check(event, this.received)
+        if (p !== undefined && this.problem === undefined) this.problem = p
+        return ++this.received
+      },
+      get length (): number { return 0 },
+    }
+    // The parser pushes to `this.events`; no data can arrive before this line runs.
+    Object.defineProperty(this, 'events', { value: sink })
+  }
+}
+
+/**
  * Opens `n` streams, `batch` at a time (each batch waits for its headers), so
  * a small machine is not asked for a thousand handshakes at once.
  */
-export async function openMany (n: number, batch: number, make: (i: number) => { url: string, headers?: Record<string, string> }): Promise<RawStream[]> {
-  const streams: RawStream[] = []
+export async function openMany<S extends RawStream = RawStream> (n: number, batch: number, make: (i: number) => { url: string, headers?: Record<string, string> } | S): Promise<S[]> {
+  const streams: S[] = []
   for (let start = 0; start < n; start += batch) {
-    const group: RawStream[] = []
+    const group: S[] = []
     for (let i = start; i < Math.min(n, start + batch); i++) {
-      const { url, headers } = make(i)
-      group.push(new RawStream(url, headers))
+      const made = make(i)
+      group.push(made instanceof RawStream ? made : new RawStream(made.url, made.headers) as S)
     }
     await Promise.all(group.map(async s => { await s.opened }))
     streams.push(...group)
