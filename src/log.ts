@@ -19,6 +19,17 @@ export function pathOnly (url: string | undefined): string | undefined {
   return q === -1 ? url : url.slice(0, q)
 }
 
+/**
+ * pino's error serializer copies every enumerable property. Node's HTTP parse
+ * errors (logged by Fastify's clientError handler) carry `rawPacket`: the
+ * request bytes read so far, query string and headers included, so tokens.
+ */
+function serializeError (err: Error): Record<string, unknown> {
+  const out = pino.stdSerializers.err(err) as unknown as Record<string, unknown>
+  delete out.rawPacket
+  return out
+}
+
 export function loggerOptions (level: string): LoggerOptions {
   return {
     level,
@@ -34,7 +45,7 @@ export function loggerOptions (level: string): LoggerOptions {
     serializers: {
       req: (req: RequestLike) => ({ method: req.method, path: pathOnly(req.url), remoteAddress: req.ip }),
       res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
-      err: pino.stdSerializers.err,
+      err: serializeError,
     },
   }
 }
