@@ -3,6 +3,7 @@
  * or not it was accepted; each session logs one line when it opens and one
  * when it closes, with what an operator needs.
  */
+import { connect } from 'node:net'
 import t from 'tap'
 import { eventually, getAnswer, rawToken, signatureOf, type TestContext } from '../helpers/extra.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
@@ -62,16 +63,28 @@ async function traffic (t: TestContext, gw: TestGateway, prefix: string): Promis
   return { tokens: Object.values(tokens), received }
 }
 
+/** Buffers serialised into a log line (`{"type":"Buffer","data":[...]}`), decoded. */
+function buffersIn (value: unknown, out: string[] = []): string[] {
+  if (Array.isArray(value)) for (const v of value) buffersIn(v, out)
+  else if (typeof value === 'object' && value !== null) {
+    const o = value as Record<string, unknown>
+    if (o.type === 'Buffer' && Array.isArray(o.data)) out.push(Buffer.from(o.data as number[]).toString('latin1'))
+    else for (const v of Object.values(o)) buffersIn(v, out)
+  }
+  return out
+}
+
 function assertNoToken (t: TestContext, gw: TestGateway, tokens: string[]): void {
   t.ok(gw.logs.length > 0, `there are log lines (${gw.logs.length})`)
   const leaks: string[] = []
-  for (const line of gw.logs) {
+  for (const raw of gw.logs) {
+    const line = [raw, ...buffersIn(JSON.parse(raw))].join('\n')
     for (const token of tokens) {
-      if (line.includes(token)) leaks.push(`token in: ${line}`)
-      else if (line.includes(signatureOf(token)) && signatureOf(token).length > 0) leaks.push(`signature in: ${line}`)
-      else if (line.includes(token.slice(0, token.lastIndexOf('.')))) leaks.push(`header.payload in: ${line}`)
+      if (line.includes(token)) leaks.push(`token in: ${raw.slice(0, 300)}`)
+      else if (line.includes(signatureOf(token)) && signatureOf(token).length > 0) leaks.push(`signature in: ${raw.slice(0, 300)}`)
+      else if (line.includes(token.slice(0, token.lastIndexOf('.')))) leaks.push(`header.payload in: ${raw.slice(0, 300)}`)
     }
-    if (/token=/.test(line)) leaks.push(`query string in: ${line}`)
+    if (/token=/.test(line)) leaks.push(`query string in: ${raw.slice(0, 300)}`)
   }
   t.same(leaks, [], 'no log line holds a token, a signature, or a query string')
 }
@@ -121,4 +134,34 @@ t.test('session open and close lines carry session id, user, channels, events se
   await s.waitForEnd()
   const drained = parse(gw).find(l => l.msg === 'session closed' && l.user === 'drained')
   t.match(drained, { reason: 'shutdown', events: 0, channels: 1 }, 'server-ended session logs reason shutdown')
+})
+
+/** Sends raw bytes and waits for the server to answer or close. */
+async function rawRequest (gw: TestGateway, text: string): Promise<string> {
+  return await new Promise(resolve => {
+    let reply = ''
+    const sock = connect(Number(new URL(gw.url).port), '127.0.0.1', () => { sock.write(text) })
+    sock.setEncoding('latin1')
+    sock.on('data', (d: string) => { reply += d })
+    sock.on('close', () => { resolve(reply) })
+    sock.on('error', () => { resolve(reply) })
+  })
+}
+
+t.test('regression: the raw bytes of a malformed request (query string, headers, token) are not logged', async t => {
+  const prefix = uniquePrefix('logs')
+  const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: prefix, LOG_LEVEL: 'trace' })
+  t.teardown(() => gw.close())
+  const inQuery = hsToken({ sub: 'raw-query' })
+  const inHeader = hsToken({ sub: 'raw-header' })
+  const inCookie = hsToken({ sub: 'raw-cookie' })
+  // A header line with no colon: Node's parser fails and reports the bytes it read.
+  const bad = await rawRequest(gw, `GET /events?token=${inQuery} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${inHeader}\r\nnot a header\r\n\r\n`)
+  t.match(bad, /^HTTP\/1\.1 400/, 'malformed request refused')
+  // Headers over Node's 16 KiB limit.
+  const big = await rawRequest(gw, `GET /events HTTP/1.1\r\nHost: x\r\nCookie: sse_token=${inCookie}; pad=${'x'.repeat(20000)}\r\n\r\n`)
+  t.match(big, /^HTTP\/1\.1 431/, 'oversized headers refused')
+  await gw.close()
+  t.ok(gw.logs.some(l => l.includes('client error') || l.includes('client header_overflow')), 'the client errors were logged (at trace)')
+  assertNoToken(t, gw, [inQuery, inHeader, inCookie])
 })
