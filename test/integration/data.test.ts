@@ -18,7 +18,9 @@ const MAX_EVENT_BYTES = 150000
 
 async function setup (t: TestContext, topics: string[]): Promise<{ gw: TestGateway, prefix: string, s: RawStream }> {
   const prefix = uniquePrefix('data')
-  const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: prefix, MAX_EVENT_BYTES: String(MAX_EVENT_BYTES) })
+  // A roomy socket budget: these streams must be delivered live, never paused
+  // into a catch-up (which would read the skipped entries a second time).
+  const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: prefix, MAX_EVENT_BYTES: String(MAX_EVENT_BYTES), SLOW_CLIENT_BUFFER_BYTES: String(8 * 1024 * 1024) })
   t.teardown(() => gw.close())
   // No `sub`: the topics are the only channels (one topic: ids are plain entry ids).
   const token = hsToken({ topics: ['*'] })
