@@ -116,7 +116,7 @@ export class Hub {
   /** Reads entries after `afterId` from the source (catch-up), bounded in concurrency. */
   async readPage (key: string, afterId: StreamId, count: number): Promise<Batch> {
     const entries = await this.reads.run(() => this.source.range(key, afterId, count))
-    return this.toBatch(key, entries, afterId)
+    return this.toBatch(key, entries, afterId, false)
   }
 
   /**
@@ -142,7 +142,7 @@ export class Hub {
     const state = this.keys.get(key)
     if (state === undefined || entries.length === 0) return
     const prevId = state.position
-    const batch = this.toBatch(key, entries, prevId)
+    const batch = this.toBatch(key, entries, prevId, true)
     state.position = batch.lastId
     for (const s of state.subscribers) s.onBatch(key, prevId, batch)
     if (this.opts.onDelivered !== undefined && batch.events.length > 0) {
@@ -150,17 +150,22 @@ export class Hub {
     }
   }
 
-  private toBatch (key: string, entries: readonly RawEntry[], afterId: StreamId): Batch {
+  /**
+   * `live`: read by the live reader. A contract-breaking entry is counted and
+   * logged only then, once per replica, not again by every catch-up that
+   * reads past it.
+   */
+  private toBatch (key: string, entries: readonly RawEntry[], afterId: StreamId, live: boolean): Batch {
     const events: DeliveryEvent[] = []
     for (const entry of entries) {
-      const event = this.toEvent(key, entry)
+      const event = this.toEvent(key, entry, live)
       if (event !== undefined) events.push(event)
     }
     const last = entries[entries.length - 1]
     return { events, lastId: last === undefined ? afterId : last.id }
   }
 
-  private toEvent (key: string, entry: RawEntry): DeliveryEvent | undefined {
+  private toEvent (key: string, entry: RawEntry, live: boolean): DeliveryEvent | undefined {
     let data: string | undefined
     let event: string | undefined
     const f = entry.fields
@@ -168,16 +173,17 @@ export class Hub {
       if (f[i] === 'data' && data === undefined) data = f[i + 1]
       else if (f[i] === 'event' && event === undefined) event = f[i + 1]
     }
-    if (data === undefined) return this.skip(key, entry.id, 'no-data')
+    if (data === undefined) return this.skip(key, entry.id, 'no-data', live)
     if (event === '') event = undefined
-    if (event !== undefined && !isValidEventName(event)) return this.skip(key, entry.id, 'bad-event-name')
+    if (event !== undefined && !isValidEventName(event)) return this.skip(key, entry.id, 'bad-event-name', live)
     if (data.length > this.opts.maxEventBytes || Buffer.byteLength(data) > this.opts.maxEventBytes) {
-      return this.skip(key, entry.id, 'too-large')
+      return this.skip(key, entry.id, 'too-large', live)
     }
     return { id: entry.id, body: formatEventBody(data, event) }
   }
 
-  private skip (key: string, id: StreamId, reason: SkipReason): undefined {
+  private skip (key: string, id: StreamId, reason: SkipReason, live: boolean): undefined {
+    if (!live) return undefined
     this.opts.onSkip?.(reason)
     if (!this.loggedSkips.has(key)) {
       if (this.loggedSkips.size >= LOGGED_KEYS_LIMIT) this.loggedSkips.clear()

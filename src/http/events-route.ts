@@ -89,9 +89,10 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     return verifyToken(app, found.token, config.topicsClaim)
   }
 
+  // No automatic HEAD route: a HEAD would open a session that never ends.
   const routeConfig = config.connectRatePerIp > 0
-    ? { config: { rateLimit: { max: config.connectRatePerIp, timeWindow: 1000 } } }
-    : {}
+    ? { exposeHeadRoute: false, config: { rateLimit: { max: config.connectRatePerIp, timeWindow: 1000 } } }
+    : { exposeHeadRoute: false }
   app.get('/events', routeConfig, async (request: FastifyRequest, reply: FastifyReply) => {
     const query = (request.query ?? {}) as Record<string, unknown>
     let principal: Principal | undefined

@@ -66,3 +66,12 @@ async function waitUntil (check: () => boolean, ms = 5000): Promise<void> {
     await new Promise(resolve => setTimeout(resolve, 20))
   }
 }
+
+t.test('regression: HEAD /events does not open a session that never ends', async t => {
+  const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: uniquePrefix('lim') })
+  t.teardown(() => gw.close())
+  const res = await fetch(`${gw.url}/events`, { method: 'HEAD', headers: { authorization: `Bearer ${hsToken({ sub: 'h' })}` } })
+  t.equal(res.status, 404)
+  t.equal(gw.gateway.sessions.size, 0, 'no session was opened')
+  t.equal(gw.gateway.hub.size, 0, 'no key is read')
+})
