@@ -1,0 +1,68 @@
+/**
+ * Q1, fan-out: N clients on one topic, R events/s. Gateway CPU seconds per
+ * 1,000 deliveries and p50/p99 XADD-to-receive latency, against the ceiling
+ * (raw node:http, one XREAD loop, one preformatted buffer per batch) fed the
+ * same traffic in the same run. Target: at least 0.8x the ceiling's
+ * deliveries per CPU-second.
+ *
+ * Env: FANOUT_CLIENTS (200), FANOUT_RATE (50), BENCH_DURATION_MS (5000),
+ * BENCH_WARMUP_MS (1000), BENCH_WORKERS (2), BENCH_PAYLOAD_BYTES (64),
+ * BENCH_CEILING (1; 0 skips the ceiling).
+ */
+import { commonParams, envInt, maxConnections, round, runBench } from './lib/common.js'
+import { LoadGen } from './lib/loadgen.js'
+import { runStreamingPhase, type StreamingResult } from './lib/phase.js'
+import { startCeiling, startGateway, startRedis } from './lib/procs.js'
+import { payloadOf } from './lib/producer.js'
+
+const TARGET_RATIO = 0.8
+const PEER_CLIENTS = 2000
+
+runBench('fanout', 180_000, async () => {
+  const common = commonParams()
+  const clients = maxConnections(envInt('FANOUT_CLIENTS', 200), 'fanout')
+  const rate = envInt('FANOUT_RATE', 50)
+  const redis = await startRedis()
+  const loadgen = LoadGen.start(common.workers)
+  try {
+    const phase = async (kind: 'gateway' | 'ceiling'): Promise<StreamingResult> => {
+      const prefix = `bench:fanout:${kind}:`
+      return await runStreamingPhase({
+        server: () => kind === 'gateway' ? startGateway({ redisUrl: redis.url, keyPrefix: prefix }) : startCeiling({ redisUrl: redis.url, keyPrefix: prefix }),
+        redis,
+        loadgen,
+        streams: { path: '/events?topic=fanout', token: { topics: ['fanout'] } },
+        clients,
+        rate,
+        keyFor: () => `${prefix}topic:fanout`,
+        receiversPerEvent: clients,
+        payload: payloadOf(common.payloadBytes),
+        warmupMs: common.warmupMs,
+        durationMs: common.durationMs,
+      })
+    }
+    const ceiling = common.ceiling ? await phase('ceiling') : undefined
+    const gateway = await phase('gateway')
+    const ratio = ceiling === undefined ? null : round(gateway.deliveriesPerCpuSecond / ceiling.deliveriesPerCpuSecond, 3)
+    return {
+      summary: {
+        question: 'Q1 fan-out',
+        figure: gateway.cpuSecondsPer1000Deliveries,
+        unit: 'CPU-s per 1,000 deliveries',
+        ceiling: ceiling?.cpuSecondsPer1000Deliveries ?? null,
+        ratio,
+        target: `>= ${TARGET_RATIO}x the ceiling's deliveries per CPU-second`,
+        pass: ratio === null ? null : ratio >= TARGET_RATIO,
+        // The issue names no size for Q1; the peers were measured with 2,000 clients.
+        atTargetSize: clients >= PEER_CLIENTS,
+      },
+      params: { clients, rate, ...common },
+      gateway,
+      ceiling: ceiling ?? null,
+      loadgen: { workers: loadgen.size, cpuPct: gateway.window.loadgenCpuPct, ceilingPhaseCpuPct: ceiling?.window.loadgenCpuPct ?? null },
+    }
+  } finally {
+    await loadgen.stop()
+    await redis.stop()
+  }
+})

@@ -1,0 +1,99 @@
+/**
+ * Q4, idle memory: N idle authenticated connections held by the gateway,
+ * bytes of RSS per connection, against a raw node:http server that holds the
+ * same idle SSE responses (headers and a `retry:`, nothing else) in the same
+ * run. Both are warmed up with a few connections first, so the figure is the
+ * growth per connection, not start-up allocation.
+ * Target: at most 1.5x raw Node's bytes per connection and no more than 16 KB.
+ *
+ * Env: IDLE_CONNECTIONS (1000), IDLE_SHAPE (`user`: each connection its own
+ * user channel; `topic`: all on one topic), IDLE_SETTLE_MS (2000),
+ * BENCH_WORKERS (2), BENCH_CEILING (1).
+ */
+import { commonParams, envInt, maxConnections, round, runBench, sleep } from './lib/common.js'
+import { LoadGen, type StreamsSpec } from './lib/loadgen.js'
+import { startCeiling, startGateway, startRedis, type ServerProcess } from './lib/procs.js'
+
+const TARGET_RATIO = 1.5
+const TARGET_BYTES = 16 * 1024
+const TARGET_CONNECTIONS = 10000
+
+async function rssSettled (server: ServerProcess, settleMs: number): Promise<number> {
+  await sleep(settleMs)
+  const samples: number[] = []
+  for (let i = 0; i < 5; i++) {
+    samples.push(server.rssBytes())
+    await sleep(100)
+  }
+  return samples.sort((a, b) => a - b)[2] as number
+}
+
+runBench('idle-memory', 300_000, async () => {
+  const common = commonParams()
+  const connections = maxConnections(envInt('IDLE_CONNECTIONS', 1000), 'idle-memory')
+  const shape = process.env.IDLE_SHAPE === 'topic' ? 'topic' : 'user'
+  const settleMs = envInt('IDLE_SETTLE_MS', 2000)
+  const warmup = Math.min(200, Math.max(1, Math.floor(connections / 10)))
+  const redis = await startRedis()
+  const loadgen = LoadGen.start(common.workers)
+  try {
+    const spec: Omit<StreamsSpec, 'host' | 'port'> = shape === 'user'
+      ? { path: '/events', token: { sub: 'idle{i}', topics: [] } }
+      : { path: '/events?topic=idle', token: { topics: ['idle'] } }
+    const measure = async (kind: 'gateway' | 'ceiling'): Promise<Record<string, number | object>> => {
+      const prefix = `bench:idle:${kind}:`
+      const server = kind === 'gateway'
+        ? await startGateway({ redisUrl: redis.url, keyPrefix: prefix })
+        : await startCeiling({ redisUrl: redis.url, keyPrefix: prefix, idle: true })
+      try {
+        const target = { ...spec, host: server.host, port: server.port }
+        const warm = await loadgen.open(target, warmup, 10_000_000)
+        if (warm.ok === 0) throw new Error(`${kind}: warm-up connections failed: ${JSON.stringify(warm.statuses)} ${warm.firstError ?? ''}`)
+        await loadgen.closeAll()
+        const before = await rssSettled(server, 500)
+        const cpu0 = server.cpuSeconds()
+        const open = await loadgen.open(target, connections, 0)
+        const cpu1 = server.cpuSeconds()
+        const after = await rssSettled(server, settleMs)
+        const held = (await loadgen.report()).open
+        if (open.ok === 0) throw new Error(`${kind}: no connection opened: ${JSON.stringify(open.statuses)} ${open.firstError ?? ''}`)
+        return {
+          open,
+          held,
+          rssBeforeBytes: before,
+          rssAfterBytes: after,
+          bytesPerConnection: Math.round((after - before) / open.ok),
+          openSeconds: round(open.ms / 1000, 2),
+          cpuSecondsToOpen: round(cpu1 - cpu0, 2),
+        }
+      } finally {
+        await loadgen.closeAll()
+        await server.stop()
+      }
+    }
+    const ceiling = common.ceiling ? await measure('ceiling') : null
+    const gateway = await measure('gateway')
+    const gw = gateway.bytesPerConnection as number
+    const raw = ceiling === null ? null : ceiling.bytesPerConnection as number
+    const times = raw === null || raw <= 0 ? null : round(gw / raw, 3)
+    return {
+      summary: {
+        question: 'Q4 idle memory',
+        figure: gw,
+        unit: 'bytes RSS per idle connection',
+        ceiling: raw,
+        ratio: raw === null || gw <= 0 ? null : round(raw / gw, 3),
+        target: `<= ${TARGET_RATIO}x raw node:http and <= ${TARGET_BYTES} bytes`,
+        pass: gw <= TARGET_BYTES && (times === null || times <= TARGET_RATIO),
+        atTargetSize: connections >= TARGET_CONNECTIONS,
+      },
+      params: { connections, shape, settleMs, warmup, workers: common.workers },
+      timesRaw: times,
+      gateway,
+      ceiling,
+    }
+  } finally {
+    await loadgen.stop()
+    await redis.stop()
+  }
+})

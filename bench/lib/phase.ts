@@ -1,0 +1,93 @@
+/**
+ * One streaming measurement against one server (gateway or ceiling): open the
+ * streams, produce at a steady rate, warm up, then measure a window: events
+ * received, latency, CPU of every process. Used by the fan-out, per-user and
+ * channel-scaling benches so both servers see exactly the same traffic.
+ */
+import { Window, latencySummary, progress, round, sleep, type WindowResult } from './common.js'
+import type { LoadGen, StreamsSpec } from './loadgen.js'
+import type { BenchRedis, ServerProcess } from './procs.js'
+import { Pacer, RawProducer } from './producer.js'
+import type { OpenResult } from './protocol.js'
+
+export interface StreamingPhase {
+  readonly server: () => Promise<ServerProcess>
+  readonly redis: BenchRedis
+  readonly loadgen: LoadGen
+  readonly streams: Omit<StreamsSpec, 'host' | 'port'>
+  readonly clients: number
+  /** Events per second, all streams together. */
+  readonly rate: number
+  readonly keyFor: (n: number) => string
+  /** Clients that receive each event (N for one topic, 1 for per-user streams). */
+  readonly receiversPerEvent: number
+  readonly payload: string
+  readonly warmupMs: number
+  readonly durationMs: number
+}
+
+export interface StreamingResult {
+  readonly open: OpenResult
+  readonly eventsProduced: number
+  readonly deliveries: number
+  readonly offeredDeliveries: number
+  readonly deliveredPct: number
+  /** Server CPU seconds per 1,000 deliveries. */
+  readonly cpuSecondsPer1000Deliveries: number
+  readonly deliveriesPerCpuSecond: number
+  readonly microsPerDelivery: number
+  /** Server plus Redis CPU per delivery. */
+  readonly microsPerDeliveryWithRedis: number
+  readonly latency: ReturnType<typeof latencySummary>
+  readonly window: WindowResult
+  readonly serverRssBytes: number
+  readonly orderViolations: number
+  readonly closedByServer: number
+}
+
+export async function runStreamingPhase (p: StreamingPhase): Promise<StreamingResult> {
+  const server = await p.server()
+  progress(`${server.name} started (pid ${server.pid}); opening ${p.clients} streams`)
+  const producer = new RawProducer(p.redis.socket)
+  try {
+    const open = await p.loadgen.open({ ...p.streams, host: server.host, port: server.port }, p.clients, 0)
+    if (open.ok === 0) throw new Error(`${server.name}: no stream opened (${JSON.stringify(open.statuses)} ${open.firstError ?? ''})`)
+    progress(`${open.ok} open in ${Math.round(open.ms)} ms; producing ${p.rate}/s`)
+    const pacer = new Pacer(producer, { rate: p.rate, keyFor: p.keyFor, payload: p.payload })
+    pacer.start()
+    await sleep(p.warmupMs)
+    const sent0 = pacer.sent
+    const window = await Window.open(server, p.redis, p.loadgen)
+    await sleep(p.durationMs)
+    const report = await p.loadgen.report()
+    const sent1 = pacer.sent
+    const w = await window.close(report.cpuSeconds)
+    const serverRssBytes = server.rssBytes()
+    progress(`${server.name}: ${report.events} events in the window, server CPU ${w.serverCpuPct}%, other ${w.otherCpuPct}%`)
+    await pacer.stop()
+    if (producer.errors > 0) throw new Error(`producer: ${producer.firstError ?? 'errors'}`)
+    const produced = sent1 - sent0
+    const offered = produced * p.receiversPerEvent
+    const deliveries = report.events
+    return {
+      open,
+      eventsProduced: produced,
+      deliveries,
+      offeredDeliveries: offered,
+      deliveredPct: round(offered === 0 ? 0 : (100 * deliveries) / offered, 1),
+      cpuSecondsPer1000Deliveries: round((1000 * w.serverCpuSeconds) / Math.max(1, deliveries), 6),
+      deliveriesPerCpuSecond: Math.round(deliveries / Math.max(w.serverCpuSeconds, 0.01)),
+      microsPerDelivery: round((1e6 * w.serverCpuSeconds) / Math.max(1, deliveries), 2),
+      microsPerDeliveryWithRedis: round((1e6 * (w.serverCpuSeconds + w.redisCpuSeconds)) / Math.max(1, deliveries), 2),
+      latency: latencySummary(report.latency),
+      window: w,
+      serverRssBytes,
+      orderViolations: report.orderViolations,
+      closedByServer: report.closedByServer,
+    }
+  } finally {
+    producer.close()
+    await p.loadgen.closeAll()
+    await server.stop()
+  }
+}

@@ -1,0 +1,317 @@
+/**
+ * The processes a bench starts and measures: a throwaway redis-server on a
+ * unix socket, the gateway (`node dist/src/main.js`) and the ceiling server.
+ * Everything listens on loopback only. Each child is killed by its PID, and
+ * only children started here are ever killed (also when the bench crashes).
+ *
+ * CPU of a child comes from /proc/<pid>/stat (utime + stime, every thread),
+ * RSS from /proc/<pid>/status; Redis's own view from INFO cpu.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+import { CEILING_ENTRY, GATEWAY_ENTRY, ROOT } from './paths.js'
+import { BENCH_SECRET } from './token.js'
+
+const cleanups = new Set<() => void>()
+let hooked = false
+
+/** Registers a synchronous last-resort cleanup (kill a child by PID); runs at exit. */
+export function onCleanup (fn: () => void): () => void {
+  cleanups.add(fn)
+  if (!hooked) {
+    hooked = true
+    process.on('exit', runCleanups)
+  }
+  return () => { cleanups.delete(fn) }
+}
+
+export function runCleanups (): void {
+  for (const fn of cleanups) {
+    try { fn() } catch {}
+  }
+  cleanups.clear()
+}
+
+/** Clock ticks per second for /proc/<pid>/stat (USER_HZ; 100 on Linux). */
+const CLK_TCK = 100
+
+/** CPU seconds (user + system, all threads) a process used so far; NaN if it is gone. */
+export function procCpuSeconds (pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // After the command name: state is field 3, utime 14, stime 15.
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+  } catch {
+    return NaN
+  }
+}
+
+/** Resident set size in bytes; NaN if the process is gone. */
+export function procRssBytes (pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m === null ? NaN : Number(m[1]) * 1024
+  } catch {
+    return NaN
+  }
+}
+
+/** Busy and total CPU seconds of the whole machine (/proc/stat), to see what else ran. */
+export function machineCpuSeconds (): { busy: number, total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? ''
+  const v = line.trim().split(/\s+/).slice(1).map(Number)
+  const total = v.slice(0, 8).reduce((a, b) => a + b, 0)
+  const idle = (v[3] ?? 0) + (v[4] ?? 0)
+  return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK }
+}
+
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address()
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0
+      srv.close(() => { resolve(port) })
+    })
+  })
+}
+
+const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
+
+async function waitForExit (child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return true
+  return await new Promise(resolve => {
+    const timer = setTimeout(() => { resolve(false) }, ms)
+    child.once('exit', () => { clearTimeout(timer); resolve(true) })
+  })
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; by PID, this child only. */
+async function stopChild (child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
+  process.kill(child.pid, 'SIGTERM')
+  if (!await waitForExit(child, graceMs)) {
+    process.kill(child.pid, 'SIGKILL')
+    await waitForExit(child, 2000)
+  }
+}
+
+function killOnExit (child: ChildProcess): () => void {
+  return onCleanup(() => {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL')
+  })
+}
+
+function tail (file: string, lines = 20): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
+  } catch {
+    return ''
+  }
+}
+
+export interface BenchRedis {
+  readonly url: string
+  readonly socket: string
+  readonly pid: number
+  /** A command client for setup and reads (not the hot producer path). */
+  readonly client: Redis
+  /** used_cpu_sys + used_cpu_user from INFO cpu, seconds. */
+  cpuSeconds (): Promise<number>
+  stop (): Promise<void>
+}
+
+export async function startRedis (): Promise<BenchRedis> {
+  const dir = mkdtempSync(join(tmpdir(), 'sse-gw-bench-redis-'))
+  const socket = join(dir, 'redis.sock')
+  const child = spawn('redis-server', [
+    '--port', '0', '--unixsocket', socket, '--unixsocketperm', '700',
+    '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, 'redis.log'),
+    '--maxclients', '1000',
+  ], { stdio: 'ignore' })
+  const unhook = killOnExit(child)
+  const client = new Redis({ path: socket, protocol: 2, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })
+  client.on('error', () => {})
+  const deadline = Date.now() + 10000
+  for (;;) {
+    try {
+      await client.connect()
+      await client.ping()
+      break
+    } catch {
+      client.disconnect()
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server did not start: ${tail(join(dir, 'redis.log'))}`)
+      await sleep(50)
+    }
+  }
+  return {
+    url: `unix://${socket}`,
+    socket,
+    pid: child.pid as number,
+    client,
+    async cpuSeconds () {
+      const info = await client.info('cpu')
+      const sys = /used_cpu_sys:([\d.]+)/.exec(info)
+      const user = /used_cpu_user:([\d.]+)/.exec(info)
+      return Number(sys?.[1] ?? NaN) + Number(user?.[1] ?? NaN)
+    },
+    async stop () {
+      client.disconnect()
+      await stopChild(child, 3000)
+      unhook()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+export interface ServerProcess {
+  readonly name: string
+  readonly pid: number
+  readonly host: string
+  readonly port: number
+  readonly logFile: string
+  cpuSeconds (): number
+  rssBytes (): number
+  stop (): Promise<void>
+}
+
+interface ChildOptions {
+  readonly name: string
+  readonly entry: string
+  readonly env: Record<string, string>
+  readonly nodeArgs: readonly string[]
+  readonly port: number
+  /** Resolves true once the child answers. */
+  readonly ready: () => Promise<boolean>
+}
+
+async function startNode (opts: ChildOptions): Promise<ServerProcess> {
+  const dir = mkdtempSync(join(tmpdir(), `sse-gw-bench-${opts.name}-`))
+  const logFile = join(dir, 'out.log')
+  const fd = openSync(logFile, 'a')
+  const child = spawn(process.execPath, [...opts.nodeArgs, opts.entry], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env },
+    stdio: ['ignore', fd, fd],
+  })
+  closeSync(fd)
+  const unhook = killOnExit(child)
+  const deadline = Date.now() + 20000
+  while (!await opts.ready().catch(() => false)) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      unhook()
+      throw new Error(`${opts.name} exited at start (${String(child.exitCode ?? child.signalCode)}):\n${tail(logFile)}`)
+    }
+    if (Date.now() > deadline) {
+      await stopChild(child, 1000)
+      unhook()
+      throw new Error(`${opts.name} not ready after 20 s:\n${tail(logFile)}`)
+    }
+    await sleep(50)
+  }
+  const pid = child.pid as number
+  return {
+    name: opts.name,
+    pid,
+    host: '127.0.0.1',
+    port: opts.port,
+    logFile,
+    cpuSeconds: () => procCpuSeconds(pid),
+    rssBytes: () => procRssBytes(pid),
+    async stop () {
+      await stopChild(child, 8000)
+      unhook()
+      if (process.env.BENCH_KEEP_LOGS !== '1') rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+async function httpStatus (url: string): Promise<number> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(1000) })
+  await res.arrayBuffer()
+  return res.status
+}
+
+/** Extra node flags for the measured server, e.g. `--cpu-prof --cpu-prof-dir=prof`. */
+export function nodeArgsFromEnv (name: string): string[] {
+  const raw = process.env[name]
+  return raw === undefined || raw.trim() === '' ? [] : raw.trim().split(/\s+/)
+}
+
+/** `A=1,B=2` into an object (extra settings for the gateway). */
+export function envPairs (raw: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const pair of (raw ?? '').split(',')) {
+    const eq = pair.indexOf('=')
+    if (eq > 0) out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim()
+  }
+  return out
+}
+
+export interface GatewayOptions {
+  readonly redisUrl: string
+  readonly keyPrefix: string
+  /** More settings (READER_SHARDS, LOG_LEVEL, ...); BENCH_GATEWAY_ENV adds to them. */
+  readonly env?: Record<string, string>
+}
+
+/** Starts `node dist/src/main.js` on free loopback ports and waits for /readyz. */
+export async function startGateway (opts: GatewayOptions): Promise<ServerProcess> {
+  const port = await freePort()
+  const internalPort = await freePort()
+  return await startNode({
+    name: 'gateway',
+    entry: GATEWAY_ENTRY,
+    port,
+    nodeArgs: nodeArgsFromEnv('BENCH_GATEWAY_NODE_ARGS'),
+    env: {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      INTERNAL_PORT: String(internalPort),
+      INTERNAL_HOST: '127.0.0.1',
+      REDIS_URL: opts.redisUrl,
+      KEY_PREFIX: opts.keyPrefix,
+      JWT_SECRET: BENCH_SECRET,
+      DRAIN_WINDOW_MS: '0',
+      ...opts.env,
+      ...envPairs(process.env.BENCH_GATEWAY_ENV),
+    },
+    ready: async () => await httpStatus(`http://127.0.0.1:${internalPort}/readyz`) === 200,
+  })
+}
+
+export interface CeilingOptions {
+  readonly redisUrl: string
+  readonly keyPrefix: string
+  /** Verify HS256 tokens (connect-rate ceiling). */
+  readonly verify?: boolean
+  /** Hold connections without reading Redis (idle-memory ceiling). */
+  readonly idle?: boolean
+  readonly shards?: number
+}
+
+export async function startCeiling (opts: CeilingOptions): Promise<ServerProcess> {
+  const port = await freePort()
+  return await startNode({
+    name: 'ceiling',
+    entry: CEILING_ENTRY,
+    port,
+    nodeArgs: nodeArgsFromEnv('BENCH_CEILING_NODE_ARGS'),
+    env: {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      REDIS_URL: opts.redisUrl,
+      KEY_PREFIX: opts.keyPrefix,
+      SHARDS: String(opts.shards ?? 4),
+      ...(opts.verify === true ? { VERIFY_SECRET: BENCH_SECRET } : {}),
+      ...(opts.idle === true ? { IDLE: '1' } : {}),
+    },
+    ready: async () => await httpStatus(`http://127.0.0.1:${port}/livez`) === 200,
+  })
+}

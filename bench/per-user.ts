@@ -1,0 +1,70 @@
+/**
+ * Q2, per-user streams: N clients each on their own channel (`user:<sub>`),
+ * R events/s spread round-robin over them. p99 XADD-to-receive latency, CPU
+ * per event, against the ceiling (raw node:http with sharded XREAD loops over
+ * the same keys) in the same run. Target: p99 <= 10 ms at 10,000 connections
+ * and 5,000 events/s.
+ *
+ * Env: PERUSER_CLIENTS (500), PERUSER_RATE (500), BENCH_DURATION_MS (5000),
+ * BENCH_WARMUP_MS (1000), BENCH_WORKERS (2), BENCH_PAYLOAD_BYTES (64),
+ * BENCH_CEILING (1).
+ */
+import { commonParams, envInt, maxConnections, round, runBench } from './lib/common.js'
+import { LoadGen } from './lib/loadgen.js'
+import { runStreamingPhase, type StreamingResult } from './lib/phase.js'
+import { startCeiling, startGateway, startRedis } from './lib/procs.js'
+import { payloadOf } from './lib/producer.js'
+
+const TARGET_P99_MS = 10
+const TARGET_CLIENTS = 10000
+const TARGET_RATE = 5000
+
+runBench('per-user', 240_000, async () => {
+  const common = commonParams()
+  const clients = maxConnections(envInt('PERUSER_CLIENTS', 500), 'per-user')
+  const rate = envInt('PERUSER_RATE', 500)
+  const redis = await startRedis()
+  const loadgen = LoadGen.start(common.workers)
+  try {
+    const phase = async (kind: 'gateway' | 'ceiling'): Promise<StreamingResult> => {
+      const prefix = `bench:peruser:${kind}:`
+      return await runStreamingPhase({
+        server: () => kind === 'gateway' ? startGateway({ redisUrl: redis.url, keyPrefix: prefix }) : startCeiling({ redisUrl: redis.url, keyPrefix: prefix }),
+        redis,
+        loadgen,
+        streams: { path: '/events', token: { sub: 'u{i}', topics: [] } },
+        clients,
+        rate,
+        keyFor: n => `${prefix}user:u${n % clients}`,
+        receiversPerEvent: 1,
+        payload: payloadOf(common.payloadBytes),
+        warmupMs: common.warmupMs,
+        durationMs: common.durationMs,
+      })
+    }
+    const ceiling = common.ceiling ? await phase('ceiling') : undefined
+    const gateway = await phase('gateway')
+    const p99 = gateway.latency.p99Ms
+    const ceilingP99 = ceiling?.latency.p99Ms ?? null
+    return {
+      summary: {
+        question: 'Q2 per-user',
+        figure: p99,
+        unit: 'ms p99 XADD-to-receive',
+        ceiling: ceilingP99,
+        ratio: p99 === null || ceilingP99 === null ? null : round(ceilingP99 / p99, 3),
+        target: `p99 <= ${TARGET_P99_MS} ms at ${TARGET_CLIENTS} connections and ${TARGET_RATE} events/s`,
+        pass: p99 === null ? false : p99 <= TARGET_P99_MS && gateway.deliveredPct >= 99,
+        atTargetSize: clients >= TARGET_CLIENTS && rate >= TARGET_RATE,
+      },
+      params: { clients, rate, ...common },
+      cpuRatio: ceiling === undefined ? null : round(gateway.deliveriesPerCpuSecond / ceiling.deliveriesPerCpuSecond, 3),
+      gateway,
+      ceiling: ceiling ?? null,
+      loadgen: { workers: loadgen.size, cpuPct: gateway.window.loadgenCpuPct, ceilingPhaseCpuPct: ceiling?.window.loadgenCpuPct ?? null },
+    }
+  } finally {
+    await loadgen.stop()
+    await redis.stop()
+  }
+})

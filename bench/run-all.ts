@@ -1,0 +1,99 @@
+/**
+ * Runs the short version of every bench program, one after the other, and
+ * prints a table: question, figure, ceiling, ratio, target, pass/fail.
+ * Short = the sizes the targets are stated for, with short windows. Any
+ * parameter already set in the environment wins over these defaults.
+ * `BENCH_ONLY=fanout,resume` runs a subset. The table also goes to
+ * bench/results/summary.md and the lines to bench/results/summary.json.
+ */
+import { spawn } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { BenchSummary } from './lib/common.js'
+import { RESULTS_DIR } from './lib/paths.js'
+
+interface Program {
+  readonly name: string
+  readonly env: Record<string, string>
+  readonly timeoutMs: number
+}
+
+const PROGRAMS: readonly Program[] = [
+  { name: 'fanout', env: { FANOUT_CLIENTS: '2000', FANOUT_RATE: '100' }, timeoutMs: 180_000 },
+  { name: 'per-user', env: { PERUSER_CLIENTS: '10000', PERUSER_RATE: '5000' }, timeoutMs: 300_000 },
+  { name: 'channels', env: { CHANNELS_SIZES: '10,1000,10000', CHANNELS_RATE: '10000' }, timeoutMs: 600_000 },
+  { name: 'idle-memory', env: { IDLE_CONNECTIONS: '10000' }, timeoutMs: 300_000 },
+  { name: 'connect-rate', env: { CONNECT_OPEN: '10000' }, timeoutMs: 300_000 },
+  { name: 'resume', env: { RESUME_CLIENTS: '100', RESUME_BEHIND: '5000', RESUME_STORM_CLIENTS: '10000', RESUME_STORM_BEHIND: '50' }, timeoutMs: 600_000 },
+]
+
+interface Row {
+  readonly name: string
+  readonly summary?: BenchSummary
+  readonly error?: string
+  readonly seconds: number
+  readonly otherCpuPct?: number
+}
+
+async function runOne (p: Program): Promise<Row> {
+  const started = Date.now()
+  const env: Record<string, string | undefined> = { ...p.env, BENCH_TIMEOUT_MS: String(p.timeoutMs), ...process.env }
+  const entry = fileURLToPath(new URL(`./${p.name}.js`, import.meta.url))
+  process.stderr.write(`[run-all] ${p.name} ${Object.entries(p.env).map(([k, v]) => `${k}=${v}`).join(' ')}\n`)
+  return await new Promise(resolve => {
+    const child = spawn(process.execPath, [entry], { env, stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', (c: string) => { out += c })
+    child.on('exit', code => {
+      const seconds = Math.round((Date.now() - started) / 100) / 10
+      const line = out.trim().split('\n').pop() ?? ''
+      try {
+        const parsed = JSON.parse(line) as { summary: BenchSummary, gateway?: { window?: { otherCpuPct?: number } } }
+        if (code !== 0) throw new Error(`exit ${String(code)}`)
+        resolve({ name: p.name, summary: parsed.summary, seconds, ...(parsed.gateway?.window?.otherCpuPct === undefined ? {} : { otherCpuPct: parsed.gateway.window.otherCpuPct }) })
+      } catch {
+        resolve({ name: p.name, error: `exit ${String(code)}`, seconds })
+      }
+    })
+  })
+}
+
+function fmt (n: number | null | undefined): string {
+  if (n === null || n === undefined) return '-'
+  if (!Number.isFinite(n)) return String(n)
+  if (Math.abs(n) >= 1000) return Math.round(n).toLocaleString('en-US')
+  if (Math.abs(n) >= 1) return String(Math.round(n * 100) / 100)
+  return String(Number(n.toPrecision(3)))
+}
+
+function table (rows: readonly Row[]): string {
+  const head = ['question', 'figure', 'unit', 'ceiling', 'ratio', 'target', 'result']
+  const lines = rows.map(r => {
+    const s = r.summary
+    if (s === undefined) return [r.name, '-', '-', '-', '-', '-', `ERROR (${r.error ?? '?'})`]
+    const result = s.pass === null ? 'n/a' : s.pass ? 'pass' : 'FAIL'
+    return [s.question, fmt(s.figure), s.unit, fmt(s.ceiling), fmt(s.ratio), s.target, result + (s.atTargetSize ? '' : ' (below target size)')]
+  })
+  const md = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...lines.map(l => `| ${l.join(' | ')} |`)]
+  return md.join('\n')
+}
+
+async function main (): Promise<void> {
+  const only = (process.env.BENCH_ONLY ?? '').split(',').map(s => s.trim()).filter(s => s.length > 0)
+  const rows: Row[] = []
+  for (const p of PROGRAMS) {
+    if (only.length > 0 && !only.includes(p.name)) continue
+    rows.push(await runOne(p))
+  }
+  const text = table(rows)
+  process.stdout.write(text + '\n')
+  const dir = process.env.BENCH_RESULTS_DIR ?? RESULTS_DIR
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(join(dir, 'summary.md'), `${new Date().toISOString()}\n\n${text}\n`)
+  writeFileSync(join(dir, 'summary.json'), rows.map(r => JSON.stringify(r)).join('\n') + '\n')
+  process.exitCode = rows.some(r => r.error !== undefined) ? 1 : 0
+}
+
+void main()
