@@ -16,11 +16,12 @@ import { eventsRoute } from './http/events-route.js'
 import { SessionRegistry } from './http/session.js'
 import { createLogger } from './log.js'
 import { Metrics } from './metrics.js'
+import { MemorySource } from './source/memory-source.js'
 import { RedisSource } from './source/redis-source.js'
 import type { StreamSource } from './source/stream-source.js'
 
 export interface GatewayDeps {
-  /** Defaults to Redis at `config.redisUrl`. */
+  /** Defaults to Redis at `config.redisUrl`, or the in-memory engine when it is unset. */
   readonly source?: StreamSource
   readonly logger?: Logger
   readonly metrics?: Metrics
@@ -30,6 +31,7 @@ export interface Gateway {
   readonly config: Config
   readonly server: FastifyInstance
   readonly internal: FastifyInstance
+  /** The stream engine: a {@link MemorySource} (producers may append to it) when REDIS_URL is unset. */
   readonly source: StreamSource
   readonly hub: Hub
   readonly sessions: SessionRegistry
@@ -45,10 +47,18 @@ export interface Gateway {
   shutdown (windowMs?: number): Promise<void>
 }
 
-export async function buildGateway (config: Config, deps: GatewayDeps = {}): Promise<Gateway> {
-  const logger = deps.logger ?? createLogger(config.logLevel)
-  const metrics = deps.metrics ?? new Metrics()
-  const source = deps.source ?? new RedisSource({
+/**
+ * Redis when REDIS_URL is set; otherwise the in-memory engine, with one
+ * warning at start-up: it is a first-run mode, not a deployment.
+ */
+function createSource (config: Config, logger: Logger, metrics: Metrics): StreamSource {
+  if (config.redisUrl === undefined) {
+    const memory = new MemorySource({ count: config.readerCount })
+    logger.warn({ engine: 'memory', maxEntriesPerStream: memory.defaultMaxLen },
+      'REDIS_URL is not set: running on the in-memory stream engine. Single replica only and not persistent: history is lost on restart, and several replicas would not share events. Set REDIS_URL to run in production or with more than one replica.')
+    return memory
+  }
+  return new RedisSource({
     url: config.redisUrl,
     keyPrefix: config.keyPrefix,
     shards: config.readerShards,
@@ -60,6 +70,12 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     onReaderError: () => { metrics.readerErrors.inc() },
     onReconnect: () => { metrics.redisReconnects.inc() },
   })
+}
+
+export async function buildGateway (config: Config, deps: GatewayDeps = {}): Promise<Gateway> {
+  const logger = deps.logger ?? createLogger(config.logLevel)
+  const metrics = deps.metrics ?? new Metrics()
+  const source = deps.source ?? createSource(config, logger, metrics)
   const hub = new Hub(source, {
     maxEventBytes: config.maxEventBytes,
     maxConcurrentReads: config.maxConcurrentCatchups,
@@ -125,9 +141,10 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   const internal = Fastify({ logger: false })
   internal.get('/livez', async () => ({ status: 'ok' }))
   internal.get('/readyz', async (_request, reply) => {
-    const redis = source.state === 'ready'
-    const ok = redis && !draining
-    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not-ready', redis: source.state, draining })
+    // The in-memory engine is always ready: only draining takes it out.
+    const ok = source.state === 'ready' && !draining
+    const engine = source instanceof MemorySource ? { engine: 'memory' } : { redis: source.state }
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not-ready', ...engine, draining })
   })
   internal.get('/metrics', async (_request, reply) => {
     reply.header('content-type', metrics.registry.contentType)

@@ -25,7 +25,7 @@ export const SETTINGS = [
   { env: 'HOST', kind: 'string', default: '0.0.0.0', description: 'Address the public listener binds to (`::` for IPv6).' },
   { env: 'INTERNAL_PORT', kind: 'int', default: '9090', min: 0, max: 65535, description: 'Port of the internal listener (`/metrics`, `/livez`, `/readyz`); keep it off the load balancer.' },
   { env: 'INTERNAL_HOST', kind: 'string', default: '0.0.0.0', description: 'Address the internal listener binds to.' },
-  { env: 'REDIS_URL', kind: 'secret', default: 'redis://127.0.0.1:6379', description: 'Redis to read streams from: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or `unix:///path/redis.sock`.' },
+  { env: 'REDIS_URL', kind: 'secret', description: 'Redis to read streams from: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or `unix:///path/redis.sock`. Unset: the in-memory engine (one replica only, history lost on restart), for a first run.' },
   { env: 'KEY_PREFIX', kind: 'string', default: 'sse:', description: 'Prefix of every stream key: a user channel is `<prefix>user:<sub>`, a topic `<prefix>topic:<name>`.' },
   { env: 'JWT_SECRET', kind: 'secret', description: 'HMAC secret for HS256/384/512 tokens, at least 32 characters. Set this or `JWT_PUBLIC_KEY`.' },
   { env: 'JWT_PUBLIC_KEY', kind: 'secret', description: 'PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens. Set this or `JWT_SECRET`.' },
@@ -76,7 +76,8 @@ export interface Config {
   readonly host: string
   readonly internalPort: number
   readonly internalHost: string
-  readonly redisUrl: string
+  /** Undefined when REDIS_URL is unset: the gateway runs on the in-memory engine. */
+  readonly redisUrl: string | undefined
   readonly keyPrefix: string
   /** Undefined when neither a secret nor a public key is set: only public topics can be read. */
   readonly jwt: JwtSettings | undefined
@@ -171,7 +172,7 @@ export function loadConfig (env: Raw): Config {
     host: str('HOST'),
     internalPort: num('INTERNAL_PORT'),
     internalHost: str('INTERNAL_HOST'),
-    redisUrl: str('REDIS_URL'),
+    redisUrl: v.REDIS_URL as string | undefined,
     keyPrefix: str('KEY_PREFIX'),
     jwt: jwtSettings(env, list('JWT_ALGORITHMS'), list('JWT_AUDIENCE'), list('JWT_ISSUER'), num('JWT_CLOCK_TOLERANCE_MS')),
     topicsClaim: str('JWT_TOPICS_CLAIM'),

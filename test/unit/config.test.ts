@@ -53,7 +53,6 @@ t.test('defaults: an empty environment gives a working configuration', async t =
     host: '0.0.0.0',
     internalPort: 9090,
     internalHost: '0.0.0.0',
-    redisUrl: 'redis://127.0.0.1:6379',
     keyPrefix: 'sse:',
     topicsClaim: 'topics',
     tokenCookie: 'sse_token',
@@ -73,6 +72,9 @@ t.test('defaults: an empty environment gives a working configuration', async t =
     logLevel: 'info',
   })
   t.equal(c.jwt, undefined, 'no key: only public topics')
+  t.equal(c.redisUrl, undefined, 'no REDIS_URL: the in-memory engine')
+  t.equal(loadConfig({ REDIS_URL: '  ' }).redisUrl, undefined, 'a blank REDIS_URL is unset too')
+  t.equal(loadConfig({ REDIS_URL: ' redis://r:6379 ' }).redisUrl, 'redis://r:6379', 'a set one is kept, trimmed')
   t.same(c.publicTopics, [])
   t.same(c.corsOrigins, [])
   t.ok(Object.isFrozen(c), 'config is frozen')

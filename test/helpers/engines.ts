@@ -1,0 +1,146 @@
+/**
+ * The stream engines under one test adapter, for the contract suite: a
+ * source (what the gateway reads) and a producer (what writes to it) per
+ * engine. Redis engines produce with XADD/XTRIM/XDEL/PEXPIRE on the test's
+ * own client; the memory engine with its producer API.
+ */
+import type { Redis } from 'ioredis'
+import pino from 'pino'
+import type { StreamId } from '../../src/core/stream-id.js'
+import { MemorySource } from '../../src/source/memory-source.js'
+import { RedisSource } from '../../src/source/redis-source.js'
+import type { StreamSource } from '../../src/source/stream-source.js'
+import { startRedis, uniquePrefix, type TestRedis } from './redis.js'
+
+export interface ProducerTrim {
+  readonly maxLen?: number
+  readonly minId?: StreamId
+}
+
+/** Writes to an engine; every call resolves once the engine has applied it. */
+export interface Producer {
+  /** XADD `*` (with exact MAXLEN / MINID trimming when given); resolves with the id. */
+  append (key: string, fields: Record<string, string> | string[], trim?: ProducerTrim): Promise<StreamId>
+  /** XTRIM, exact; resolves with the number removed. */
+  trim (key: string, trim: ProducerTrim): Promise<number>
+  /** XDEL of one entry; resolves with whether it was there. */
+  delete (key: string, id: StreamId): Promise<boolean>
+  /** PEXPIRE; resolves with whether the stream exists. */
+  expire (key: string, ms: number): Promise<boolean>
+}
+
+export function redisProducer (client: Redis): Producer {
+  const trimArgs = (trim: ProducerTrim = {}): string[] =>
+    trim.maxLen !== undefined ? ['MAXLEN', String(trim.maxLen)] : trim.minId !== undefined ? ['MINID', trim.minId] : []
+  const flat = (fields: Record<string, string> | string[]): string[] => Array.isArray(fields) ? fields : Object.entries(fields).flat()
+  return {
+    async append (key, fields, trim) {
+      return await (client.call('XADD', key, ...trimArgs(trim), '*', ...flat(fields)) as Promise<string>)
+    },
+    async trim (key, trim) {
+      return await (client.call('XTRIM', key, ...trimArgs(trim)) as Promise<number>)
+    },
+    async delete (key, id) {
+      return await client.xdel(key, id) === 1
+    },
+    async expire (key, ms) {
+      return await client.pexpire(key, ms) === 1
+    },
+  }
+}
+
+export function memoryProducer (source: MemorySource): Producer {
+  return {
+    async append (key, fields, trim) { return source.append(key, fields, trim) },
+    async trim (key, trim) { return source.trim(key, trim) },
+    async delete (key, id) { return source.delete(key, id) },
+    async expire (key, ms) { return source.expire(key, ms) },
+  }
+}
+
+export interface EngineUnderTest {
+  readonly source: StreamSource
+  readonly producer: Producer
+  /** A key prefix of its own: tests never see each other's keys. */
+  readonly prefix: string
+  close (): Promise<void>
+}
+
+export interface EngineFactory {
+  readonly name: string
+  /** A fresh source and producer, started and ready to watch. */
+  create (): Promise<EngineUnderTest>
+  /** Environment for a gateway on this engine (REDIS_URL, or none for memory). */
+  gatewayEnv (): Promise<Record<string, string>>
+  /** A producer for what a gateway built with {@link gatewayEnv} reads. */
+  gatewayProducer (source: StreamSource): Promise<Producer>
+  /** Stops what the factory started (its redis-server). */
+  stop (): Promise<void>
+}
+
+const silent = pino({ level: 'silent' })
+
+/** Redis with one live-reading mode; the redis-server starts on first use. */
+export function redisEngine (mode: 'block' | 'notify'): EngineFactory {
+  let server: Promise<TestRedis> | undefined
+  const redis = async (): Promise<TestRedis> => {
+    server ??= startRedis(mode === 'notify' ? { notify: 'Kt' } : {})
+    return await server
+  }
+  return {
+    name: `redis (${mode})`,
+    async create () {
+      const r = await redis()
+      const source = new RedisSource({
+        url: r.url,
+        keyPrefix: uniquePrefix('wake'),
+        shards: 2,
+        blockMs: 2000,
+        count: 64,
+        mode,
+        logger: silent,
+      })
+      await source.ready()
+      await source.start()
+      return {
+        source,
+        producer: redisProducer(r.client),
+        prefix: uniquePrefix('contract'),
+        async close () { await source.close() },
+      }
+    },
+    async gatewayEnv () {
+      return { REDIS_URL: (await redis()).url, KEY_PREFIX: uniquePrefix('e2e') }
+    },
+    async gatewayProducer () {
+      return redisProducer((await redis()).client)
+    },
+    async stop () {
+      if (server !== undefined) await (await server).stop()
+    },
+  }
+}
+
+/** The in-memory engine; `defaultMaxLen` above what any contract test writes. */
+export function memoryEngine (): EngineFactory {
+  return {
+    name: 'memory',
+    async create () {
+      const source = new MemorySource({ count: 64 })
+      return {
+        source,
+        producer: memoryProducer(source),
+        prefix: uniquePrefix('contract'),
+        async close () { await source.close() },
+      }
+    },
+    async gatewayEnv () {
+      return { KEY_PREFIX: uniquePrefix('e2e') }
+    },
+    async gatewayProducer (source) {
+      if (!(source instanceof MemorySource)) throw new Error(`a gateway without REDIS_URL must run on MemorySource, got ${source.constructor.name}`)
+      return memoryProducer(source)
+    },
+    async stop () {},
+  }
+}
