@@ -13,10 +13,14 @@ import { Errors, GatewayError } from './core/errors.js'
 import { Hub } from './delivery/hub.js'
 import { registerJwt } from './http/auth.js'
 import { eventsRoute } from './http/events-route.js'
+import { publishRoute } from './http/publish-route.js'
 import { SessionRegistry } from './http/session.js'
 import { createLogger } from './log.js'
 import { Metrics } from './metrics.js'
 import { MemorySource } from './source/memory-source.js'
+import { MemoryPublisher } from './source/memory-publisher.js'
+import type { Publisher } from './source/publisher.js'
+import { RedisPublisher } from './source/redis-publisher.js'
 import { RedisSource } from './source/redis-source.js'
 import type { StreamSource } from './source/stream-source.js'
 
@@ -25,6 +29,8 @@ export interface GatewayDeps {
   readonly source?: StreamSource
   readonly logger?: Logger
   readonly metrics?: Metrics
+  /** Where `POST /publish` writes. Defaults to the in-memory engine when that is the source, else Redis at `config.redisUrl`. */
+  readonly publisher?: Publisher
 }
 
 export interface Gateway {
@@ -133,6 +139,12 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     return reply.code(404).send(e.toJSON())
   })
   await server.register(eventsRoute, { config, hub, sessions, metrics, isDraining: () => draining })
+  const publisher = !config.publishEnabled
+    ? undefined
+    : deps.publisher ?? (source instanceof MemorySource
+      ? new MemoryPublisher(source)
+      : config.redisUrl !== undefined ? new RedisPublisher({ url: config.redisUrl }) : undefined)
+  if (publisher !== undefined) await server.register(publishRoute, { config, publisher, metrics })
   // fastify.close() would wait for open streams forever: end them first.
   server.addHook('preClose', async () => {
     await sessions.closeAll('shutdown', config.retryMs, config.retryJitterMs)

@@ -1,15 +1,37 @@
 #!/usr/bin/env node
 /**
- * `sse-gateway token`: mints a development token from JWT_SECRET.
+ * The command line: `token` mints a development token from JWT_SECRET;
+ * `publish` writes one event, to Redis with the producer helper or through a
+ * gateway's `POST /publish`. Exit codes: 0 done, 1 failed, 2 usage error.
  *
  *     sse-gateway token --sub 42 --topics 'news,orders.*' --ttl 3600
+ *     sse-gateway publish --channel topic:news --event price --data '{"p":1}' --redis redis://127.0.0.1:6379
+ *     sse-gateway publish --channel user:42 --data hello --url http://gateway:8080 --token "$JWT"
  */
 import { createHmac } from 'node:crypto'
 import { parseArgs } from 'node:util'
+import { Redis, type RedisOptions } from 'ioredis'
+import { GatewayError } from './core/errors.js'
+import { DEFAULT_MAX_DATA_BYTES, validateAppendOptions, validateEntry } from './core/publish.js'
+import { publish } from './producer.js'
 
 const USAGE = `usage:
-  sse-gateway token [--sub ID] [--topics 'a,b.*'] [--ttl SECONDS] [--aud A] [--iss I]
-      Prints an HS256 token signed with JWT_SECRET (development use).`
+  sse-gateway token [--sub ID] [--topics 'a,b.*'] [--publish 'topic:*,user:*'] [--ttl SECONDS] [--aud A] [--iss I]
+      Prints an HS256 token signed with JWT_SECRET (development use). --topics fills
+      the JWT_TOPICS_CLAIM claim (default "topics"), --publish the JWT_PUBLISH_CLAIM
+      claim (default "publish").
+  sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
+                      [--redis URL] [--prefix P] [--maxlen N | --minid ID] [--expire SECONDS]
+  sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
+                      --url http://gateway:8080 [--token JWT]
+      Publishes one event and prints its entry id. To Redis (--redis, default
+      REDIS_URL; key prefix --prefix, default KEY_PREFIX or "sse:"; MAXLEN ~ 10000
+      for topics and 1000 with a 24 h EXPIRE for user channels unless told), or to
+      a gateway's POST /publish (--url, token from --token or SSE_GATEWAY_TOKEN,
+      with a publish claim). --data - reads the data from standard input.
+exit codes: 0 done, 1 failed, 2 usage error`
+
+class UsageError extends Error {}
 
 function b64 (value: unknown): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url')
@@ -21,9 +43,8 @@ export function mintToken (secret: string, claims: Record<string, unknown>, ttlS
   return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`
 }
 
-function fail (message: string): never {
-  process.stderr.write(`${message}\n${USAGE}\n`)
-  process.exit(2)
+function list (value: string): string[] {
+  return value.split(',').map(s => s.trim()).filter(Boolean)
 }
 
 function tokenCommand (args: string[]): void {
@@ -32,6 +53,7 @@ function tokenCommand (args: string[]): void {
     options: {
       sub: { type: 'string' },
       topics: { type: 'string' },
+      publish: { type: 'string' },
       ttl: { type: 'string', default: '3600' },
       aud: { type: 'string' },
       iss: { type: 'string' },
@@ -39,21 +61,175 @@ function tokenCommand (args: string[]): void {
     },
   })
   const secret = process.env.JWT_SECRET
-  if (secret === undefined || secret.length < 32) fail('JWT_SECRET must be set (at least 32 characters), as for the gateway.')
+  if (secret === undefined || secret.length < 32) throw new UsageError('JWT_SECRET must be set (at least 32 characters), as for the gateway.')
   const ttl = Number(values.ttl)
-  if (!Number.isInteger(ttl) || ttl <= 0) fail('--ttl must be a positive whole number of seconds.')
+  if (!Number.isInteger(ttl) || ttl <= 0) throw new UsageError('--ttl must be a positive whole number of seconds.')
   const claims: Record<string, unknown> = {}
   if (values.sub !== undefined) claims.sub = values.sub
-  if (values.topics !== undefined) claims[values.claim] = values.topics.split(',').map(s => s.trim()).filter(Boolean)
+  if (values.topics !== undefined) claims[values.claim] = list(values.topics)
+  if (values.publish !== undefined) claims[process.env.JWT_PUBLISH_CLAIM ?? 'publish'] = list(values.publish)
   if (values.aud !== undefined) claims.aud = values.aud
   if (values.iss !== undefined) claims.iss = values.iss
   process.stdout.write(mintToken(secret, claims, ttl) + '\n')
 }
 
-const [command, ...rest] = process.argv.slice(2)
-try {
-  if (command === 'token') tokenCommand(rest)
-  else fail(command === undefined ? 'missing command' : `unknown command: ${command}`)
-} catch (err) {
-  fail((err as Error).message)
+async function readStdin (): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
 }
+
+function wholeNumber (name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  if (!/^\d{1,15}$/.test(value)) throw new UsageError(`${name} must be a whole number, got "${value}".`)
+  return Number(value)
+}
+
+/** The URL without its password, for messages. */
+function safeUrl (url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password !== '') u.password = '***'
+    return u.href
+  } catch {
+    return '(unparsable URL)'
+  }
+}
+
+function redisClient (url: string): { client: Redis, lastError: () => Error | undefined } {
+  const options: RedisOptions = {
+    protocol: 2,
+    connectionName: 'sse-gateway:cli',
+    connectTimeout: 5000,
+    commandTimeout: 10000,
+    maxRetriesPerRequest: 1,
+    // A command line tool reports an unreachable server instead of waiting for it.
+    retryStrategy: (times: number) => times > 2 ? null : 200,
+  }
+  const client = url.startsWith('unix://')
+    ? new Redis({ ...options, path: url.slice('unix://'.length) })
+    : new Redis(url, options)
+  let last: Error | undefined
+  client.on('error', (err: Error) => { last = err })
+  return { client, lastError: () => last }
+}
+
+async function publishCommand (args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      channel: { type: 'string' },
+      event: { type: 'string' },
+      data: { type: 'string' },
+      redis: { type: 'string' },
+      prefix: { type: 'string' },
+      maxlen: { type: 'string' },
+      minid: { type: 'string' },
+      expire: { type: 'string' },
+      url: { type: 'string' },
+      token: { type: 'string' },
+    },
+  })
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0] ?? ''}"`)
+  if (values.channel === undefined) throw new UsageError('--channel is required (topic:<name> or user:<sub>).')
+  if (values.data === undefined) throw new UsageError('--data is required (the event data, or - to read it from standard input).')
+  if (values.url !== undefined && values.redis !== undefined) throw new UsageError('give --redis or --url, not both.')
+  const viaHttp = values.url !== undefined
+  const redisUrl = values.redis ?? (viaHttp ? undefined : nonEmpty(process.env.REDIS_URL))
+  if (!viaHttp && redisUrl === undefined) throw new UsageError('nowhere to publish: give --redis URL (or set REDIS_URL), or --url of a gateway.')
+  if (viaHttp && (values.maxlen !== undefined || values.minid !== undefined || values.expire !== undefined || values.prefix !== undefined)) {
+    throw new UsageError('--maxlen, --minid, --expire and --prefix apply to --redis only: through --url the gateway applies its own PUBLISH_* settings.')
+  }
+  const data = values.data === '-' ? await readStdin() : values.data
+  const maxDataBytes = wholeNumber('MAX_EVENT_BYTES', nonEmpty(process.env.MAX_EVENT_BYTES)) ?? DEFAULT_MAX_DATA_BYTES
+  const entry = { channel: values.channel, event: values.event, data }
+
+  if (viaHttp) {
+    const token = values.token ?? nonEmpty(process.env.SSE_GATEWAY_TOKEN)
+    if (token === undefined) throw new UsageError('--url needs a token with a publish claim: --token JWT or SSE_GATEWAY_TOKEN.')
+    // Refuse locally what the gateway would refuse, with the same message.
+    validateEntry('', entry, { maxDataBytes, limitName: 'MAX_EVENT_BYTES' })
+    let base: URL
+    try {
+      base = new URL(values.url as string)
+    } catch {
+      throw new UsageError(`--url must be the gateway's base URL (http://host:port), got "${values.url ?? ''}".`)
+    }
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new UsageError(`--url must be http:// or https://, got "${base.protocol}".`)
+    const endpoint = new URL('publish', base.href.endsWith('/') ? base.href : `${base.href}/`)
+    let res: Response
+    let text: string
+    try {
+      res = await fetch(endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ channel: values.channel, ...(values.event !== undefined ? { event: values.event } : {}), data }),
+        signal: AbortSignal.timeout(15000),
+      })
+      text = await res.text()
+    } catch (err) {
+      // fetch says "fetch failed"; the reason (ECONNREFUSED, a timeout) is its cause.
+      const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message
+      throw new Error(`cannot reach the gateway at ${endpoint.origin}: ${cause}`)
+    }
+    let body: { id?: unknown, error?: unknown, message?: unknown } = {}
+    try { body = JSON.parse(text) as typeof body } catch {}
+    if (res.status !== 200 || typeof body.id !== 'string') {
+      const what = typeof body.error === 'string' ? `${body.error}: ${String(body.message)}` : text.slice(0, 200)
+      throw new Error(`the gateway answered ${res.status}: ${what}`)
+    }
+    process.stdout.write(body.id + '\n')
+    return
+  }
+
+  const append = {
+    maxLen: wholeNumber('--maxlen', values.maxlen),
+    minId: values.minid,
+    expireSeconds: wholeNumber('--expire', values.expire),
+  }
+  const prefix = values.prefix ?? nonEmpty(process.env.KEY_PREFIX) ?? 'sse:'
+  // Arguments are checked before a connection is opened.
+  validateEntry(prefix, entry, { maxDataBytes, limitName: 'MAX_EVENT_BYTES' })
+  validateAppendOptions(append)
+  const { client, lastError } = redisClient(redisUrl as string)
+  try {
+    const id = await publish(client, { prefix, ...entry, ...append, maxDataBytes })
+    process.stdout.write(id + '\n')
+    await client.quit().catch(() => {})
+  } catch (err) {
+    // A reply error (WRONGTYPE, NOPERM...) is the server's answer; anything else is the connection.
+    if (err instanceof GatewayError || (err as Error).name === 'ReplyError') throw err
+    const cause = lastError()?.message ?? (err as Error).message
+    throw new Error(`cannot reach Redis at ${safeUrl(redisUrl as string)}: ${cause}`)
+  } finally {
+    client.disconnect()
+  }
+}
+
+function nonEmpty (value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value.trim()
+}
+
+async function main (argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  try {
+    if (command === 'token') tokenCommand(rest)
+    else if (command === 'publish') await publishCommand(rest)
+    else if (command === '--help' || command === '-h' || command === 'help') process.stdout.write(USAGE + '\n')
+    else throw new UsageError(command === undefined ? 'missing command' : `unknown command: ${command}`)
+    return 0
+  } catch (err) {
+    // parseArgs refuses unknown or malformed options with a TypeError that has a code.
+    const usage = err instanceof UsageError || err instanceof GatewayError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true
+    const message = err instanceof GatewayError ? `${err.code}: ${err.message}` : (err as Error).message
+    if (usage) {
+      process.stderr.write(`${message}\n${USAGE}\n`)
+      return 2
+    }
+    process.stderr.write(`sse-gateway ${command ?? ''}: ${message}\n`)
+    return 1
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2))

@@ -33,6 +33,7 @@ export const SETTINGS = [
   { env: 'JWT_AUDIENCE', kind: 'list', description: 'When set, a token\'s `aud` must contain one of these values.' },
   { env: 'JWT_ISSUER', kind: 'list', description: 'When set, a token\'s `iss` must be one of these values.' },
   { env: 'JWT_TOPICS_CLAIM', kind: 'string', default: 'topics', description: 'Claim listing the topics a token may read: an array or a space/comma-separated string of names and `*` patterns.' },
+  { env: 'JWT_PUBLISH_CLAIM', kind: 'string', default: 'publish', description: 'Claim listing the channels a token may publish to with `POST /publish`: an array or a space/comma-separated string of channel names and `*` patterns (`topic:*`, `user:*`, `topic:orders.*`). A token without it cannot publish.' },
   { env: 'JWT_CLOCK_TOLERANCE_MS', kind: 'int', default: '0', min: 0, max: 300000, description: 'Clock skew allowed when checking `exp` and `nbf`, in milliseconds.' },
   { env: 'TOKEN_COOKIE', kind: 'string', default: 'sse_token', description: 'Name of the cookie a token may come in (for same-site browsers; refresh it and EventSource reconnects by itself).' },
   { env: 'PUBLIC_TOPICS', kind: 'list', description: 'Topics (names or `*` patterns) anyone may read without a token.' },
@@ -55,6 +56,10 @@ export const SETTINGS = [
   { env: 'SLOW_CLIENT_BUFFER_BYTES', kind: 'int', default: '262144', min: 65536, max: 67108864, description: 'Bytes a client may leave unread in its socket buffer before it stops taking live events (it catches up from Redis once it drains).' },
   { env: 'SLOW_CLIENT_TIMEOUT_MS', kind: 'int', default: '30000', min: 1000, max: 3600000, description: 'How long a client may stay over that buffer before it is disconnected (it resumes when it reconnects).' },
   { env: 'MAX_EVENT_BYTES', kind: 'int', default: '262144', min: 1, max: 67108864, description: 'Largest `data` (in UTF-8 bytes) relayed; larger entries are skipped and counted.' },
+  { env: 'PUBLISH_ENABLED', kind: 'bool', default: 'true', description: 'Serve `POST /publish`, for services that cannot write to Redis themselves (tokens still need the `JWT_PUBLISH_CLAIM` claim).' },
+  { env: 'PUBLISH_TOPIC_MAX_ENTRIES', kind: 'int', default: '10000', min: 1, max: 100000000, description: '`MAXLEN ~` of a topic stream written through `POST /publish`: about this many newest entries are kept.' },
+  { env: 'PUBLISH_USER_MAX_ENTRIES', kind: 'int', default: '1000', min: 1, max: 100000000, description: '`MAXLEN ~` of a per-user stream written through `POST /publish`.' },
+  { env: 'PUBLISH_USER_TTL_SECONDS', kind: 'int', default: '86400', min: 0, max: 31536000, description: '`EXPIRE` set on a per-user stream at each `POST /publish` to it, so streams of users who left go away (0: none).' },
   { env: 'DRAIN_WINDOW_MS', kind: 'int', default: '10000', min: 0, max: 600000, description: 'On SIGTERM, open streams are ended (with a jittered `retry:`) at random moments spread over this window, so other replicas are not stampeded.' },
   { env: 'LOG_LEVEL', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'pino log level.' },
 ] as const satisfies readonly FieldSpec[]
@@ -82,6 +87,8 @@ export interface Config {
   /** Undefined when neither a secret nor a public key is set: only public topics can be read. */
   readonly jwt: JwtSettings | undefined
   readonly topicsClaim: string
+  /** Claim listing the channels a token may publish to. */
+  readonly publishClaim: string
   readonly tokenCookie: string
   readonly publicTopics: readonly string[]
   readonly maxTopicsPerConnection: number
@@ -104,6 +111,10 @@ export interface Config {
   readonly slowClientBufferBytes: number
   readonly slowClientTimeoutMs: number
   readonly drainWindowMs: number
+  readonly publishEnabled: boolean
+  readonly publishTopicMaxEntries: number
+  readonly publishUserMaxEntries: number
+  readonly publishUserTtlSeconds: number
   readonly logLevel: string
 }
 
@@ -165,6 +176,8 @@ export function loadConfig (env: Raw): Config {
   if (str('KEY_PREFIX') === undefined || /[\s]/.test(str('KEY_PREFIX'))) throw new ConfigError('KEY_PREFIX must not contain white space')
   // Identity providers often namespace custom claims as URLs (https://example.com/topics).
   if (!/^[\x21-\x7e]{1,256}$/.test(str('JWT_TOPICS_CLAIM'))) throw new ConfigError(`JWT_TOPICS_CLAIM must be a claim name (printable ASCII, no spaces), got "${str('JWT_TOPICS_CLAIM')}"`)
+  if (!/^[\x21-\x7e]{1,256}$/.test(str('JWT_PUBLISH_CLAIM'))) throw new ConfigError(`JWT_PUBLISH_CLAIM must be a claim name (printable ASCII, no spaces), got "${str('JWT_PUBLISH_CLAIM')}"`)
+  if (str('JWT_PUBLISH_CLAIM') === str('JWT_TOPICS_CLAIM')) throw new ConfigError('JWT_PUBLISH_CLAIM and JWT_TOPICS_CLAIM must name different claims: reading and publishing are granted separately')
   if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(str('TOKEN_COOKIE'))) throw new ConfigError(`TOKEN_COOKIE must be a cookie name, got "${str('TOKEN_COOKIE')}"`)
 
   return Object.freeze({
@@ -176,6 +189,7 @@ export function loadConfig (env: Raw): Config {
     keyPrefix: str('KEY_PREFIX'),
     jwt: jwtSettings(env, list('JWT_ALGORITHMS'), list('JWT_AUDIENCE'), list('JWT_ISSUER'), num('JWT_CLOCK_TOLERANCE_MS')),
     topicsClaim: str('JWT_TOPICS_CLAIM'),
+    publishClaim: str('JWT_PUBLISH_CLAIM'),
     tokenCookie: str('TOKEN_COOKIE'),
     publicTopics: Object.freeze(publicTopics),
     maxTopicsPerConnection: num('MAX_TOPICS_PER_CONNECTION'),
@@ -198,6 +212,10 @@ export function loadConfig (env: Raw): Config {
     slowClientBufferBytes: num('SLOW_CLIENT_BUFFER_BYTES'),
     slowClientTimeoutMs: num('SLOW_CLIENT_TIMEOUT_MS'),
     drainWindowMs: num('DRAIN_WINDOW_MS'),
+    publishEnabled: v.PUBLISH_ENABLED as boolean,
+    publishTopicMaxEntries: num('PUBLISH_TOPIC_MAX_ENTRIES'),
+    publishUserMaxEntries: num('PUBLISH_USER_MAX_ENTRIES'),
+    publishUserTtlSeconds: num('PUBLISH_USER_TTL_SECONDS'),
     logLevel: str('LOG_LEVEL'),
   })
 }

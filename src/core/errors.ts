@@ -21,6 +21,14 @@ export const Errors = {
   RATE_LIMITED: { code: 'SSEGW_ERR_RATE_LIMITED', statusCode: 429 },
   UNAVAILABLE: { code: 'SSEGW_ERR_UNAVAILABLE', statusCode: 503 },
   NOT_FOUND: { code: 'SSEGW_ERR_NOT_FOUND', statusCode: 404 },
+  PUBLISH_FORBIDDEN: { code: 'SSEGW_ERR_PUBLISH_FORBIDDEN', statusCode: 403 },
+  PUBLISH_CHANNEL_INVALID: { code: 'SSEGW_ERR_PUBLISH_CHANNEL_INVALID', statusCode: 400 },
+  PUBLISH_EVENT_INVALID: { code: 'SSEGW_ERR_PUBLISH_EVENT_INVALID', statusCode: 400 },
+  PUBLISH_DATA_INVALID: { code: 'SSEGW_ERR_PUBLISH_DATA_INVALID', statusCode: 400 },
+  PUBLISH_BODY_INVALID: { code: 'SSEGW_ERR_PUBLISH_BODY_INVALID', statusCode: 400 },
+  PUBLISH_OPTION_INVALID: { code: 'SSEGW_ERR_PUBLISH_OPTION_INVALID', statusCode: 400 },
+  PUBLISH_NOT_JSON: { code: 'SSEGW_ERR_PUBLISH_NOT_JSON', statusCode: 415 },
+  PUBLISH_TOO_LARGE: { code: 'SSEGW_ERR_PUBLISH_TOO_LARGE', statusCode: 413 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorName = keyof typeof Errors

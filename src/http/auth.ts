@@ -63,6 +63,15 @@ export function extractToken (request: FastifyRequest, cookieName: string): { to
 }
 
 export function verifyToken (app: FastifyInstance, token: string, topicsClaim: string): Principal {
+  const claims = verifyClaims(app, token)
+  return { sub: claims.sub as string | undefined, topics: new TopicPatterns(topicsFromClaim(claims[topicsClaim])), expiresAtMs: (claims.exp as number) * 1000 }
+}
+
+/**
+ * Verifies a token and returns its claims: an object with a numeric `exp`
+ * and, when present, a valid `sub`. Throws {@link AuthError} otherwise.
+ */
+export function verifyClaims (app: FastifyInstance, token: string): Readonly<Record<string, unknown>> {
   if (!('jwt' in app)) {
     throw new AuthError('not-configured', Errors.AUTH_NOT_CONFIGURED, 'This gateway has no JWT key configured (JWT_SECRET or JWT_PUBLIC_KEY), so it cannot accept tokens; only public topics can be read without one.')
   }
@@ -84,14 +93,10 @@ export function verifyToken (app: FastifyInstance, token: string, topicsClaim: s
   if (typeof exp !== 'number' || !Number.isFinite(exp)) {
     throw new AuthError('invalid', Errors.AUTH_INVALID_TOKEN, 'The token was rejected: it needs a numeric `exp` claim.')
   }
-  let sub: string | undefined
-  if (claims.sub !== undefined) {
-    if (typeof claims.sub !== 'string' || !isValidSubject(claims.sub)) {
-      throw new AuthError('invalid', Errors.AUTH_INVALID_TOKEN, 'The token was rejected: `sub` must be a string of 1 to 256 characters with no control characters.')
-    }
-    sub = claims.sub
+  if (claims.sub !== undefined && (typeof claims.sub !== 'string' || !isValidSubject(claims.sub))) {
+    throw new AuthError('invalid', Errors.AUTH_INVALID_TOKEN, 'The token was rejected: `sub` must be a string of 1 to 256 characters with no control characters.')
   }
-  return { sub, topics: new TopicPatterns(topicsFromClaim(claims[topicsClaim])), expiresAtMs: exp * 1000 }
+  return claims
 }
 
 function describe (code: string | undefined, message: string | undefined): string {

@@ -42,6 +42,7 @@ function rejects (t: Test, env: Env, variable: string, also?: RegExp): void {
 /** The Config property a setting lands in, for the settings that map one to one. */
 function configKey (env: string): string {
   if (env === 'JWT_TOPICS_CLAIM') return 'topicsClaim'
+  if (env === 'JWT_PUBLISH_CLAIM') return 'publishClaim'
   return env.toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())
 }
 const JWT_SETTINGS = new Set(['JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWT_ALGORITHMS', 'JWT_AUDIENCE', 'JWT_ISSUER', 'JWT_CLOCK_TOLERANCE_MS'])

@@ -1,0 +1,129 @@
+/**
+ * `POST /publish`: for services that cannot write to Redis themselves. The
+ * token must carry the publisher claim (`JWT_PUBLISH_CLAIM`) with a pattern
+ * matching the channel; the entry is checked by the same rules as the
+ * producer helper, written by the engine's {@link Publisher}, and its id
+ * returned.
+ *
+ * The token is checked in `onRequest`, before the body is read: a caller
+ * without a valid token cannot make the gateway buffer a large body. Only
+ * the `Authorization` header is accepted: a write credential belongs neither
+ * in a URL (logs) nor in an ambient cookie.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { TopicPatterns, topicsFromClaim } from '../core/channels.js'
+import type { Config } from '../core/config.js'
+import { Errors, GatewayError } from '../core/errors.js'
+import { parseChannel, validateEntry, type AppendOptions } from '../core/publish.js'
+import type { Metrics } from '../metrics.js'
+import { PublisherUnavailableError, type Publisher } from '../source/publisher.js'
+import { AuthError, verifyClaims } from './auth.js'
+
+export interface PublishRouteOptions {
+  readonly config: Config
+  readonly publisher: Publisher
+  readonly metrics: Metrics
+}
+
+const BODY_FIELDS = new Set(['channel', 'event', 'data'])
+
+/**
+ * Largest body that can hold `data` of `maxEventBytes` UTF-8 bytes: JSON
+ * escapes one byte as at most six characters (`\u0001`), plus room for the
+ * channel, the event name and the punctuation.
+ */
+export function publishBodyLimit (maxEventBytes: number): number {
+  return maxEventBytes * 6 + 65536
+}
+
+/** The Fastify errors a body can cause, as catalogue errors (the app's handler answers them). */
+function bodyError (err: FastifyError, maxEventBytes: number): GatewayError | FastifyError {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new GatewayError(Errors.PUBLISH_TOO_LARGE, `The request body is too large: \`data\` may be at most ${maxEventBytes} bytes (MAX_EVENT_BYTES).`)
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new GatewayError(Errors.PUBLISH_NOT_JSON, 'Send the body as JSON with `Content-Type: application/json`.')
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new GatewayError(Errors.PUBLISH_BODY_INVALID, 'The body is not valid JSON: send {"channel": "topic:<name>" | "user:<sub>", "event"?: "<name>", "data": "<text>"}.')
+    default:
+      // Prototype poisoning and the like: refused by Fastify with a 400.
+      if (err.statusCode === 400) return new GatewayError(Errors.PUBLISH_BODY_INVALID, `The body was refused: ${err.message}`)
+      return err
+  }
+}
+
+function bearerToken (request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization
+  if (typeof header !== 'string' || header.length === 0) return undefined
+  // A malformed Authorization header is an error, not "no token".
+  return /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] ?? ''
+}
+
+export async function publishRoute (app: FastifyInstance, opts: PublishRouteOptions): Promise<void> {
+  const { config, publisher, metrics } = opts
+  const claimsOf = new WeakMap<FastifyRequest, TopicPatterns>()
+
+  app.setErrorHandler((err: FastifyError | GatewayError) => {
+    // Thrown on to the app's error handler, which logs, counts and answers.
+    throw err instanceof GatewayError ? err : bodyError(err, config.maxEventBytes)
+  })
+  app.addHook('onClose', async () => { await publisher.close?.() })
+
+  app.addHook('onRequest', async (request: FastifyRequest) => {
+    try {
+      const token = bearerToken(request)
+      if (token === undefined) {
+        throw new AuthError('missing', Errors.AUTH_MISSING_TOKEN, 'No token: send `Authorization: Bearer <jwt>` with a token whose `' + config.publishClaim + '` claim lists the channels it may publish to.')
+      }
+      if (config.jwt === undefined) {
+        throw new AuthError('not-configured', Errors.AUTH_NOT_CONFIGURED, 'This gateway has no JWT key configured (JWT_SECRET or JWT_PUBLIC_KEY), so nobody can publish through it.')
+      }
+      const claims = verifyClaims(app, token)
+      const allowed = new TopicPatterns(topicsFromClaim(claims[config.publishClaim]))
+      if (allowed.empty) {
+        throw new AuthError('forbidden', Errors.PUBLISH_FORBIDDEN, `This token may not publish: it has no \`${config.publishClaim}\` claim listing channels (JWT_PUBLISH_CLAIM).`)
+      }
+      claimsOf.set(request, allowed)
+    } catch (err) {
+      if (err instanceof AuthError) metrics.authFailures.inc({ reason: err.reason })
+      throw err
+    }
+  })
+
+  const limits = { maxDataBytes: config.maxEventBytes, limitName: 'MAX_EVENT_BYTES' }
+  app.post('/publish', { bodyLimit: publishBodyLimit(config.maxEventBytes) }, async (request: FastifyRequest, reply: FastifyReply) => {
+    const body = request.body
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new GatewayError(Errors.PUBLISH_BODY_INVALID, 'The body must be a JSON object: {"channel": "topic:<name>" | "user:<sub>", "event"?: "<name>", "data": "<text>"}.')
+    }
+    const fields = body as Record<string, unknown>
+    const unknown = Object.keys(fields).filter(k => !BODY_FIELDS.has(k))
+    if (unknown.length > 0) {
+      throw new GatewayError(Errors.PUBLISH_BODY_INVALID, `Unknown field ${JSON.stringify(unknown[0]?.slice(0, 64))}: the body takes \`channel\`, \`event\` and \`data\` only.`)
+    }
+    // Permission before the rest of the entry: a channel outside the token's
+    // patterns is refused whatever the event and data.
+    const channel = parseChannel(config.keyPrefix, fields.channel)
+    if (claimsOf.get(request)?.matches(channel.name) !== true) {
+      metrics.authFailures.inc({ reason: 'forbidden' })
+      throw new AuthError('forbidden', Errors.PUBLISH_FORBIDDEN, `This token may not publish to ${JSON.stringify(channel.name)} (claim \`${config.publishClaim}\`).`)
+    }
+    const entry = validateEntry(config.keyPrefix, { channel: fields.channel, event: fields.event, data: fields.data }, limits)
+    const append: AppendOptions = entry.channel.kind === 'user'
+      ? { maxLen: config.publishUserMaxEntries, expireSeconds: config.publishUserTtlSeconds }
+      : { maxLen: config.publishTopicMaxEntries }
+    let id: string
+    try {
+      id = await publisher.publish(entry.channel.key, entry.fields, append)
+    } catch (err) {
+      if (!(err instanceof PublisherUnavailableError)) throw err
+      request.log.warn({ err: { message: err.message } }, 'cannot publish (stream engine unavailable)')
+      reply.header('retry-after', '1')
+      throw new GatewayError(Errors.UNAVAILABLE, 'The event store (Redis) is unreachable: nothing was published; retry shortly.')
+    }
+    request.log.debug({ channel: entry.channel.name, id }, 'published')
+    return { id, channel: entry.channel.name }
+  })
+}
