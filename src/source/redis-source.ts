@@ -536,13 +536,16 @@ export class RedisSource implements StreamSource {
   }
 
   async newestIds (key: string, count: number): Promise<StreamId[]> {
+    // COUNT 0 answers nil, not an empty list.
+    if (count <= 0) return []
     const r = await this.cmd.xrevrange(key, '+', '-', 'COUNT', count)
-    return r.map(e => e[0])
+    return (r ?? []).map(e => e[0])
   }
 
   async range (key: string, afterId: StreamId, count: number): Promise<RawEntry[]> {
+    if (count <= 0) return []
     const r = await this.cmd.xrange(key, `(${afterId}`, '+', 'COUNT', count)
-    return r.map(toEntry)
+    return (r ?? []).map(toEntry)
   }
 
   async has (key: string, id: StreamId): Promise<boolean> {
