@@ -12,6 +12,7 @@ import type { Config } from './core/config.js'
 import { Errors, GatewayError } from './core/errors.js'
 import { Hub } from './delivery/hub.js'
 import { registerJwt } from './http/auth.js'
+import { demoRoute, generatedJwtSettings } from './http/demo-route.js'
 import { eventsRoute } from './http/events-route.js'
 import { publishRoute } from './http/publish-route.js'
 import { SessionRegistry } from './http/session.js'
@@ -79,6 +80,10 @@ function createSource (config: Config, logger: Logger, metrics: Metrics): Stream
 }
 
 export async function buildGateway (config: Config, deps: GatewayDeps = {}): Promise<Gateway> {
+  // A demo with no JWT key signs with a random per-process secret, so its
+  // page can hand out tokens; the secret is never logged and dies with the process.
+  const demoJwt = config.demoEnabled && config.jwt === undefined ? generatedJwtSettings() : undefined
+  if (demoJwt !== undefined) config = Object.freeze({ ...config, jwt: demoJwt })
   const logger = deps.logger ?? createLogger(config.logLevel)
   const metrics = deps.metrics ?? new Metrics()
   const source = deps.source ?? createSource(config, logger, metrics)
@@ -145,6 +150,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
       ? new MemoryPublisher(source)
       : config.redisUrl !== undefined ? new RedisPublisher({ url: config.redisUrl }) : undefined)
   if (publisher !== undefined) await server.register(publishRoute, { config, publisher, metrics })
+  if (config.demoEnabled) await server.register(demoRoute, { config, tokenSecret: demoJwt?.key })
   // fastify.close() would wait for open streams forever: end them first.
   server.addHook('preClose', async () => {
     await sessions.closeAll('shutdown', config.retryMs, config.retryJitterMs)

@@ -18,7 +18,7 @@ async function main (): Promise<void> {
     throw err
   }
   const gateway = await buildGateway(config)
-  if (config.jwt === undefined) {
+  if (gateway.config.jwt === undefined) {
     gateway.logger.warn('neither JWT_SECRET nor JWT_PUBLIC_KEY is set: only PUBLIC_TOPICS can be read')
   }
   let stopping = false

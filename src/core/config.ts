@@ -62,6 +62,7 @@ export const SETTINGS = [
   { env: 'PUBLISH_USER_TTL_SECONDS', kind: 'int', default: '86400', min: 0, max: 31536000, description: '`EXPIRE` set on a per-user stream at each `POST /publish` to it, so streams of users who left go away (0: none).' },
   { env: 'DRAIN_WINDOW_MS', kind: 'int', default: '10000', min: 0, max: 600000, description: 'On SIGTERM, open streams are ended (with a jittered `retry:`) at random moments spread over this window, so other replicas are not stampeded.' },
   { env: 'LOG_LEVEL', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'pino log level.' },
+  { env: 'DEMO_ENABLED', kind: 'bool', description: 'Serve the demo page (`/demo`, and `/` redirects to it) and the browser client (`/client/sse-client.js`); with no JWT key set, also development tokens (`/demo/token`) signed with a random per-process secret. Default: on when `REDIS_URL` is unset, off otherwise.' },
 ] as const satisfies readonly FieldSpec[]
 
 export type SettingName = (typeof SETTINGS)[number]['env']
@@ -116,6 +117,8 @@ export interface Config {
   readonly publishUserMaxEntries: number
   readonly publishUserTtlSeconds: number
   readonly logLevel: string
+  /** Serve `/demo`, `/demo/token` (when no JWT key is set) and `/client/sse-client.js`. */
+  readonly demoEnabled: boolean
 }
 
 const HMAC = ['HS256', 'HS384', 'HS512']
@@ -217,6 +220,7 @@ export function loadConfig (env: Raw): Config {
     publishUserMaxEntries: num('PUBLISH_USER_MAX_ENTRIES'),
     publishUserTtlSeconds: num('PUBLISH_USER_TTL_SECONDS'),
     logLevel: str('LOG_LEVEL'),
+    demoEnabled: (v.DEMO_ENABLED as boolean | undefined) ?? (env.REDIS_URL === undefined || env.REDIS_URL.trim() === ''),
   })
 }
 

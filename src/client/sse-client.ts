@@ -1,0 +1,345 @@
+/**
+ * A small client for sse-gateway, for browsers and Node, over EventSource.
+ * No imports: the compiled file is an ES module a browser loads as it is
+ * (a gateway with DEMO_ENABLED serves it at `/client/sse-client.js`).
+ *
+ * What it adds to a bare EventSource, and why:
+ *  - `gateway.token-expired` ends the stream, and EventSource would come back
+ *    with the old URL (old token: 401, then it gives up for good). So the
+ *    helper closes it, asks the app for a fresh token and opens a new one
+ *    that resumes from the last cursor.
+ *  - A non-200 answer (401, 403, 429...) or a network failure that makes
+ *    EventSource give up (readyState CLOSED): back off with jitter, then ask
+ *    for a fresh token and reconnect with the cursor. A browser does not say
+ *    which status it got, so every such reconnect asks for a token.
+ *  - A 200 stream that ends (`gateway.unavailable`, a drain, a proxy cutting
+ *    it): EventSource comes back by itself after the `retry:` it was sent,
+ *    with `Last-Event-ID`; the helper leaves that alone.
+ *  - The cursor (last `id:`) is kept in storage (sessionStorage by default),
+ *    so a page reload resumes where it was: sent as `lastEventId` on the
+ *    first connect, since EventSource cannot send the header then.
+ *  - `gateway.gap` goes to `onGap` with the channels that lost history.
+ *
+ * EventSource hands a named event only to listeners for that name: give the
+ * names the app expects in `events` (or add them later with `listen`).
+ * Unnamed events arrive as `message`.
+ */
+
+/** The gateway's control events (see the README, "Control events"). */
+export const CONTROL_EVENTS = {
+  gap: 'gateway.gap',
+  tokenExpired: 'gateway.token-expired',
+  unavailable: 'gateway.unavailable',
+} as const
+
+/** The part of a `MessageEvent` this client reads. */
+export interface MessageEventLike {
+  readonly type: string
+  readonly data: string
+  readonly lastEventId: string
+}
+
+/** The part of an `EventSource` this client uses (the browser's, or the `eventsource` package's). */
+export interface EventSourceLike {
+  readonly readyState: number
+  // `never`: any EventSource's handler type fits (browsers type the event `Event`, Node's package `ErrorEvent`).
+  onopen: ((event: never) => unknown) | null
+  onerror: ((event: never) => unknown) | null
+  addEventListener (type: string, listener: (event: MessageEventLike) => void): void
+  close (): void
+}
+
+export type EventSourceConstructor = new (url: string, init?: { withCredentials?: boolean }) => EventSourceLike
+
+/** `sessionStorage`, `localStorage`, or anything with these methods. */
+export interface StorageLike {
+  getItem (key: string): string | null
+  setItem (key: string, value: string): void
+  removeItem (key: string): void
+}
+
+export type GapReason = 'trimmed' | 'missing' | 'ahead' | 'invalid-cursor'
+
+/** One channel of a `gateway.gap` event: the app should refetch its state. */
+export interface GapChannel {
+  /** `topic:<name>` or `user:<sub>`. */
+  readonly channel: string
+  readonly reason: GapReason
+}
+
+/** Why a token is asked for: first connect, after `gateway.token-expired`, or after EventSource gave up (e.g. a 401). */
+export type TokenReason = 'initial' | 'token-expired' | 'error'
+
+/**
+ * - `connecting`: getting a token and opening a new EventSource.
+ * - `open`: the stream is open.
+ * - `reconnecting`: the stream ended or the network failed; EventSource comes back by itself.
+ * - `backing-off`: EventSource gave up (non-200 answer) or getting a token failed; a new one is opened after `delayMs`.
+ * - `closed`: `close()` was called.
+ */
+export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'backing-off' | 'closed'
+
+export interface StateDetail {
+  /** What led here: `token-expired`, `unavailable`, `error` (EventSource error event) or `token-error` (getToken failed). */
+  readonly reason?: TokenReason | 'unavailable' | 'token-error'
+  /** Backing off: milliseconds until the next attempt. */
+  readonly delayMs?: number
+  /** Backing off: consecutive failed attempts so far (1 on the first). */
+  readonly attempt?: number
+  /** The error event or the error getToken threw. Node's `eventsource` error events carry the HTTP status as `code`. */
+  readonly error?: unknown
+  /** `gateway.unavailable` and `gateway.token-expired`: the gateway's explanation. */
+  readonly message?: string
+}
+
+export interface ConnectOptions {
+  /** The gateway's `/events` URL, absolute, or relative to the page in a browser. Query parameters in it are kept (e.g. `history=20`). */
+  readonly url: string | URL
+  /** Topics to read, besides the token's own user channel. */
+  readonly topics?: readonly string[]
+  /**
+   * Returns a token (sent as the `token` query parameter), or undefined to
+   * send none (cookie auth). Called before every new EventSource: on the
+   * first connect, after `gateway.token-expired` and after EventSource gave
+   * up (which is what a 401 looks like), so return a fresh one then.
+   */
+  readonly getToken?: (reason: TokenReason) => string | null | undefined | Promise<string | null | undefined>
+  /** Every event that is not a control event: its name (`message` when it has none), data and `id:` (its cursor). */
+  readonly onEvent: (name: string, data: string, id: string) => void
+  /** Channels that lost history (`gateway.gap`): refetch their state. Delivery goes on. */
+  readonly onGap?: (channels: GapChannel[]) => void
+  /** Connection state changes, for a status indicator or logging. */
+  readonly onState?: (state: ConnectionState, detail: StateDetail) => void
+  /** Event names to listen for besides `message` (EventSource delivers named events only to their own listeners). */
+  readonly events?: readonly string[]
+  /** Where the cursor survives a page reload. Default: `sessionStorage` when there is one; `null` keeps it in memory only. */
+  readonly storage?: StorageLike | null
+  /** Storage key of the cursor. Default: derived from the URL and the topics. */
+  readonly storageKey?: string
+  /** Cursor to start from, instead of the stored one. */
+  readonly lastEventId?: string
+  /** EventSource constructor. Default: the global one (browsers); in Node pass `EventSource` from the `eventsource` package. */
+  readonly EventSource?: EventSourceConstructor
+  /** Send cookies cross-origin (the gateway must list the page's origin in CORS_ORIGINS). */
+  readonly withCredentials?: boolean
+  /** Back-off after EventSource gives up: the first delay and the ceiling, in milliseconds. Default 1,000 and 30,000. */
+  readonly backoff?: { readonly initialMs?: number, readonly maxMs?: number }
+}
+
+export interface Connection {
+  /** Stops for good: closes the EventSource, cancels any pending reconnect. The stored cursor stays. */
+  close (): void
+  /** Also deliver events named `name` to `onEvent`, from now on. */
+  listen (name: string): void
+  readonly state: ConnectionState
+  /** The last cursor seen (or the one started from); what a reconnect resumes from. */
+  readonly lastEventId: string | undefined
+}
+
+const CLOSED = 2
+/** A token-expired this soon after open is treated as a failure, so a token that is always about to expire cannot spin. */
+const SHORT_LIVED_MS = 1000
+
+/**
+ * Delay before attempt `attempt` (1, 2, ...): exponential from `initialMs`,
+ * capped at `maxMs`, with "equal jitter": half of it fixed, half random, so
+ * clients that failed together do not come back together.
+ */
+export function backoffDelay (attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.max(0, Math.min(attempt - 1, 30)))
+  return Math.round(ceiling / 2 + random() * ceiling / 2)
+}
+
+/** The URL a new EventSource opens: topics, token and the cursor as query parameters. */
+export function streamUrl (base: string | URL, topics: readonly string[], token: string | undefined, lastEventId: string | undefined): string {
+  const url = new URL(String(base), pageHref())
+  for (const topic of topics) url.searchParams.append('topic', topic)
+  if (token !== undefined && token !== '') url.searchParams.set('token', token)
+  else url.searchParams.delete('token')
+  if (lastEventId !== undefined && lastEventId !== '') url.searchParams.set('lastEventId', lastEventId)
+  return url.toString()
+}
+
+function pageHref (): string | undefined {
+  return (globalThis as { location?: { href?: string } }).location?.href
+}
+
+function defaultStorage (): StorageLike | null {
+  try {
+    // Throws in some sandboxed frames and with storage disabled.
+    return (globalThis as { sessionStorage?: StorageLike }).sessionStorage ?? null
+  } catch {
+    return null
+  }
+}
+
+function readStored (storage: StorageLike | null, key: string): string | undefined {
+  try {
+    return storage?.getItem(key) ?? undefined
+  } catch {
+    return undefined
+  }
+}
+
+function store (storage: StorageLike | null, key: string, value: string): void {
+  try {
+    storage?.setItem(key, value)
+  } catch {
+    // Quota or privacy mode: the cursor is still kept in memory.
+  }
+}
+
+function parseJson (text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+/** Opens a stream that keeps itself connected until `close()`. */
+export function connect (options: ConnectOptions): Connection {
+  const found = options.EventSource ?? (globalThis as { EventSource?: EventSourceConstructor }).EventSource
+  if (typeof found !== 'function') {
+    throw new TypeError('sse-client: no EventSource here; pass one as `EventSource` (in Node: import { EventSource } from \'eventsource\')')
+  }
+  const ES: EventSourceConstructor = found
+  if (typeof options.onEvent !== 'function') throw new TypeError('sse-client: `onEvent` must be a function')
+  const topics = [...(options.topics ?? [])]
+  // Fail now, not in a later turn: a relative URL needs a page to resolve against.
+  streamUrl(options.url, topics, undefined, undefined)
+  const storage = options.storage === undefined ? defaultStorage() : options.storage
+  const storageKey = options.storageKey ?? `sse-gateway:cursor:${String(options.url)}|${[...topics].sort().join(',')}`
+  const initialMs = options.backoff?.initialMs ?? 1000
+  const maxMs = Math.max(initialMs, options.backoff?.maxMs ?? 30000)
+  const names = new Set<string>()
+
+  let cursor = options.lastEventId ?? readStored(storage, storageKey)
+  let state: ConnectionState = 'connecting'
+  let source: EventSourceLike | undefined
+  let deliver: ((event: MessageEventLike) => void) | undefined
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let attempt = 0
+  let openedAt = 0
+  let closed = false
+  // Bumped by every new attempt and by close(): stale callbacks see a newer value and stop.
+  let generation = 0
+
+  const setState = (next: ConnectionState, detail: StateDetail = {}): void => {
+    state = next
+    options.onState?.(next, detail)
+  }
+
+  const remember = (id: string): void => {
+    if (id === '' || id === cursor) return
+    cursor = id
+    store(storage, storageKey, id)
+  }
+
+  const drop = (): void => {
+    const es = source
+    source = undefined
+    deliver = undefined
+    es?.close()
+  }
+
+  const retryLater = (reason: TokenReason | 'token-error', error?: unknown, message?: string): void => {
+    drop()
+    attempt++
+    const delayMs = backoffDelay(attempt, initialMs, maxMs)
+    const next: TokenReason = reason === 'token-error' ? 'error' : reason
+    setState('backing-off', { reason, delayMs, attempt, error, message })
+    const gen = generation
+    timer = setTimeout(() => {
+      timer = undefined
+      if (gen === generation && !closed) void open(next)
+    }, delayMs)
+  }
+
+  const listenOn = (es: EventSourceLike, name: string): void => {
+    es.addEventListener(name, event => { if (es === source) deliver?.(event) })
+  }
+
+  async function open (reason: TokenReason): Promise<void> {
+    const gen = ++generation
+    drop()
+    setState('connecting', { reason })
+    let token: string | undefined
+    if (options.getToken !== undefined) {
+      try {
+        token = (await options.getToken(reason)) ?? undefined
+      } catch (error) {
+        if (gen === generation && !closed) retryLater('token-error', error)
+        return
+      }
+      if (gen !== generation || closed) return
+    }
+    const es = new ES(streamUrl(options.url, topics, token, cursor), options.withCredentials === true ? { withCredentials: true } : undefined)
+    source = es
+    const current = (): boolean => es === source && !closed
+
+    deliver = event => {
+      remember(event.lastEventId)
+      options.onEvent(event.type, event.data, event.lastEventId)
+    }
+    es.onopen = () => {
+      if (!current()) return
+      openedAt = Date.now()
+      attempt = 0
+      setState('open')
+    }
+    es.onerror = (error: unknown) => {
+      if (!current()) return
+      // CLOSED: EventSource gave up (non-200, wrong type, or a fatal network
+      // error); only a new EventSource, with a fresh token, can go on.
+      if (es.readyState === CLOSED) retryLater('error', error)
+      else if (state !== 'reconnecting') setState('reconnecting', { reason: 'error', error })
+    }
+    listenOn(es, 'message')
+    for (const name of names) listenOn(es, name)
+    es.addEventListener(CONTROL_EVENTS.gap, event => {
+      if (!current()) return
+      remember(event.lastEventId)
+      const body = parseJson(event.data) as { channels?: unknown } | undefined
+      const channels = Array.isArray(body?.channels) ? body.channels as GapChannel[] : []
+      options.onGap?.(channels)
+    })
+    es.addEventListener(CONTROL_EVENTS.tokenExpired, event => {
+      if (!current()) return
+      const message = (parseJson(event.data) as { message?: string } | undefined)?.message
+      if (Date.now() - openedAt < SHORT_LIVED_MS) {
+        retryLater('token-expired', undefined, message)
+      } else {
+        void open('token-expired')
+      }
+    })
+    es.addEventListener(CONTROL_EVENTS.unavailable, event => {
+      if (!current()) return
+      // The stream ends after this; EventSource reconnects after its `retry:`.
+      const message = (parseJson(event.data) as { message?: string } | undefined)?.message
+      setState('reconnecting', { reason: 'unavailable', message })
+    })
+  }
+
+  for (const name of options.events ?? []) if (name !== 'message' && !name.startsWith('gateway.')) names.add(name)
+  void open('initial')
+
+  return {
+    close () {
+      if (closed) return
+      closed = true
+      generation++
+      if (timer !== undefined) clearTimeout(timer)
+      timer = undefined
+      drop()
+      setState('closed')
+    },
+    listen (name: string) {
+      if (name === 'message' || name.startsWith('gateway.') || names.has(name)) return
+      names.add(name)
+      if (source !== undefined) listenOn(source, name)
+    },
+    get state () { return state },
+    get lastEventId () { return cursor },
+  }
+}

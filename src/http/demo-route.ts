@@ -1,0 +1,157 @@
+/**
+ * The demo, served when DEMO_ENABLED: `GET /demo` (the page; `/` redirects
+ * to it), `GET /client/sse-client.js` (the client helper the page imports)
+ * and, when the gateway signs with a generated secret (no JWT key was
+ * configured), `GET /demo/token` for development tokens.
+ *
+ * Security contract: `/demo/token` hands a token to anyone who can reach the
+ * port, so it exists only when no JWT key is configured, and its tokens are
+ * signed with a random per-process secret that is never logged: they can
+ * read `demo.*` topics and their own user channel, publish to `demo.*`
+ * topics and their own user channel, and nothing else, and die with the
+ * process. With JWT_SECRET / JWT_PUBLIC_KEY set the page asks for a token
+ * instead.
+ */
+import { createHmac, randomBytes } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Config, JwtSettings } from '../core/config.js'
+import { Errors, GatewayError } from '../core/errors.js'
+import { demoPage } from './demo-page.js'
+
+export interface DemoRouteOptions {
+  readonly config: Config
+  /** The generated HMAC secret when the gateway made one (no JWT key configured): serve `/demo/token`. */
+  readonly tokenSecret: string | undefined
+}
+
+/** Topic patterns a demo token may read. */
+export const DEMO_TOPICS = ['demo.*'] as const
+/** Lifetime of a demo token unless `ttl` says otherwise, in seconds. */
+export const DEMO_TOKEN_TTL_SECONDS = 300
+const MIN_TTL_SECONDS = 5
+const MAX_TTL_SECONDS = 3600
+/** Demo user names: short and plain, so they read well in channel names. */
+const DEMO_SUB = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+/**
+ * JWT settings with a random 256-bit HS256 secret, for a demo gateway that
+ * was given no key. Tokens signed with it are valid for this process only.
+ */
+export function generatedJwtSettings (): JwtSettings {
+  return Object.freeze({
+    key: randomBytes(32).toString('base64url'),
+    kind: 'secret',
+    algorithms: Object.freeze(['HS256']),
+    audience: Object.freeze([]),
+    issuer: Object.freeze([]),
+    clockToleranceMs: 0,
+  })
+}
+
+function b64 (value: unknown): string {
+  return Buffer.from(JSON.stringify(value)).toString('base64url')
+}
+
+/** HS256 JWT with `iat` and `exp` (`ttlSeconds` from `nowMs`). */
+export function signDemoToken (secret: string, claims: Record<string, unknown>, ttlSeconds: number, nowMs = Date.now()): string {
+  const iat = Math.floor(nowMs / 1000)
+  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ ...claims, iat, exp: iat + ttlSeconds })}`
+  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`
+}
+
+/**
+ * The compiled client helper. Run from dist/ it sits next to this module's
+ * folder; run from source (tests) it is taken from the build in dist/.
+ */
+const CLIENT_CANDIDATES = [
+  new URL('../client/sse-client.js', import.meta.url),
+  new URL('../../dist/src/client/sse-client.js', import.meta.url),
+]
+
+async function loadClient (): Promise<string | undefined> {
+  for (const file of CLIENT_CANDIDATES) {
+    try {
+      const text = await readFile(file, 'utf8')
+      // The source map points at TypeScript sources the gateway does not serve.
+      return text.replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n')
+    } catch {}
+  }
+  return undefined
+}
+
+function securityHeaders (reply: FastifyReply): FastifyReply {
+  return reply
+    .header('x-content-type-options', 'nosniff')
+    // The page puts tokens in URLs (EventSource): never leak them as a referrer.
+    .header('referrer-policy', 'no-referrer')
+}
+
+export async function demoRoute (app: FastifyInstance, opts: DemoRouteOptions): Promise<void> {
+  const { config, tokenSecret } = opts
+  if (tokenSecret !== undefined) {
+    app.log.warn({ demo: true, tokenEndpoint: '/demo/token' },
+      'DEMO_ENABLED and no JWT_SECRET or JWT_PUBLIC_KEY: tokens are signed with a random per-process secret, and anyone who can reach this port can get one from GET /demo/token (demo.* topics and their own user channel). For a first run only: set JWT_SECRET, or DEMO_ENABLED=false, for anything else.')
+  }
+
+  app.get('/', async (_request, reply) => reply.redirect('demo', 302))
+
+  app.get('/demo', async (_request, reply) => {
+    const nonce = randomBytes(16).toString('base64')
+    securityHeaders(reply)
+      .header('content-type', 'text/html; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .header('content-security-policy', [
+        "default-src 'none'",
+        `script-src 'self' 'nonce-${nonce}'`,
+        `style-src 'nonce-${nonce}'`,
+        "connect-src 'self'",
+        'img-src data:',
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+      ].join('; '))
+    return demoPage({
+      nonce,
+      tokenEndpoint: tokenSecret !== undefined,
+      publishEnabled: config.publishEnabled,
+      topicsClaim: config.topicsClaim,
+      publishClaim: config.publishClaim,
+    })
+  })
+
+  let client: string | undefined
+  app.get('/client/sse-client.js', async (_request, reply) => {
+    client ??= await loadClient()
+    if (client === undefined) {
+      throw new GatewayError(Errors.NOT_FOUND, 'The client helper is not built: run `npm run build` (it compiles src/client/sse-client.ts to dist/).')
+    }
+    return securityHeaders(reply)
+      .header('content-type', 'text/javascript; charset=utf-8')
+      .header('cache-control', 'no-cache')
+      .send(client)
+  })
+
+  if (tokenSecret === undefined) return
+  app.get('/demo/token', async (request: FastifyRequest, reply: FastifyReply) => {
+    const query = (request.query ?? {}) as Record<string, unknown>
+    const sub = query.sub === undefined ? `guest-${randomBytes(3).toString('hex')}` : query.sub
+    if (typeof sub !== 'string' || !DEMO_SUB.test(sub)) {
+      throw new GatewayError(Errors.DEMO_REQUEST_INVALID, '`sub` must be 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit.')
+    }
+    let ttl = DEMO_TOKEN_TTL_SECONDS
+    if (query.ttl !== undefined) {
+      ttl = typeof query.ttl === 'string' && /^\d{1,5}$/.test(query.ttl) ? Number(query.ttl) : NaN
+      if (!(ttl >= MIN_TTL_SECONDS && ttl <= MAX_TTL_SECONDS)) {
+        throw new GatewayError(Errors.DEMO_REQUEST_INVALID, `\`ttl\` must be a whole number of seconds from ${MIN_TTL_SECONDS} to ${MAX_TTL_SECONDS}.`)
+      }
+    }
+    const topics = [...DEMO_TOPICS]
+    const publish = ['topic:demo.*', `user:${sub}`]
+    const publishClaim = config.publishClaim
+    const now = Date.now()
+    const token = signDemoToken(tokenSecret, { sub, [config.topicsClaim]: topics, [publishClaim]: publish }, ttl, now)
+    securityHeaders(reply).header('cache-control', 'no-store')
+    return { token, sub, topics, publish, expiresAt: (Math.floor(now / 1000) + ttl) * 1000 }
+  })
+}
