@@ -158,6 +158,8 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
 
   const internal = Fastify({ logger: false })
   internal.get('/livez', async () => ({ status: 'ok' }))
+  metrics.readyNow = () => source.state === 'ready' && !draining
+  metrics.connectionsLimit.set(config.maxConnections)
   internal.get('/readyz', async (_request, reply) => {
     // The in-memory engine is always ready: only draining takes it out.
     const ok = source.state === 'ready' && !draining
