@@ -10,11 +10,12 @@ import { createServer } from 'node:net'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { SECRET } from './token.js'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const MAIN = join(ROOT, 'dist', 'src', 'main.js')
+const PROBE = join(ROOT, 'test', 'helpers', 'memory-probe.mjs')
 
 /** A free TCP port on 127.0.0.1 (listen on 0, close, reuse the number). */
 export async function freePort (): Promise<number> {
@@ -75,6 +76,27 @@ export function ensureBuilt (): void {
   }
 }
 
+/** What the process holds after a full garbage collection (see memory-probe.mjs). */
+export interface MemoryProbe {
+  readonly rss: number
+  readonly heapUsed: number
+  readonly heapTotal: number
+  readonly external: number
+  readonly arrayBuffers: number
+  /** VmRSS read by the process itself, after the collection. */
+  readonly vmRss: number
+}
+
+export interface SpawnOptions {
+  /**
+   * Preload test/helpers/memory-probe.mjs (and --expose-gc) so that
+   * {@link GatewayProcess.probeMemory} works. The gateway itself is unchanged.
+   */
+  readonly memoryProbe?: boolean
+  /** Extra node options placed before the script (e.g. V8 flags). */
+  readonly nodeArgs?: readonly string[]
+}
+
 export interface GatewayProcess {
   readonly pid: number
   /** `http://127.0.0.1:<port>` of the public listener. */
@@ -86,6 +108,8 @@ export interface GatewayProcess {
   rss (): number
   /** Peak resident set size, in bytes (VmHWM). */
   peakRss (): number
+  /** Full GC in the process, then its memory figures (needs `memoryProbe`). */
+  probeMemory (): Promise<MemoryProbe>
   /** SIGTERM, then SIGKILL if it has not exited within 5 s. */
   stop (): Promise<void>
 }
@@ -120,7 +144,7 @@ async function waitForExit (proc: ChildProcess, ms: number): Promise<boolean> {
  * ports picked here, the test JWT secret, LOG_LEVEL=warn, no drain window) and
  * waits until `/readyz` answers 200.
  */
-export async function spawnGateway (env: Record<string, string>): Promise<GatewayProcess> {
+export async function spawnGateway (env: Record<string, string>, opts: SpawnOptions = {}): Promise<GatewayProcess> {
   ensureBuilt()
   let lastError = ''
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -139,11 +163,23 @@ export async function spawnGateway (env: Record<string, string>): Promise<Gatewa
       DRAIN_WINDOW_MS: '0',
       ...env,
     }
-    const proc = spawn(process.execPath, [MAIN], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+    const args = [...(opts.nodeArgs ?? [])]
+    if (opts.memoryProbe === true) args.push('--expose-gc', '--import', pathToFileURL(PROBE).href)
+    const proc = spawn(process.execPath, [...args, MAIN], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
+    const probes: Array<(p: MemoryProbe) => void> = []
     const keep = (chunk: Buffer): void => { output = (output + chunk.toString('utf8')).slice(-20000) }
+    let partial = ''
     proc.stdout?.on('data', keep)
-    proc.stderr?.on('data', keep)
+    proc.stderr?.on('data', (chunk: Buffer) => {
+      keep(chunk)
+      const lines = (partial + chunk.toString('utf8')).split('\n')
+      partial = lines.pop() ?? ''
+      for (const line of lines) {
+        const m = /^memory-probe (\{.*\})$/.exec(line)
+        if (m !== null) probes.shift()?.(JSON.parse(m[1] as string) as MemoryProbe)
+      }
+    })
     const pid = proc.pid
     if (pid === undefined) throw new Error('could not start the gateway process')
     const url = `http://127.0.0.1:${port}`
@@ -169,6 +205,12 @@ export async function spawnGateway (env: Record<string, string>): Promise<Gatewa
       output: () => output,
       rss: () => statusField(pid, 'VmRSS'),
       peakRss: () => statusField(pid, 'VmHWM'),
+      async probeMemory () {
+        if (opts.memoryProbe !== true) throw new Error('spawnGateway(..., { memoryProbe: true }) first')
+        const answer = new Promise<MemoryProbe>(resolve => { probes.push(resolve) })
+        process.kill(pid, 'SIGUSR2')
+        return await answer
+      },
       async stop () {
         if (proc.exitCode !== null || proc.signalCode !== null) return
         process.kill(pid, 'SIGTERM')
