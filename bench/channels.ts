@@ -10,7 +10,7 @@
  * (5000), BENCH_WARMUP_MS (1000), BENCH_WORKERS (2), BENCH_PAYLOAD_BYTES (64),
  * BENCH_CEILING (1).
  */
-import { commonParams, envInt, envList, maxConnections, round, runBench } from './lib/common.js'
+import { commonParams, context, envInt, envList, maxConnections, round, runBench } from './lib/common.js'
 import { LoadGen } from './lib/loadgen.js'
 import { runStreamingPhase, type StreamingResult } from './lib/phase.js'
 import { startCeiling, startGateway, startRedis } from './lib/procs.js'
@@ -66,6 +66,7 @@ runBench('channels', 420_000, async () => {
         pass: growth <= TARGET_GROWTH && redisPct < TARGET_REDIS_PCT,
         atTargetSize: first.streams <= 10 && last.streams >= 10000 && rate >= TARGET_RATE,
       },
+      context: context(last.gateway.window),
       params: { sizes, rate, ...common },
       redisCpuPctAtLargest: redisPct,
       table: rows.map(r => ({

@@ -2,7 +2,7 @@
  * Q5, connect rate: JWT-authenticated connects per second while K streams are
  * open. Raw sockets: each connect sends a fresh token (a new user, so no
  * verify cache helps), waits for the status line and the first frame
- * (`retry:`), then resets the connection; C of them in flight per worker.
+ * (`retry:`), then closes the connection; C of them in flight per worker.
  * Figure: connects per gateway CPU-second (what one core sustains), against
  * a raw node:http ceiling that verifies the same HS256 tokens with node:crypto
  * and subscribes the same channel, in the same run.
@@ -13,7 +13,7 @@
  * CONNECT_CONCURRENCY (32 per worker), BENCH_DURATION_MS (5000),
  * BENCH_WORKERS (2), BENCH_CEILING (1).
  */
-import { Window, commonParams, envInt, latencySummary, maxConnections, round, runBench, sleep } from './lib/common.js'
+import { Window, commonParams, context, envInt, latencySummary, maxConnections, round, runBench, sleep, type WindowResult } from './lib/common.js'
 import { LoadGen, type StreamsSpec } from './lib/loadgen.js'
 import { startCeiling, startGateway, startRedis } from './lib/procs.js'
 
@@ -34,7 +34,7 @@ runBench('connect-rate', 300_000, async () => {
     const connecting: Omit<StreamsSpec, 'host' | 'port'> = shape === 'user'
       ? { path: '/events', token: { sub: 'new{i}', topics: [] }, concurrency }
       : { path: '/events?topic=news', token: { sub: undefined, topics: ['news'] }, concurrency }
-    const measure = async (kind: 'gateway' | 'ceiling'): Promise<Record<string, unknown> & { perCpuSecond: number }> => {
+    const measure = async (kind: 'gateway' | 'ceiling'): Promise<Record<string, unknown> & { perCpuSecond: number, failed: number, window: WindowResult }> => {
       const prefix = `bench:connect:${kind}:`
       const server = kind === 'gateway'
         ? await startGateway({ redisUrl: redis.url, keyPrefix: prefix })
@@ -75,9 +75,10 @@ runBench('connect-rate', 300_000, async () => {
         ceiling: ceiling?.perCpuSecond ?? null,
         ratio: ceiling === null ? null : round(gateway.perCpuSecond / ceiling.perCpuSecond, 3),
         target: `>= ${TARGET_PER_CORE} per second per core with ${TARGET_OPEN} open`,
-        pass: gateway.perCpuSecond >= TARGET_PER_CORE && (gateway.failed as number) === 0,
+        pass: gateway.perCpuSecond >= TARGET_PER_CORE && gateway.failed === 0,
         atTargetSize: openCount >= TARGET_OPEN,
       },
+      context: context(gateway.window),
       params: { open: openCount, shape, concurrencyPerWorker: concurrency, ...common },
       gateway,
       ceiling,

@@ -9,7 +9,7 @@
  * BENCH_WARMUP_MS (1000), BENCH_WORKERS (2), BENCH_PAYLOAD_BYTES (64),
  * BENCH_CEILING (1; 0 skips the ceiling).
  */
-import { commonParams, envInt, maxConnections, round, runBench } from './lib/common.js'
+import { commonParams, context, envInt, maxConnections, round, runBench } from './lib/common.js'
 import { LoadGen } from './lib/loadgen.js'
 import { runStreamingPhase, type StreamingResult } from './lib/phase.js'
 import { startCeiling, startGateway, startRedis } from './lib/procs.js'
@@ -56,6 +56,7 @@ runBench('fanout', 180_000, async () => {
         // The issue names no size for Q1; the peers were measured with 2,000 clients.
         atTargetSize: clients >= PEER_CLIENTS,
       },
+      context: context(gateway.window),
       params: { clients, rate, ...common },
       gateway,
       ceiling: ceiling ?? null,

@@ -10,7 +10,7 @@
  * user channel; `topic`: all on one topic), IDLE_SETTLE_MS (2000),
  * BENCH_WORKERS (2), BENCH_CEILING (1).
  */
-import { commonParams, envInt, maxConnections, round, runBench, sleep } from './lib/common.js'
+import { Window, commonParams, context, envInt, maxConnections, round, runBench, sleep, type WindowResult } from './lib/common.js'
 import { LoadGen, type StreamsSpec } from './lib/loadgen.js'
 import { startCeiling, startGateway, startRedis, type ServerProcess } from './lib/procs.js'
 
@@ -40,7 +40,7 @@ runBench('idle-memory', 300_000, async () => {
     const spec: Omit<StreamsSpec, 'host' | 'port'> = shape === 'user'
       ? { path: '/events', token: { sub: 'idle{i}', topics: [] } }
       : { path: '/events?topic=idle', token: { topics: ['idle'] } }
-    const measure = async (kind: 'gateway' | 'ceiling'): Promise<Record<string, number | object>> => {
+    const measure = async (kind: 'gateway' | 'ceiling'): Promise<Record<string, unknown> & { bytesPerConnection: number, window: WindowResult }> => {
       const prefix = `bench:idle:${kind}:`
       const server = kind === 'gateway'
         ? await startGateway({ redisUrl: redis.url, keyPrefix: prefix })
@@ -51,9 +51,9 @@ runBench('idle-memory', 300_000, async () => {
         if (warm.ok === 0) throw new Error(`${kind}: warm-up connections failed: ${JSON.stringify(warm.statuses)} ${warm.firstError ?? ''}`)
         await loadgen.closeAll()
         const before = await rssSettled(server, 500)
-        const cpu0 = server.cpuSeconds()
+        const window = await Window.open(server, redis, loadgen)
         const open = await loadgen.open(target, connections, 0)
-        const cpu1 = server.cpuSeconds()
+        const w = await window.close((await loadgen.report()).cpuSeconds)
         const after = await rssSettled(server, settleMs)
         const held = (await loadgen.report()).open
         if (open.ok === 0) throw new Error(`${kind}: no connection opened: ${JSON.stringify(open.statuses)} ${open.firstError ?? ''}`)
@@ -64,7 +64,8 @@ runBench('idle-memory', 300_000, async () => {
           rssAfterBytes: after,
           bytesPerConnection: Math.round((after - before) / open.ok),
           openSeconds: round(open.ms / 1000, 2),
-          cpuSecondsToOpen: round(cpu1 - cpu0, 2),
+          cpuSecondsToOpen: w.serverCpuSeconds,
+          window: w,
         }
       } finally {
         await loadgen.closeAll()
@@ -73,8 +74,8 @@ runBench('idle-memory', 300_000, async () => {
     }
     const ceiling = common.ceiling ? await measure('ceiling') : null
     const gateway = await measure('gateway')
-    const gw = gateway.bytesPerConnection as number
-    const raw = ceiling === null ? null : ceiling.bytesPerConnection as number
+    const gw = gateway.bytesPerConnection
+    const raw = ceiling === null ? null : ceiling.bytesPerConnection
     const times = raw === null || raw <= 0 ? null : round(gw / raw, 3)
     return {
       summary: {
@@ -88,6 +89,7 @@ runBench('idle-memory', 300_000, async () => {
         atTargetSize: connections >= TARGET_CONNECTIONS,
       },
       params: { connections, shape, settleMs, warmup, workers: common.workers },
+      context: context(gateway.window),
       timesRaw: times,
       gateway,
       ceiling,

@@ -9,7 +9,7 @@
  * BENCH_WARMUP_MS (1000), BENCH_WORKERS (2), BENCH_PAYLOAD_BYTES (64),
  * BENCH_CEILING (1).
  */
-import { commonParams, envInt, maxConnections, round, runBench } from './lib/common.js'
+import { commonParams, context, envInt, maxConnections, round, runBench } from './lib/common.js'
 import { LoadGen } from './lib/loadgen.js'
 import { runStreamingPhase, type StreamingResult } from './lib/phase.js'
 import { startCeiling, startGateway, startRedis } from './lib/procs.js'
@@ -57,6 +57,7 @@ runBench('per-user', 240_000, async () => {
         pass: p99 === null ? false : p99 <= TARGET_P99_MS && gateway.deliveredPct >= 99,
         atTargetSize: clients >= TARGET_CLIENTS && rate >= TARGET_RATE,
       },
+      context: context(gateway.window),
       params: { clients, rate, ...common },
       cpuRatio: ceiling === undefined ? null : round(gateway.deliveriesPerCpuSecond / ceiling.deliveriesPerCpuSecond, 3),
       gateway,

@@ -20,7 +20,7 @@
  * each its own stream), BENCH_WORKERS (2), BENCH_CEILING (1).
  */
 import { performance } from 'node:perf_hooks'
-import { Window, commonParams, envInt, maxConnections, progress, round, runBench, sleep, type WindowResult } from './lib/common.js'
+import { Window, commonParams, context, envInt, maxConnections, progress, round, runBench, sleep, type WindowResult } from './lib/common.js'
 import { LoadGen, type StreamsSpec } from './lib/loadgen.js'
 import { startCeiling, startGateway, startRedis, type BenchRedis } from './lib/procs.js'
 import { Pacer, RawProducer, payloadOf } from './lib/producer.js'
@@ -153,6 +153,7 @@ runBench('resume', 300_000, async () => {
         pass: gw.replayedPerCpuSecond >= TARGET_PER_CORE && stormSeconds <= TARGET_STORM_SECONDS && noGap,
         atTargetSize: storm.clients >= TARGET_STORM_CLIENTS && storm.behind >= TARGET_STORM_BEHIND,
       },
+      context: context(stormRuns.gateway.window),
       params: { shape, replay, storm, liveRate, workers: common.workers, payloadBytes: common.payloadBytes },
       stormSeconds,
       stormCeilingSeconds: stormRuns.ceiling?.catchUpSeconds ?? null,

@@ -33,14 +33,15 @@ interface Row {
   readonly summary?: BenchSummary
   readonly error?: string
   readonly seconds: number
-  readonly otherCpuPct?: number
+  /** Load generator and other processes' CPU % during the main gateway window. */
+  readonly context?: { loadgenCpuPct: number, otherCpuPct: number }
 }
 
 async function runOne (p: Program): Promise<Row> {
   const started = Date.now()
   const env: Record<string, string | undefined> = { ...p.env, BENCH_TIMEOUT_MS: String(p.timeoutMs), ...process.env }
   const entry = fileURLToPath(new URL(`./${p.name}.js`, import.meta.url))
-  process.stderr.write(`[run-all] ${p.name} ${Object.entries(p.env).map(([k, v]) => `${k}=${v}`).join(' ')}\n`)
+  process.stderr.write(`[run-all] ${p.name} ${Object.keys(p.env).map(k => `${k}=${env[k] ?? ''}`).join(' ')}\n`)
   return await new Promise(resolve => {
     const child = spawn(process.execPath, [entry], { env, stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''
@@ -50,9 +51,9 @@ async function runOne (p: Program): Promise<Row> {
       const seconds = Math.round((Date.now() - started) / 100) / 10
       const line = out.trim().split('\n').pop() ?? ''
       try {
-        const parsed = JSON.parse(line) as { summary: BenchSummary, gateway?: { window?: { otherCpuPct?: number } } }
+        const parsed = JSON.parse(line) as { summary: BenchSummary, context?: { loadgenCpuPct: number, otherCpuPct: number } }
         if (code !== 0) throw new Error(`exit ${String(code)}`)
-        resolve({ name: p.name, summary: parsed.summary, seconds, ...(parsed.gateway?.window?.otherCpuPct === undefined ? {} : { otherCpuPct: parsed.gateway.window.otherCpuPct }) })
+        resolve({ name: p.name, summary: parsed.summary, seconds, ...(parsed.context === undefined ? {} : { context: parsed.context }) })
       } catch {
         resolve({ name: p.name, error: `exit ${String(code)}`, seconds })
       }
@@ -69,12 +70,14 @@ function fmt (n: number | null | undefined): string {
 }
 
 function table (rows: readonly Row[]): string {
-  const head = ['question', 'figure', 'unit', 'ceiling', 'ratio', 'target', 'result']
+  const head = ['question', 'figure', 'unit', 'ceiling', 'ratio', 'target', 'result', 'loadgen CPU', 'other CPU', 'time']
   const lines = rows.map(r => {
     const s = r.summary
-    if (s === undefined) return [r.name, '-', '-', '-', '-', '-', `ERROR (${r.error ?? '?'})`]
+    const time = `${r.seconds} s`
+    if (s === undefined) return [r.name, '-', '-', '-', '-', '-', `ERROR (${r.error ?? '?'})`, '-', '-', time]
     const result = s.pass === null ? 'n/a' : s.pass ? 'pass' : 'FAIL'
-    return [s.question, fmt(s.figure), s.unit, fmt(s.ceiling), fmt(s.ratio), s.target, result + (s.atTargetSize ? '' : ' (below target size)')]
+    const pct = (n: number | undefined): string => n === undefined ? '-' : `${Math.round(n)}%`
+    return [s.question, fmt(s.figure), s.unit, fmt(s.ceiling), fmt(s.ratio), s.target, result + (s.atTargetSize ? '' : ' (below target size)'), pct(r.context?.loadgenCpuPct), pct(r.context?.otherCpuPct), time]
   })
   const md = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...lines.map(l => `| ${l.join(' | ')} |`)]
   return md.join('\n')

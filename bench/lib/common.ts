@@ -160,6 +160,11 @@ export function progress (message: string): void {
   if (process.env.BENCH_VERBOSE === '1') process.stderr.write(`[${((Date.now() - benchStarted) / 1000).toFixed(1)}s] ${message}\n`)
 }
 
+/** What else ran during the main gateway window: the load generator and the rest of the machine. */
+export function context (w: WindowResult): { loadgenCpuPct: number, otherCpuPct: number, serverCpuPct: number, redisCpuPct: number } {
+  return { loadgenCpuPct: w.loadgenCpuPct, otherCpuPct: w.otherCpuPct, serverCpuPct: w.serverCpuPct, redisCpuPct: w.redisCpuPct }
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 /** The line every program prints; run-all reads `summary`. */

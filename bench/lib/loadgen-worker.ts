@@ -334,7 +334,7 @@ function closeAll (): void {
 
 /**
  * Connects, waits for the status line and the first frame (`retry:`), then
- * resets the connection (RST: no TIME_WAIT piles up), over and over.
+ * closes the connection, over and over.
  */
 async function connectLoop (spec: ConnSpec, first: number, durationMs: number): Promise<ConnectLoopResult> {
   const lat = new Histogram()
@@ -359,8 +359,9 @@ async function connectLoop (spec: ConnSpec, first: number, durationMs: number): 
         result.failed++
         if (result.firstError === undefined && why !== undefined) result.firstError = why
       }
-      if (typeof sock.resetAndDestroy === 'function' && !sock.destroyed && sock.readyState === 'open') sock.resetAndDestroy()
-      else sock.destroy()
+      // A plain close (FIN), as a browser does; TIME_WAIT ports are reused on
+      // loopback (net.ipv4.tcp_tw_reuse = 2, the default).
+      sock.destroy()
       resolve()
     }
     const timer = setTimeout(() => { settle(false, `no response within ${spec.openTimeoutMs} ms`) }, spec.openTimeoutMs)

@@ -178,7 +178,7 @@ export class LoadGen {
   }
 
   /**
-   * Every worker connects, waits for the first frame and resets the
+   * Every worker connects, waits for the first frame and closes the
    * connection, `concurrency` at a time, for `durationMs`. Indexes for `{i}`
    * start at `first` and never repeat across workers.
    */
