@@ -8,12 +8,12 @@
  *     sse-gateway publish --channel topic:news --event price --data '{"p":1}' --redis redis://127.0.0.1:6379
  *     sse-gateway publish --channel user:42 --data hello --url http://gateway:8080 --token "$JWT"
  */
-import { createHmac } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { Redis, type RedisOptions } from 'ioredis'
 import { GatewayError } from './core/errors.js'
 import { DEFAULT_MAX_DATA_BYTES, validateAppendOptions, validateEntry } from './core/publish.js'
 import { publish } from './producer.js'
+import { mintToken } from './core/token.js'
 
 const USAGE = `usage:
   sse-gateway token [--sub ID] [--topics 'a,b.*'] [--publish 'topic:*,user:*'] [--ttl SECONDS] [--aud A] [--iss I]
@@ -33,15 +33,6 @@ exit codes: 0 done, 1 failed, 2 usage error`
 
 class UsageError extends Error {}
 
-function b64 (value: unknown): string {
-  return Buffer.from(JSON.stringify(value)).toString('base64url')
-}
-
-export function mintToken (secret: string, claims: Record<string, unknown>, ttlSeconds: number, nowMs = Date.now()): string {
-  const iat = Math.floor(nowMs / 1000)
-  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ ...claims, iat, exp: iat + ttlSeconds })}`
-  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`
-}
 
 function list (value: string): string[] {
   return value.split(',').map(s => s.trim()).filter(Boolean)

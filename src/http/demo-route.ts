@@ -12,12 +12,13 @@
  * process. With JWT_SECRET / JWT_PUBLIC_KEY set the page asks for a token
  * instead.
  */
-import { createHmac, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config, JwtSettings } from '../core/config.js'
 import { Errors, GatewayError } from '../core/errors.js'
 import { demoPage } from './demo-page.js'
+import { mintToken } from '../core/token.js'
 
 export interface DemoRouteOptions {
   readonly config: Config
@@ -49,16 +50,6 @@ export function generatedJwtSettings (): JwtSettings {
   })
 }
 
-function b64 (value: unknown): string {
-  return Buffer.from(JSON.stringify(value)).toString('base64url')
-}
-
-/** HS256 JWT with `iat` and `exp` (`ttlSeconds` from `nowMs`). */
-export function signDemoToken (secret: string, claims: Record<string, unknown>, ttlSeconds: number, nowMs = Date.now()): string {
-  const iat = Math.floor(nowMs / 1000)
-  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ ...claims, iat, exp: iat + ttlSeconds })}`
-  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`
-}
 
 /**
  * The compiled client helper. Run from dist/ it sits next to this module's
@@ -150,7 +141,7 @@ export async function demoRoute (app: FastifyInstance, opts: DemoRouteOptions): 
     const publish = ['topic:demo.*', `user:${sub}`]
     const publishClaim = config.publishClaim
     const now = Date.now()
-    const token = signDemoToken(tokenSecret, { sub, [config.topicsClaim]: topics, [publishClaim]: publish }, ttl, now)
+    const token = mintToken(tokenSecret, { sub, [config.topicsClaim]: topics, [publishClaim]: publish }, ttl, now)
     securityHeaders(reply).header('cache-control', 'no-store')
     return { token, sub, topics, publish, expiresAt: (Math.floor(now / 1000) + ttl) * 1000 }
   })
