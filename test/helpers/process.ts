@@ -182,6 +182,10 @@ export async function spawnGateway (env: Record<string, string>, opts: SpawnOpti
     })
     const pid = proc.pid
     if (pid === undefined) throw new Error('could not start the gateway process')
+    // Never outlive the test process, even when it fails before teardown.
+    const reap = (): void => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL') }
+    process.once('exit', reap)
+    proc.once('exit', () => { process.off('exit', reap) })
     const url = `http://127.0.0.1:${port}`
     const internalUrl = `http://127.0.0.1:${internalPort}`
     const deadline = Date.now() + 30000
