@@ -3,7 +3,8 @@
  * bytes of RSS per connection, against a raw node:http server that holds the
  * same idle SSE responses (headers and a `retry:`, nothing else) in the same
  * run. Both are warmed up with a few connections first, so the figure is the
- * growth per connection, not start-up allocation.
+ * growth per connection, not start-up allocation; the growth over the second
+ * half alone (marginal bytes) is reported too.
  * Target: at most 1.5x raw Node's bytes per connection and no more than 16 KB.
  *
  * Env: IDLE_CONNECTIONS (1000), IDLE_SHAPE (`user`: each connection its own
@@ -51,20 +52,31 @@ runBench('idle-memory', 300_000, async () => {
         if (warm.ok === 0) throw new Error(`${kind}: warm-up connections failed: ${JSON.stringify(warm.statuses)} ${warm.firstError ?? ''}`)
         await loadgen.closeAll()
         const before = await rssSettled(server, 500)
+        // Half, then the rest: the second half's growth is the marginal cost,
+        // free of one-time allocations that the first connections trigger.
+        const half = Math.floor(connections / 2)
         const window = await Window.open(server, redis, loadgen)
-        const open = await loadgen.open(target, connections, 0)
-        const w = await window.close((await loadgen.report()).cpuSeconds)
+        const first = await loadgen.open(target, half, 0)
+        const w1 = await window.close((await loadgen.report()).cpuSeconds)
+        const middle = await rssSettled(server, settleMs)
+        const window2 = await Window.open(server, redis, loadgen)
+        const second = await loadgen.open(target, connections - half, half)
+        const w = await window2.close((await loadgen.report()).cpuSeconds)
         const after = await rssSettled(server, settleMs)
         const held = (await loadgen.report()).open
+        const open = { ok: first.ok + second.ok, failed: first.failed + second.failed, ms: first.ms + second.ms, statuses: first.statuses, firstError: first.firstError ?? second.firstError }
         if (open.ok === 0) throw new Error(`${kind}: no connection opened: ${JSON.stringify(open.statuses)} ${open.firstError ?? ''}`)
         return {
           open,
           held,
           rssBeforeBytes: before,
+          rssMiddleBytes: middle,
           rssAfterBytes: after,
           bytesPerConnection: Math.round((after - before) / open.ok),
+          marginalBytesPerConnection: second.ok === 0 ? null : Math.round((after - middle) / second.ok),
+          cpuSecondsToOpenFirstHalf: w1.serverCpuSeconds,
           openSeconds: round(open.ms / 1000, 2),
-          cpuSecondsToOpen: w.serverCpuSeconds,
+          cpuSecondsToOpenSecondHalf: w.serverCpuSeconds,
           window: w,
         }
       } finally {

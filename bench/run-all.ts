@@ -80,7 +80,8 @@ function table (rows: readonly Row[]): string {
     return [s.question, fmt(s.figure), s.unit, fmt(s.ceiling), fmt(s.ratio), s.target, result + (s.atTargetSize ? '' : ' (below target size)'), pct(r.context?.loadgenCpuPct), pct(r.context?.otherCpuPct), time]
   })
   const md = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...lines.map(l => `| ${l.join(' | ')} |`)]
-  return md.join('\n')
+  const notes = rows.filter(r => r.summary?.note !== undefined).map(r => `- ${r.summary?.question ?? r.name}: ${r.summary?.note ?? ''}`)
+  return [...md, ...(notes.length > 0 ? ['', ...notes] : [])].join('\n')
 }
 
 async function main (): Promise<void> {

@@ -103,7 +103,11 @@ export interface WindowResult {
   benchCpuSeconds: number
   /** CPU the rest of the machine used meanwhile (other work running at the same time). */
   otherCpuPct: number
+  /** Stream reads Redis served in the window: calls per second and Redis time per call. */
+  redisCommands: Record<string, { perSecond: number, usecPerCall: number }>
 }
+
+const WATCHED_COMMANDS = ['xread', 'xrange', 'xrevrange', 'xadd']
 
 /**
  * A measurement window: CPU of the measured server (/proc), Redis (INFO cpu),
@@ -114,6 +118,7 @@ export class Window {
   private t0 = 0
   private server0 = 0
   private redis0 = 0
+  private stats0: Record<string, { calls: number, usec: number }> = {}
   private bench0 = process.cpuUsage()
   private machine0 = machineCpuSeconds()
 
@@ -123,6 +128,7 @@ export class Window {
     const w = new Window(server, redis, loadgen)
     await loadgen?.reset()
     w.redis0 = redis === undefined ? 0 : await redis.cpuSeconds()
+    w.stats0 = redis === undefined ? {} : await redis.commandStats()
     w.server0 = server?.cpuSeconds() ?? 0
     w.bench0 = process.cpuUsage()
     w.machine0 = machineCpuSeconds()
@@ -137,6 +143,13 @@ export class Window {
     const machine1 = machineCpuSeconds()
     const benchCpu = process.cpuUsage(this.bench0)
     const redis = this.redis === undefined ? 0 : (await this.redis.cpuSeconds()) - this.redis0
+    const stats1 = this.redis === undefined ? {} : await this.redis.commandStats()
+    const redisCommands: WindowResult['redisCommands'] = {}
+    for (const cmd of WATCHED_COMMANDS) {
+      const calls = (stats1[cmd]?.calls ?? 0) - (this.stats0[cmd]?.calls ?? 0)
+      const usec = (stats1[cmd]?.usec ?? 0) - (this.stats0[cmd]?.usec ?? 0)
+      if (calls > 0) redisCommands[cmd] = { perSecond: Math.round(calls / wall), usecPerCall: round(usec / calls, 1) }
+    }
     const bench = (benchCpu.user + benchCpu.system) / 1e6
     const busy = machine1.busy - this.machine0.busy
     const ours = server + redis + loadgenCpuSeconds + bench
@@ -150,6 +163,7 @@ export class Window {
       loadgenCpuPct: round((100 * loadgenCpuSeconds) / wall, 1),
       benchCpuSeconds: round(bench),
       otherCpuPct: round(Math.max(0, (100 * (busy - ours)) / wall), 1),
+      redisCommands,
     }
   }
 }
@@ -181,6 +195,8 @@ export interface BenchSummary {
   readonly pass: boolean | null
   /** False when the run was smaller than the size the target is stated for. */
   readonly atTargetSize: boolean
+  /** Why a figure should not be read at face value (the server fell behind, ...). */
+  readonly note?: string
 }
 
 /**

@@ -124,6 +124,8 @@ export interface BenchRedis {
   readonly client: Redis
   /** used_cpu_sys + used_cpu_user from INFO cpu, seconds. */
   cpuSeconds (): Promise<number>
+  /** Calls and microseconds per command, from INFO commandstats. */
+  commandStats (): Promise<Record<string, { calls: number, usec: number }>>
   stop (): Promise<void>
 }
 
@@ -160,6 +162,13 @@ export async function startRedis (): Promise<BenchRedis> {
       const sys = /used_cpu_sys:([\d.]+)/.exec(info)
       const user = /used_cpu_user:([\d.]+)/.exec(info)
       return Number(sys?.[1] ?? NaN) + Number(user?.[1] ?? NaN)
+    },
+    async commandStats () {
+      const out: Record<string, { calls: number, usec: number }> = {}
+      for (const m of (await client.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+        out[m[1] as string] = { calls: Number(m[2]), usec: Number(m[3]) }
+      }
+      return out
     },
     async stop () {
       client.disconnect()
