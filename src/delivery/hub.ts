@@ -15,7 +15,7 @@
  */
 import type { Logger } from 'pino'
 import { formatEventBody, isValidEventName } from '../core/frame.js'
-import { ZERO_ID, idMs, type StreamId } from '../core/stream-id.js'
+import { ZERO_ID, compareIds, idMs, isTimeCursor, type StreamId } from '../core/stream-id.js'
 import type { RawEntry, StreamSource } from '../source/stream-source.js'
 
 export interface DeliveryEvent {
@@ -28,6 +28,12 @@ export interface Batch {
   readonly events: readonly DeliveryEvent[]
   /** Id of the last entry read, delivered or skipped; a cursor may move to it. */
   readonly lastId: StreamId
+}
+
+/** A catch-up page (see {@link Hub.readPage}). */
+export interface Page extends Batch {
+  /** History was trimmed past the cursor: the page is empty and the cursor must be checked. */
+  readonly trimmed: boolean
 }
 
 export interface Subscriber {
@@ -113,10 +119,23 @@ export class Hub {
     return this.keys.get(key)?.position
   }
 
-  /** Reads entries after `afterId` from the source (catch-up), bounded in concurrency. */
-  async readPage (key: string, afterId: StreamId, count: number): Promise<Batch> {
-    const entries = await this.reads.run(() => this.source.range(key, afterId, count))
-    return this.toBatch(key, entries, afterId, false)
+  /**
+   * Reads entries after `afterId` from the source (catch-up), bounded in
+   * concurrency. The oldest retained id is read right after the page: if it
+   * is newer than `afterId`, history was trimmed past the cursor (a producer
+   * trimming while a client catches up from near the end of retention), the
+   * page may not follow the cursor, and it comes back empty with `trimmed`.
+   */
+  async readPage (key: string, afterId: StreamId, count: number): Promise<Page> {
+    const [entries, head] = await this.reads.run(() => Promise.all([
+      this.source.range(key, afterId, count), this.source.head(key),
+    ]))
+    // 0-0 and a since= moment name no entry: nothing to check them against.
+    const named = afterId !== ZERO_ID && !isTimeCursor(afterId)
+    if (named && (head === undefined ? entries.length > 0 : compareIds(head, afterId) > 0)) {
+      return { events: [], lastId: afterId, trimmed: true }
+    }
+    return { ...this.toBatch(key, entries, afterId, false), trimmed: false }
   }
 
   /**

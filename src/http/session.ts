@@ -319,6 +319,13 @@ export class Session implements Subscriber {
             if (live === undefined || compareIds(ch.cursor, live) >= 0) break
             const batch = await this.opts.hub.readPage(ch.channel.key, ch.cursor, this.opts.pageSize)
             if (this.closed) return
+            if (batch.trimmed) {
+              // Trimmed past our cursor while we read: verify() reports the
+              // gap and moves the cursor to the oldest retained entry.
+              ch.verify = true
+              this.catchUpAgain = true
+              break
+            }
             if (batch.events.length === 0 && compareIds(batch.lastId, ch.cursor) <= 0) {
               // The hub has read past us but the source has nothing after our
               // cursor: those entries were removed meanwhile. Check the cursor
