@@ -78,7 +78,9 @@ export class Session implements Subscriber {
   private res: ServerResponse | undefined
   private started = false
   private closed = false
-  private corked = false
+  private pending: Buffer[] = []
+  private pendingBytes = 0
+  private flushQueued = false
   private paused = false
   private catchingUp = false
   private catchUpAgain = false
@@ -199,6 +201,7 @@ export class Session implements Subscriber {
     this.unsubscribeAll()
     const res = this.res
     if (res !== undefined && !res.destroyed && !res.writableEnded) {
+      this.flush()
       if (lastFrame !== undefined) res.write(lastFrame)
       res.end()
     }
@@ -253,25 +256,42 @@ export class Session implements Subscriber {
       this.eventsSent += n
       this.opts.metrics.eventsDelivered.inc({ source }, n)
     }
-    this.checkBackPressure()
   }
 
+  /**
+   * Queues bytes for the socket. Everything queued in one tick goes out as
+   * one `res.write`: one chunk of the chunked response and one entry in the
+   * socket's write queue, however many events it holds (fewer syscalls, and
+   * a slow client's buffer holds payload, not per-write bookkeeping).
+   */
   private write (chunk: string | Buffer): void {
-    const res = this.res
-    if (res === undefined || res.destroyed) return
-    if (!this.corked) {
-      // Batch every write of this tick into one syscall.
-      this.corked = true
-      res.cork()
-      process.nextTick(() => { this.corked = false; res.uncork() })
+    if (this.res === undefined || this.res.destroyed) return
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk
+    this.pending.push(buf)
+    this.pendingBytes += buf.length
+    if (!this.flushQueued) {
+      this.flushQueued = true
+      process.nextTick(this.flush)
     }
-    res.write(chunk)
+  }
+
+  private readonly flush = (): void => {
+    this.flushQueued = false
+    const res = this.res
+    const chunks = this.pending
+    if (chunks.length === 0 || res === undefined) return
+    this.pending = []
+    const bytes = this.pendingBytes
+    this.pendingBytes = 0
+    if (res.destroyed || res.writableEnded) return
+    res.write(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, bytes))
     this.lastWriteAt = Date.now()
+    this.checkBackPressure()
   }
 
   private checkBackPressure (): void {
     const res = this.res
-    if (this.paused || res === undefined || res.writableLength < this.opts.maxBufferedBytes) return
+    if (this.closed || this.paused || res === undefined || res.writableLength < this.opts.maxBufferedBytes) return
     // The socket is not draining: stop taking live events and let Redis hold
     // them. Memory stays at about maxBufferedBytes plus one batch.
     this.paused = true
