@@ -3,13 +3,14 @@
  * description, a measurement window over every process involved, and the
  * one-line JSON summary (stdout and bench/results/<name>.json).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import type { Histogram } from './histogram.js'
 import type { LoadGen } from './loadgen.js'
-import { RESULTS_DIR } from './paths.js'
+import { GATEWAY_ENTRY, RESULTS_DIR, ROOT } from './paths.js'
 import { machineCpuSeconds, runCleanups, type BenchRedis, type ServerProcess } from './procs.js'
 
 export function envInt (name: string, def: number): number {
@@ -73,6 +74,24 @@ export function machine (): Record<string, unknown> {
     loadavg: loadavg().map(n => Math.round(n * 100) / 100),
     openFilesLimit: openFilesLimit(),
   }
+}
+
+/**
+ * Which gateway was measured: the commit, whether src/ had uncommitted
+ * changes, and when dist/src/main.js was built (others may be editing src/).
+ */
+export function gatewayBuild (): Record<string, unknown> {
+  const git = (...args: string[]): string | null => {
+    try {
+      return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    } catch {
+      return null
+    }
+  }
+  let builtAt: string | null = null
+  try { builtAt = statSync(GATEWAY_ENTRY).mtime.toISOString() } catch {}
+  const dirty = git('status', '--porcelain', '--', 'src')
+  return { commit: git('rev-parse', '--short', 'HEAD'), srcUncommittedChanges: dirty === null ? null : dirty.length > 0, distBuiltAt: builtAt }
 }
 
 export const round = (n: number, digits = 3): number => {
@@ -208,6 +227,7 @@ export interface BenchSummary {
 export function runBench (name: string, defaultTimeoutMs: number, body: () => Promise<{ summary: BenchSummary, [k: string]: unknown }>): void {
   const started = Date.now()
   const atStart = machine()
+  const build = gatewayBuild()
   const timeoutMs = envInt('BENCH_TIMEOUT_MS', defaultTimeoutMs)
   const timer = setTimeout(() => {
     process.stderr.write(`${name}: gave up after ${timeoutMs} ms (BENCH_TIMEOUT_MS)\n`)
@@ -223,6 +243,7 @@ export function runBench (name: string, defaultTimeoutMs: number, body: () => Pr
       bench: name,
       date: new Date().toISOString(),
       machine: { ...atStart, loadavgAtEnd: loadavg().map(n => Math.round(n * 100) / 100) },
+      gatewayBuild: build,
       ...result,
       elapsedSeconds: round((Date.now() - started) / 1000, 1),
     }
