@@ -15,7 +15,7 @@
  */
 import type { Logger } from 'pino'
 import { formatEventBody, isValidEventName } from '../core/frame.js'
-import { ZERO_ID, compareIds, idMs, isTimeCursor, type StreamId } from '../core/stream-id.js'
+import { ZERO_ID, compareIds, idBefore, idMs, isTimeCursor, type StreamId } from '../core/stream-id.js'
 import type { RawEntry, StreamSource } from '../source/stream-source.js'
 
 export interface DeliveryEvent {
@@ -132,7 +132,8 @@ export class Hub {
     ]))
     // 0-0 and a since= moment name no entry: nothing to check them against.
     const named = afterId !== ZERO_ID && !isTimeCursor(afterId)
-    if (named && (head === undefined ? entries.length > 0 : compareIds(head, afterId) > 0)) {
+    // Just before the head is where a reported gap leaves a cursor: nothing lost.
+    if (named && (head === undefined ? entries.length > 0 : compareIds(head, afterId) > 0 && idBefore(head) !== afterId)) {
       return { events: [], lastId: afterId, trimmed: true }
     }
     return { ...this.toBatch(key, entries, afterId, false), trimmed: false }
@@ -147,6 +148,11 @@ export class Hub {
   async cursorForLast (key: string, count: number): Promise<StreamId> {
     const ids = await this.reads.run(() => this.source.newestIds(key, count + 1))
     return ids.length <= count ? ZERO_ID : ids[count] as StreamId
+  }
+
+  /** Entries ever removed from `key` (see StreamSource.entriesRemoved). */
+  async entriesRemoved (key: string): Promise<number | undefined> {
+    return await this.reads.run(() => this.source.entriesRemoved(key))
   }
 
   /** What is retained of `key` around `cursor`: for gap detection. */

@@ -15,7 +15,7 @@ import type { Logger } from 'pino'
 import type { Channel } from '../core/channels.js'
 import { channelHash, encodeCursor, encodeSegment, type DecodedCursor } from '../core/cursor.js'
 import { CONTROL_EVENT_PREFIX, HEARTBEAT, formatEvent, formatIdLine, formatRetry } from '../core/frame.js'
-import { ZERO_ID, compareIds, cursorForTime, isTimeCursor, type StreamId } from '../core/stream-id.js'
+import { ZERO_ID, compareIds, cursorForTime, idBefore, isTimeCursor, type StreamId } from '../core/stream-id.js'
 import type { Batch, Hub, Subscriber } from '../delivery/hub.js'
 import type { CloseReason, DeliverySource, GapReason, Metrics } from '../metrics.js'
 
@@ -385,13 +385,24 @@ export class Session implements Subscriber {
    */
   private async verify (ch: ChannelState): Promise<void> {
     ch.verify = false
-    if (ch.cursor === ZERO_ID) return
     const { exists, head, tail } = await this.opts.hub.inspect(ch.channel.key, ch.cursor)
     if (exists) return
+    // Just before the oldest retained entry: nothing can have been lost
+    // between there and the head. A gap moves the cursor here, so a client
+    // reconnecting with the gap event's id is not told the same thing twice.
+    const beforeHead = head === undefined ? ZERO_ID : idBefore(head)
+    if (ch.cursor === beforeHead) return
     let reason: GapReason
-    if (head === undefined || tail === undefined || compareIds(ch.cursor, head) < 0) {
+    if (ch.cursor === ZERO_ID) {
+      // The stream was empty when this cursor was set. If entries were
+      // removed since, some may never have been seen.
+      const removed = await this.opts.hub.entriesRemoved(ch.channel.key)
+      if (removed === undefined || removed === 0) return
       reason = 'trimmed'
-      this.setCursor(ch, ZERO_ID)
+      this.setCursor(ch, beforeHead)
+    } else if (head === undefined || tail === undefined || compareIds(ch.cursor, head) < 0) {
+      reason = 'trimmed'
+      this.setCursor(ch, beforeHead)
     } else if (compareIds(ch.cursor, tail) > 0) {
       reason = 'ahead'
       this.setCursor(ch, tail)

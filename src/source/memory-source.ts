@@ -64,6 +64,8 @@ class MemoryStream {
   /** Last id handed out, kept when entries are removed (Redis `last_id`). */
   lastMs = 0
   lastSeq = 0
+  /** Entries ever appended (Redis `entries-added`). */
+  added = 0
   expiresAt: number | undefined
 
   get length (): number {
@@ -178,6 +180,7 @@ export class MemorySource implements StreamSource {
     stream.lastSeq = seq
     const id = `${ms}-${seq}`
     stream.entries.push(Object.freeze({ id, fields: flat }))
+    stream.added++
     this.trimStream(stream, opts.maxLen ?? this.defaultMaxLen, minId)
     if (opts.expireMs !== undefined) this.setExpiry(key, stream, opts.expireMs)
     if (this.watched.has(key)) this.markDirty(key)
@@ -262,6 +265,11 @@ export class MemorySource implements StreamSource {
 
   async range (key: string, afterId: StreamId, count: number): Promise<RawEntry[]> {
     return this.rangeNow(key, afterId, count)
+  }
+
+  async entriesRemoved (key: string): Promise<number | undefined> {
+    const stream = this.live(key)
+    return stream === undefined ? 0 : stream.added - stream.length
   }
 
   async has (key: string, id: StreamId): Promise<boolean> {

@@ -548,6 +548,24 @@ export class RedisSource implements StreamSource {
     return (r ?? []).map(toEntry)
   }
 
+  async entriesRemoved (key: string): Promise<number | undefined> {
+    let info: unknown
+    try {
+      info = await this.cmd.xinfo('STREAM', key)
+    } catch (err) {
+      if (/no such key/i.test((err as Error).message)) return 0
+      throw err
+    }
+    const flat = Array.isArray(info) ? info as unknown[] : []
+    const field = (name: string): number | undefined => {
+      const i = flat.indexOf(name)
+      return i === -1 ? undefined : Number(flat[i + 1])
+    }
+    const added = field('entries-added')
+    const length = field('length')
+    return added === undefined || length === undefined ? undefined : added - length
+  }
+
   async has (key: string, id: StreamId): Promise<boolean> {
     const r = await this.cmd.xrange(key, id, id)
     return r.length > 0

@@ -37,6 +37,13 @@ export interface StreamSource {
   newestIds (key: string, count: number): Promise<StreamId[]>
   /** Up to `count` entries with ids strictly after `afterId`, oldest first. */
   range (key: string, afterId: StreamId, count: number): Promise<RawEntry[]>
+  /**
+   * How many entries were ever removed from the stream (trimmed, deleted):
+   * entries added minus those retained; 0 for a missing stream; `undefined`
+   * where the engine cannot tell (Redis before 7.0). A cursor of 0-0 (the
+   * stream was empty) is checked with it: nothing removed, nothing lost.
+   */
+  entriesRemoved (key: string): Promise<number | undefined>
   /** Whether an entry with exactly this id is retained. */
   has (key: string, id: StreamId): Promise<boolean>
   /** Connection state, for readiness. */

@@ -192,6 +192,21 @@ for (const factory of ENGINES) {
       t.same((await e.source.range(k, '0-0', 100)).map(x => x.id), [ids[9], last], 'append with MAXLEN 2 keeps the 2 newest')
     })
 
+    t.test('entriesRemoved counts what trimming and deletion took, 0 for a missing stream', async t => {
+      const e = await setup(t, factory)
+      const k = e.key('removed')
+      t.equal(await e.source.entriesRemoved(k), 0, 'missing stream: nothing removed')
+      const ids: StreamId[] = []
+      for (let i = 0; i < 8; i++) ids.push(await e.producer.append(k, { data: String(i) }))
+      t.equal(await e.source.entriesRemoved(k), 0, 'nothing removed yet')
+      await e.producer.trim(k, { maxLen: 5 })
+      t.equal(await e.source.entriesRemoved(k), 3, 'trimming counts')
+      await e.producer.delete(k, ids[6] as string)
+      t.equal(await e.source.entriesRemoved(k), 4, 'deletion counts')
+      await e.producer.trim(k, { maxLen: 0 })
+      t.equal(await e.source.entriesRemoved(k), 8, 'a stream trimmed to nothing still knows')
+    })
+
     t.test('XDEL: a deleted entry is gone, the others stay', async t => {
       const e = await setup(t, factory)
       const k = e.key('del')

@@ -235,9 +235,7 @@ t.test('lastEventId query parameter resumes like the header; the header wins whe
   t.same(payloads(qh), [], 'and no replay from the query parameter')
 })
 
-t.test('a channel that was empty when the client connected, written and trimmed while it was away: a gap', {
-  todo: 'silent gap: the cursor of a channel with no entries is 0-0, which verify() never checks, so entries trimmed before the resume are lost without a gateway.gap',
-}, async t => {
+t.test('regression: a channel that was empty when the client connected, written and trimmed while it was away, gets a gap (not a silent loss)', async t => {
   const { gw, prefix } = await gateway(t)
   const ledger = new Ledger(redis.client, prefix, ['user:bob', 'topic:t'])
   const url = `${gw.url}/events?topic=t`
