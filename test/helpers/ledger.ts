@@ -3,7 +3,6 @@
  * channel (data payloads `<channel>:<n>`, n counting from 1 per channel), and
  * checks that what clients received is that, in per-channel order, once.
  */
-import { request } from 'node:http'
 import type { Redis } from 'ioredis'
 import type { Test } from 'tap'
 import type { ReceivedEvent, RawStream } from './sse.js'
@@ -217,36 +216,7 @@ export function assertExactlyOnce (t: Test, expected: Map<string, string[]>, eve
   return ok
 }
 
-/** GET a text body. */
-export async function fetchText (url: string): Promise<{ status: number, body: string }> {
-  return await new Promise((resolve, reject) => {
-    const req = request(url, res => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => { body += c })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
-    })
-    req.on('error', reject)
-    req.end()
-  })
-}
-
-/**
- * One sample of a Prometheus metric from `${internalUrl}/metrics` (labels
- * must match exactly); 0 when the series does not exist yet.
- */
-export async function metric (internalUrl: string, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const { body } = await fetchText(`${internalUrl}/metrics`)
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).sort().join(',')
-  for (const line of body.split('\n')) {
-    if (line.startsWith('#')) continue
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line)
-    if (m === null || m[1] !== name) continue
-    const got = (m[2] ?? '').split(',').filter(s => s.length > 0).sort().join(',')
-    if (got === want) return Number(m[3])
-  }
-  return 0
-}
+export { getText as fetchText, scrapeMetric as metric } from './extra.js'
 
 /** Redis `INFO commandstats` calls of one command (e.g. `xrange`). */
 export async function commandCalls (client: Redis, command: string): Promise<number> {

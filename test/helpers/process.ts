@@ -95,6 +95,8 @@ export interface SpawnOptions {
   readonly memoryProbe?: boolean
   /** Extra node options placed before the script (e.g. V8 flags). */
   readonly nodeArgs?: readonly string[]
+  /** How much of the process's output to keep, in characters (default 20,000). */
+  readonly keepOutputChars?: number
 }
 
 export interface GatewayProcess {
@@ -110,6 +112,10 @@ export interface GatewayProcess {
   peakRss (): number
   /** Full GC in the process, then its memory figures (needs `memoryProbe`). */
   probeMemory (): Promise<MemoryProbe>
+  /** Resolves with the exit code (or the signal's name) when the process ends. */
+  readonly exited: Promise<number | string>
+  /** Sends a signal (SIGTERM to test draining). */
+  kill (signal: NodeJS.Signals): void
   /** SIGTERM, then SIGKILL if it has not exited within 5 s. */
   stop (): Promise<void>
 }
@@ -168,7 +174,11 @@ export async function spawnGateway (env: Record<string, string>, opts: SpawnOpti
     const proc = spawn(process.execPath, [...args, MAIN], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
     const probes: Array<(p: MemoryProbe) => void> = []
-    const keep = (chunk: Buffer): void => { output = (output + chunk.toString('utf8')).slice(-20000) }
+    const keepChars = opts.keepOutputChars ?? 20000
+    const keep = (chunk: Buffer): void => { output = (output + chunk.toString('utf8')).slice(-keepChars) }
+    const exited = new Promise<number | string>(resolve => {
+      proc.once('exit', (code, signal) => { resolve(code ?? signal ?? -1) })
+    })
     let partial = ''
     proc.stdout?.on('data', keep)
     proc.stderr?.on('data', (chunk: Buffer) => {
@@ -207,6 +217,8 @@ export async function spawnGateway (env: Record<string, string>, opts: SpawnOpti
       url,
       internalUrl,
       output: () => output,
+      exited,
+      kill: (signal: NodeJS.Signals) => { proc.kill(signal) },
       rss: () => statusField(pid, 'VmRSS'),
       peakRss: () => statusField(pid, 'VmHWM'),
       async probeMemory () {

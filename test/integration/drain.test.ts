@@ -4,7 +4,7 @@
  * with nothing lost, and the process exits 0.
  */
 import t from 'tap'
-import { spawnGateway } from '../helpers/gateway-process.js'
+import { spawnGateway } from '../helpers/process.js'
 import { startRedis, uniquePrefix } from '../helpers/redis.js'
 import { RawStream, getJson, openStream, sleep } from '../helpers/sse.js'
 import { hsToken } from '../helpers/token.js'
@@ -16,8 +16,8 @@ t.test('SIGTERM with 500 open clients: final retry, resume on the other replica,
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const prefix = uniquePrefix('drain')
-  const env = { REDIS_URL: redis.url, KEY_PREFIX: prefix, DRAIN_WINDOW_MS: '3000', RETRY_MS: '500', RETRY_JITTER_MS: '500' }
-  const a = await spawnGateway(env)
+  const env = { REDIS_URL: redis.url, KEY_PREFIX: prefix, DRAIN_WINDOW_MS: '3000', RETRY_MS: '500', RETRY_JITTER_MS: '500', LOG_LEVEL: 'info' }
+  const a = await spawnGateway(env, { keepOutputChars: 4_000_000 })
   t.teardown(() => a.stop())
   const b = await spawnGateway(env)
   t.teardown(() => b.stop())
@@ -42,7 +42,7 @@ t.test('SIGTERM with 500 open clients: final retry, resume on the other replica,
 
   await sleep(300)
   const termAt = Date.now()
-  a.proc.kill('SIGTERM')
+  a.kill('SIGTERM')
   await sleep(200)
   t.equal((await getJson(`${a.internalUrl}/readyz`)).status, 503, 'A leaves readiness at once')
 
@@ -78,6 +78,6 @@ t.test('SIGTERM with 500 open clients: final retry, resume on the other replica,
     else t.fail(`client ${i}: ${got.length} events, want ${want.length} from e${start}`)
   }
   t.equal(perfect, CLIENTS, 'every client has every event once, in order, across the two replicas')
-  const closes = a.logs.filter(l => l.includes('"session closed"') && l.includes('"reason":"shutdown"')).length
+  const closes = a.output().split('\n').filter(l => l.includes('"session closed"') && l.includes('"reason":"shutdown"')).length
   t.equal(closes, CLIENTS, 'A logged each session closing with reason shutdown')
 })
