@@ -9,7 +9,10 @@
  *
  * Env: IDLE_CONNECTIONS (1000), IDLE_SHAPE (`user`: each connection its own
  * user channel; `topic`: all on one topic), IDLE_SETTLE_MS (2000),
- * BENCH_WORKERS (2), BENCH_CEILING (1).
+ * BENCH_WORKERS (2), BENCH_CEILING (1); IDLE_SIGNAL_AFTER_OPEN (a signal sent to
+ * the gateway once every connection is open, e.g. SIGUSR2 with
+ * BENCH_GATEWAY_NODE_ARGS="--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=d"),
+ * IDLE_SIGNAL_WAIT_MS (15000).
  */
 import { Window, commonParams, context, envInt, maxConnections, round, runBench, sleep, type WindowResult } from './lib/common.js'
 import { LoadGen, type StreamsSpec } from './lib/loadgen.js'
@@ -64,6 +67,12 @@ runBench('idle-memory', 300_000, async () => {
         const w = await window2.close((await loadgen.report()).cpuSeconds)
         const after = await rssSettled(server, settleMs)
         const held = (await loadgen.report()).open
+        const signal = process.env.IDLE_SIGNAL_AFTER_OPEN
+        if (signal !== undefined && signal !== '' && kind === 'gateway') {
+          // e.g. SIGUSR2 with BENCH_GATEWAY_NODE_ARGS="--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=..."
+          process.kill(server.pid, signal as NodeJS.Signals)
+          await sleep(envInt('IDLE_SIGNAL_WAIT_MS', 15000))
+        }
         const open = { ok: first.ok + second.ok, failed: first.failed + second.failed, ms: first.ms + second.ms, statuses: first.statuses, firstError: first.firstError ?? second.firstError }
         if (open.ok === 0) throw new Error(`${kind}: no connection opened: ${JSON.stringify(open.statuses)} ${open.firstError ?? ''}`)
         return {
