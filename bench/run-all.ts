@@ -2,7 +2,9 @@
  * Runs the short version of every bench program, one after the other, and
  * prints a table: question, figure, ceiling, ratio, target, pass/fail.
  * Short = the sizes the targets are stated for, with short windows. Any
- * parameter already set in the environment wins over these defaults.
+ * parameter already set in the environment wins over these defaults. The
+ * benches that read many keys run twice: plain Redis (the gateway's blocking
+ * XREAD reader) and Redis with keyspace notifications (its notify reader).
  * `BENCH_ONLY=fanout,resume` runs a subset. The table also goes to
  * bench/results/summary.md and the lines to bench/results/summary.json.
  */
@@ -19,12 +21,18 @@ interface Program {
   readonly timeoutMs: number
 }
 
+/** Redis with keyspace notifications for streams: the gateway's `auto` reader mode then reads only keys that changed. */
+const NOTIFY = { BENCH_REDIS_ARGS: '--notify-keyspace-events Kt', BENCH_LABEL: 'notify' }
+
 const PROGRAMS: readonly Program[] = [
   { name: 'fanout', env: { FANOUT_CLIENTS: '2000', FANOUT_RATE: '100' }, timeoutMs: 180_000 },
   { name: 'per-user', env: { PERUSER_CLIENTS: '10000', PERUSER_RATE: '5000' }, timeoutMs: 300_000 },
+  { name: 'per-user', env: { PERUSER_CLIENTS: '10000', PERUSER_RATE: '5000', ...NOTIFY }, timeoutMs: 300_000 },
   { name: 'channels', env: { CHANNELS_SIZES: '10,1000,10000', CHANNELS_RATE: '10000' }, timeoutMs: 600_000 },
+  { name: 'channels', env: { CHANNELS_SIZES: '10,1000,10000', CHANNELS_RATE: '10000', ...NOTIFY }, timeoutMs: 600_000 },
   { name: 'idle-memory', env: { IDLE_CONNECTIONS: '10000' }, timeoutMs: 300_000 },
   { name: 'connect-rate', env: { CONNECT_OPEN: '10000' }, timeoutMs: 300_000 },
+  { name: 'connect-rate', env: { CONNECT_OPEN: '10000', ...NOTIFY }, timeoutMs: 300_000 },
   { name: 'resume', env: { RESUME_CLIENTS: '100', RESUME_BEHIND: '5000', RESUME_STORM_CLIENTS: '10000', RESUME_STORM_BEHIND: '50' }, timeoutMs: 600_000 },
 ]
 
@@ -39,9 +47,10 @@ interface Row {
 
 async function runOne (p: Program): Promise<Row> {
   const started = Date.now()
+  const title = p.env.BENCH_LABEL === undefined ? p.name : `${p.name} (${p.env.BENCH_LABEL})`
   const env: Record<string, string | undefined> = { ...p.env, BENCH_TIMEOUT_MS: String(p.timeoutMs), ...process.env }
   const entry = fileURLToPath(new URL(`./${p.name}.js`, import.meta.url))
-  process.stderr.write(`[run-all] ${p.name} ${Object.keys(p.env).map(k => `${k}=${env[k] ?? ''}`).join(' ')}\n`)
+  process.stderr.write(`[run-all] ${title} ${Object.keys(p.env).map(k => `${k}=${env[k] ?? ''}`).join(' ')}\n`)
   return await new Promise(resolve => {
     const child = spawn(process.execPath, [entry], { env, stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''
@@ -53,9 +62,9 @@ async function runOne (p: Program): Promise<Row> {
       try {
         const parsed = JSON.parse(line) as { summary: BenchSummary, context?: { loadgenCpuPct: number, otherCpuPct: number } }
         if (code !== 0) throw new Error(`exit ${String(code)}`)
-        resolve({ name: p.name, summary: parsed.summary, seconds, ...(parsed.context === undefined ? {} : { context: parsed.context }) })
+        resolve({ name: title, summary: parsed.summary, seconds, ...(parsed.context === undefined ? {} : { context: parsed.context }) })
       } catch {
-        resolve({ name: p.name, error: `exit ${String(code)}`, seconds })
+        resolve({ name: title, error: `exit ${String(code)}`, seconds })
       }
     })
   })

@@ -238,9 +238,14 @@ export function runBench (name: string, defaultTimeoutMs: number, body: () => Pr
   const stop = (): void => { runCleanups(); process.exit(130) }
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
+  // BENCH_LABEL names a variant (e.g. `notify` with BENCH_REDIS_ARGS="--notify-keyspace-events Kt").
+  const label = process.env.BENCH_LABEL?.trim() ?? ''
   body().then(result => {
+    if (label !== '') result = { ...result, summary: { ...result.summary, question: `${result.summary.question} (${label})` } }
     const line = {
       bench: name,
+      ...(label === '' ? {} : { label }),
+      redisArgs: process.env.BENCH_REDIS_ARGS ?? '',
       date: new Date().toISOString(),
       machine: { ...atStart, loadavgAtEnd: loadavg().map(n => Math.round(n * 100) / 100) },
       gatewayBuild: build,
@@ -251,7 +256,7 @@ export function runBench (name: string, defaultTimeoutMs: number, body: () => Pr
     const dir = process.env.BENCH_RESULTS_DIR ?? RESULTS_DIR
     try {
       mkdirSync(dir, { recursive: true })
-      writeFileSync(join(dir, `${name}.json`), text + '\n')
+      writeFileSync(join(dir, `${name}${label === '' ? '' : `.${label}`}.json`), text + '\n')
     } catch (err) {
       process.stderr.write(`${name}: cannot write results: ${(err as Error).message}\n`)
     }

@@ -136,6 +136,8 @@ export async function startRedis (): Promise<BenchRedis> {
     '--port', '0', '--unixsocket', socket, '--unixsocketperm', '700',
     '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, 'redis.log'),
     '--maxclients', '1000',
+    // e.g. BENCH_REDIS_ARGS="--notify-keyspace-events Kt" (the gateway's notify reader)
+    ...nodeArgsFromEnv('BENCH_REDIS_ARGS'),
   ], { stdio: 'ignore' })
   const unhook = killOnExit(child)
   const client = new Redis({ path: socket, protocol: 2, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })
@@ -247,7 +249,7 @@ async function httpStatus (url: string): Promise<number> {
   return res.status
 }
 
-/** Extra node flags for the measured server, e.g. `--cpu-prof --cpu-prof-dir=prof`. */
+/** Extra flags from an env var, split on white space (node flags, redis-server arguments). */
 export function nodeArgsFromEnv (name: string): string[] {
   const raw = process.env[name]
   return raw === undefined || raw.trim() === '' ? [] : raw.trim().split(/\s+/)
