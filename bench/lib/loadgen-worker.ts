@@ -19,6 +19,7 @@ const PATTERN = Buffer.from('\nid: ')
 const ID_PREFIX = Buffer.from('id: ')
 const HEADER_END = '\r\n\r\n'
 const MAX_CARRY = 96
+const READ_BUFFER = Buffer.allocUnsafe(256 * 1024)
 
 const now = (): number => performance.timeOrigin + performance.now()
 
@@ -184,7 +185,14 @@ async function open (spec: ConnSpec, first: number, count: number): Promise<Open
   let next = 0
   const one = (i: number): Promise<void> => new Promise(resolve => {
     const from = localAddress(spec, i)
-    const sock = connect(from === undefined ? { host: spec.host, port: spec.port } : { host: spec.host, port: spec.port, localAddress: from })
+    // Reads land in one shared buffer (no Buffer and no stream event per read);
+    // nothing keeps a reference to it past the callback.
+    const sock = connect({
+      host: spec.host,
+      port: spec.port,
+      ...(from === undefined ? {} : { localAddress: from }),
+      onread: { buffer: READ_BUFFER, callback: (n: number) => { onData(READ_BUFFER.subarray(0, n)); return true } },
+    })
     const s = new Stream(sock)
     let settled = false
     const settle = (ok: boolean, why?: string): void => {
@@ -204,7 +212,7 @@ async function open (spec: ConnSpec, first: number, count: number): Promise<Open
     const timer = setTimeout(() => { settle(false, `no response within ${spec.openTimeoutMs} ms`) }, spec.openTimeoutMs)
     sock.setNoDelay(true)
     sock.on('connect', () => { sock.write(request(spec, i)) })
-    sock.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       bytes += chunk.length
       if (s.stage === 1) {
         scan(s, chunk)
@@ -223,7 +231,7 @@ async function open (spec: ConnSpec, first: number, count: number): Promise<Open
       live++
       settle(true)
       if (bodyAt < chunk.length) scan(s, chunk.subarray(bodyAt))
-    })
+    }
     sock.on('error', (err: Error) => { settle(false, err.message) })
     sock.on('close', () => {
       if (s.stage === 1) {
