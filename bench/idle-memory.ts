@@ -12,7 +12,8 @@
  * BENCH_WORKERS (2), BENCH_CEILING (1); IDLE_SIGNAL_AFTER_OPEN (a signal sent to
  * the gateway once every connection is open, e.g. SIGUSR2 with
  * BENCH_GATEWAY_NODE_ARGS="--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=d"),
- * IDLE_SIGNAL_WAIT_MS (15000).
+ * IDLE_SIGNAL_KINDS (`gateway`; `gateway,ceiling` with BENCH_CEILING_NODE_ARGS
+ * set the same way), IDLE_SIGNAL_WAIT_MS (15000).
  */
 import { Window, commonParams, context, envInt, maxConnections, round, runBench, sleep, type WindowResult } from './lib/common.js'
 import { LoadGen, type StreamsSpec } from './lib/loadgen.js'
@@ -68,7 +69,8 @@ runBench('idle-memory', 300_000, async () => {
         const after = await rssSettled(server, settleMs)
         const held = (await loadgen.report()).open
         const signal = process.env.IDLE_SIGNAL_AFTER_OPEN
-        if (signal !== undefined && signal !== '' && kind === 'gateway') {
+        const signalled = (process.env.IDLE_SIGNAL_KINDS ?? 'gateway').split(',')
+        if (signal !== undefined && signal !== '' && signalled.includes(kind)) {
           // e.g. SIGUSR2 with BENCH_GATEWAY_NODE_ARGS="--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=..."
           process.kill(server.pid, signal as NodeJS.Signals)
           await sleep(envInt('IDLE_SIGNAL_WAIT_MS', 15000))
