@@ -102,9 +102,11 @@ async function stopChild (child: ChildProcess, graceMs: number): Promise<void> {
   }
 }
 
-function killOnExit (child: ChildProcess): () => void {
+/** Last resort at exit: kill this child by PID and remove its temp folder. */
+function killOnExit (child: ChildProcess, dir: string): () => void {
   return onCleanup(() => {
     if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL')
+    rmSync(dir, { recursive: true, force: true })
   })
 }
 
@@ -139,7 +141,7 @@ export async function startRedis (): Promise<BenchRedis> {
     // e.g. BENCH_REDIS_ARGS="--notify-keyspace-events Kt" (the gateway's notify reader)
     ...nodeArgsFromEnv('BENCH_REDIS_ARGS'),
   ], { stdio: 'ignore' })
-  const unhook = killOnExit(child)
+  const unhook = killOnExit(child, dir)
   const client = new Redis({ path: socket, protocol: 2, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })
   client.on('error', () => {})
   const deadline = Date.now() + 10000
@@ -212,7 +214,7 @@ async function startNode (opts: ChildOptions): Promise<ServerProcess> {
     stdio: ['ignore', fd, fd],
   })
   closeSync(fd)
-  const unhook = killOnExit(child)
+  const unhook = killOnExit(child, dir)
   const deadline = Date.now() + 20000
   while (!await opts.ready().catch(() => false)) {
     if (child.exitCode !== null || child.signalCode !== null) {
