@@ -81,3 +81,21 @@ t.test('SIGTERM with 500 open clients: final retry, resume on the other replica,
   const closes = a.output().split('\n').filter(l => l.includes('"session closed"') && l.includes('"reason":"shutdown"')).length
   t.equal(closes, CLIENTS, 'A logged each session closing with reason shutdown')
 })
+
+t.test('a second signal during the drain exits at once', async t => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const gw = await spawnGateway({ REDIS_URL: redis.url, KEY_PREFIX: uniquePrefix('drain2'), DRAIN_WINDOW_MS: '60000', LOG_LEVEL: 'info' })
+  t.teardown(() => gw.stop())
+  const s = await openStream(`${gw.url}/events`, { authorization: `Bearer ${hsToken({ sub: 'x' })}` })
+  t.teardown(() => s.close())
+  gw.kill('SIGTERM')
+  await sleep(300)
+  t.equal((await getJson(`${gw.internalUrl}/readyz`)).status, 503, 'the first signal starts a 60 s drain')
+  const at = Date.now()
+  gw.kill('SIGTERM')
+  const code = await gw.exited
+  t.equal(code, 1, 'the second signal exits with status 1')
+  t.ok(Date.now() - at < 5000, `without waiting for the drain window (${Date.now() - at} ms)`)
+  t.match(gw.output(), /second signal: exiting now/)
+})
