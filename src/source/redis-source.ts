@@ -474,7 +474,9 @@ export class RedisSource implements StreamSource {
     for (const [key, id] of this.watched) this.reader.add(key, id)
     this.opts.logger.info({ mode }, mode === 'notify'
       ? 'live reads follow keyspace notifications (notify-keyspace-events covers streams)'
-      : 'live reads use sharded blocking XREAD')
+      : this.opts.mode === 'auto'
+        ? 'live reads use sharded blocking XREAD; for many per-user channels enable keyspace notifications (CONFIG SET notify-keyspace-events Kt) so only changed keys are read'
+        : 'live reads use sharded blocking XREAD')
   }
 
   /** Resolves when the command connection is ready (or rejects after `ms`). */
