@@ -19,6 +19,8 @@ export class Metrics {
   readonly subscriptions: Counter<'kind'>
   readonly streamsRead: Gauge
   readonly eventsDelivered: Counter<'source'>
+  /** Per-source children, bound once: incremented per session per batch. */
+  readonly delivered: Record<DeliverySource, { inc: (n: number) => void }>
   readonly entriesSkipped: Counter<'reason'>
   readonly gaps: Counter<'reason'>
   readonly authFailures: Counter<'reason'>
@@ -59,6 +61,7 @@ export class Metrics {
       collect () { this.set(self.streamsReadNow()) },
     })
     this.eventsDelivered = new Counter({ name: `${p}events_delivered_total`, help: 'Events written to clients, by source (live, replay)', labelNames: ['source'], registers })
+    this.delivered = { live: this.eventsDelivered.labels('live'), replay: this.eventsDelivered.labels('replay') }
     this.entriesSkipped = new Counter({ name: `${p}entries_skipped_total`, help: 'Stream entries skipped for breaking the producer contract, by reason', labelNames: ['reason'], registers })
     this.gaps = new Counter({ name: `${p}gaps_total`, help: 'Gap control events sent, per channel, by reason', labelNames: ['reason'], registers })
     this.authFailures = new Counter({ name: `${p}auth_failures_total`, help: 'Refused connections for authentication or authorization, by reason', labelNames: ['reason'], registers })

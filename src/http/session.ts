@@ -254,7 +254,7 @@ export class Session implements Subscriber {
     if (compareIds(batch.lastId, ch.cursor) > 0) this.setCursor(ch, batch.lastId)
     if (n > 0) {
       this.eventsSent += n
-      this.opts.metrics.eventsDelivered.inc({ source }, n)
+      this.opts.metrics.delivered[source].inc(n)
     }
   }
 

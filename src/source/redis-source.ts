@@ -77,6 +77,55 @@ function createClient (url: string, extra: RedisOptions): Redis {
   return new Redis(url, connectionOptions(extra))
 }
 
+/**
+ * Outage bookkeeping shared by the readers: the first failure is logged once,
+ * every failure counted, retries back off exponentially, and the recovery is
+ * logged once.
+ */
+class ReaderHealth {
+  private failing = false
+  private backoff = RECONNECT_BASE_MS
+
+  constructor (private readonly opts: RedisSourceOptions) {}
+
+  /** Records a failed read; resolves when it is time to try again. */
+  async failed (err: unknown): Promise<void> {
+    if (!this.failing) {
+      this.failing = true
+      this.opts.logger.error({ err: errorSummary(err) }, 'stream reader lost Redis; retrying with backoff, reading resumes from explicit ids')
+    }
+    this.opts.onReaderError?.()
+    await sleep(this.backoff)
+    this.backoff = Math.min(this.backoff * 2, RECONNECT_MAX_MS)
+  }
+
+  /** Records a read that answered, with its round trip since `started`. */
+  succeeded (started: bigint): void {
+    this.opts.onRead?.(Number(process.hrtime.bigint() - started) / 1e9)
+    if (this.failing) {
+      this.failing = false
+      this.opts.logger.info('stream reader reading again')
+    }
+    this.backoff = RECONNECT_BASE_MS
+  }
+}
+
+/**
+ * Moves `key`'s position past the entries read and reports them. A key
+ * re-added during the read may have a newer position: only what is after it
+ * is kept, so nothing is reported twice.
+ */
+function advance (keys: Map<string, StreamId>, key: string, entries: Array<[string, string[]]>, source: RedisSource): void {
+  const current = keys.get(key)
+  if (current === undefined || entries.length === 0) return
+  const fresh = compareIds((entries[0] as [string, string[]])[0], current) > 0
+    ? entries
+    : entries.filter(e => compareIds(e[0], current) > 0)
+  if (fresh.length === 0) return
+  keys.set(key, (fresh[fresh.length - 1] as [string, string[]])[0])
+  source.emit(key, fresh.map(toEntry))
+}
+
 class Shard {
   readonly keys = new Map<string, StreamId>()
   private readonly conn: Redis
@@ -85,7 +134,7 @@ class Shard {
   private wakeQueued = false
   private idle: (() => void) | undefined
   private closed = false
-  private failing = false
+  private readonly health: ReaderHealth
   private lost: ((err: Error) => void) | undefined
 
   constructor (
@@ -93,6 +142,7 @@ class Shard {
     private readonly wakeKey: string,
     private readonly opts: RedisSourceOptions,
   ) {
+    this.health = new ReaderHealth(opts)
     this.conn = createClient(opts.url, {
       connectionName: 'sse-gateway:reader',
       enableAutoPipelining: false,
@@ -136,7 +186,6 @@ class Shard {
   }
 
   private async loop (): Promise<void> {
-    let backoff = RECONNECT_BASE_MS
     while (!this.closed) {
       if (this.keys.size === 0) {
         await new Promise<void>(resolve => { this.idle = resolve })
@@ -171,22 +220,11 @@ class Shard {
         this.lost = undefined
         this.inFlight = false
         if (this.closed) return
-        if (!this.failing) {
-          this.failing = true
-          this.opts.logger.error({ err: errorSummary(err) }, 'stream reader lost Redis; retrying with backoff, reading resumes from explicit ids')
-        }
-        this.opts.onReaderError?.()
-        await sleep(backoff)
-        backoff = Math.min(backoff * 2, RECONNECT_MAX_MS)
+        await this.health.failed(err)
         continue
       }
       this.inFlight = false
-      this.opts.onRead?.(Number(process.hrtime.bigint() - started) / 1e9)
-      if (this.failing) {
-        this.failing = false
-        this.opts.logger.info('stream reader reading again')
-      }
-      backoff = RECONNECT_BASE_MS
+      this.health.succeeded(started)
       if (reply === null) continue
       for (const [key, entries] of reply) {
         if (key === this.wakeKey) {
@@ -194,16 +232,7 @@ class Shard {
           if (last !== undefined) this.wakeId = last[0]
           continue
         }
-        const current = this.keys.get(key)
-        if (current === undefined || entries.length === 0) continue
-        // A key re-added during the read may have a newer position: keep only
-        // what is after it, so nothing is reported twice.
-        const fresh = compareIds((entries[0] as [string, string[]])[0], current) > 0
-          ? entries
-          : entries.filter(e => compareIds(e[0], current) > 0)
-        if (fresh.length === 0) continue
-        this.keys.set(key, (fresh[fresh.length - 1] as [string, string[]])[0])
-        this.source.emit(key, fresh.map(toEntry))
+        advance(this.keys, key, entries, this.source)
       }
     }
   }
@@ -287,8 +316,7 @@ class NotifyReader implements LiveReader {
   private readonly channelPrefix: string
   private scheduled = false
   private closed = false
-  private failing = false
-  private backoff = RECONNECT_BASE_MS
+  private readonly health: ReaderHealth
 
   constructor (
     private readonly source: RedisSource,
@@ -296,6 +324,7 @@ class NotifyReader implements LiveReader {
     db: number,
     private readonly opts: RedisSourceOptions,
   ) {
+    this.health = new ReaderHealth(opts)
     this.channelPrefix = `__keyspace@${db}__:`
     this.sub = createClient(opts.url, {
       connectionName: 'sse-gateway:notify',
@@ -340,9 +369,13 @@ class NotifyReader implements LiveReader {
   private markDirty (key: string): void {
     if (this.closed || !this.keys.has(key)) return
     this.dirty.add(key)
+    this.scheduleFlush()
+  }
+
+  /** Gathers every notification of this turn of the event loop into few reads. */
+  private scheduleFlush (): void {
     if (this.scheduled) return
     this.scheduled = true
-    // Gather every notification of this turn of the event loop into few reads.
     setImmediate(() => { this.scheduled = false; this.flush() })
   }
 
@@ -371,38 +404,19 @@ class NotifyReader implements LiveReader {
     } catch (err) {
       for (const key of keys) this.reading.delete(key)
       if (this.closed) return
-      if (!this.failing) {
-        this.failing = true
-        this.opts.logger.error({ err: errorSummary(err) }, 'stream reader lost Redis; retrying with backoff, reading resumes from explicit ids')
-      }
-      this.opts.onReaderError?.()
-      await sleep(this.backoff)
-      this.backoff = Math.min(this.backoff * 2, RECONNECT_MAX_MS)
+      await this.health.failed(err)
       for (const key of keys) this.markDirty(key)
       return
     }
-    this.opts.onRead?.(Number(process.hrtime.bigint() - started) / 1e9)
-    if (this.failing) {
-      this.failing = false
-      this.opts.logger.info('stream reader reading again')
-    }
-    this.backoff = RECONNECT_BASE_MS
+    this.health.succeeded(started)
     for (const key of keys) this.reading.delete(key)
     for (const [key, entries] of reply ?? []) {
-      const current = this.keys.get(key)
-      if (current === undefined || entries.length === 0) continue
-      const fresh = entries.filter(e => compareIds(e[0], current) > 0)
-      if (fresh.length === 0) continue
-      this.keys.set(key, (fresh[fresh.length - 1] as [string, string[]])[0])
-      this.source.emit(key, fresh.map(toEntry))
+      advance(this.keys, key, entries, this.source)
       // A full page: there may be more.
       if (entries.length >= this.opts.count) this.markDirty(key)
     }
     // Notifications that arrived during the read.
-    if (this.dirty.size > 0 && !this.scheduled) {
-      this.scheduled = true
-      setImmediate(() => { this.scheduled = false; this.flush() })
-    }
+    if (this.dirty.size > 0) this.scheduleFlush()
   }
 
   async close (): Promise<void> {

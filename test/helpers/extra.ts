@@ -2,7 +2,7 @@
 import type tap from 'tap'
 import { createHmac } from 'node:crypto'
 import { request, type IncomingHttpHeaders } from 'node:http'
-import { RawStream, type ReceivedEvent } from './sse.js'
+import { RawStream, getJson, type ReceivedEvent } from './sse.js'
 import { SECRET } from './token.js'
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
@@ -111,25 +111,7 @@ export async function eventually (check: () => boolean | Promise<boolean>, timeo
  * headers and resolves with `body: undefined`.
  */
 export async function getAnswer (url: string, headers: Record<string, string> = {}): Promise<{ status: number, headers: IncomingHttpHeaders, body: any }> {
-  return await new Promise((resolve, reject) => {
-    const req = request(url, { headers }, res => {
-      if (res.statusCode === 200 && /^text\/event-stream/.test(res.headers['content-type'] ?? '')) {
-        resolve({ status: 200, headers: res.headers, body: undefined })
-        req.destroy()
-        return
-      }
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => { text += c })
-      res.on('end', () => {
-        let body: unknown = text
-        try { body = JSON.parse(text) } catch {}
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body })
-      })
-    })
-    req.on('error', reject)
-    req.end()
-  })
+  return await getJson(url, headers, { stopAtStream: true })
 }
 
 /** The type of `t` inside a `t.test(...)` callback. */

@@ -102,10 +102,19 @@ export async function openStream (url: string, headers?: Record<string, string>)
   return s
 }
 
-/** GET that returns status and parsed JSON body (for error answers). */
-export async function getJson (url: string, headers: Record<string, string> = {}): Promise<{ status: number, headers: IncomingHttpHeaders, body: any }> {
+/**
+ * GET that returns status and parsed JSON body (for error answers). With
+ * `stopAtStream`, a 200 event stream resolves at its headers (body undefined)
+ * instead of being read until it ends.
+ */
+export async function getJson (url: string, headers: Record<string, string> = {}, opts: { stopAtStream?: boolean } = {}): Promise<{ status: number, headers: IncomingHttpHeaders, body: any }> {
   return await new Promise((resolve, reject) => {
     const req = request(url, { headers }, res => {
+      if (opts.stopAtStream === true && res.statusCode === 200 && /^text\/event-stream/.test(res.headers['content-type'] ?? '')) {
+        resolve({ status: 200, headers: res.headers, body: undefined })
+        req.destroy()
+        return
+      }
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (c: string) => { text += c })
