@@ -6,7 +6,8 @@
 import fastifyCookie from '@fastify/cookie'
 import fastifyCors from '@fastify/cors'
 import fastifyRateLimit from '@fastify/rate-limit'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import type { Socket } from 'node:net'
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './core/config.js'
 import { Errors, GatewayError } from './core/errors.js'
@@ -79,6 +80,27 @@ function createSource (config: Config, logger: Logger, metrics: Metrics): Stream
   })
 }
 
+const CLIENT_ERRORS: Readonly<Record<string, readonly [number, string, string]>> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'timeout'],
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'header_overflow'],
+}
+
+/**
+ * A request Node could not parse (or that timed out, or whose headers are too
+ * large): answered as Fastify answers it, logged at trace. The error's
+ * `rawPacket` (the bytes read, token included) is dropped by the serializer.
+ */
+function answerClientError (logger: Logger, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, text, label] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'Bad Request', 'error']
+  logger.trace({ err }, `client ${label}`)
+  if (socket.writable) {
+    const body = JSON.stringify({ error: 'SSEGW_ERR_BAD_REQUEST', message: `${text}: the request could not be read.`, statusCode: status })
+    socket.write(`HTTP/1.1 ${status} ${text}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy(err)
+}
+
 export async function buildGateway (config: Config, deps: GatewayDeps = {}): Promise<Gateway> {
   // A demo with no JWT key signs with a random per-process secret, so its
   // page can hand out tokens; the secret is never logged and dies with the process.
@@ -100,15 +122,19 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   let draining = false
 
   const server = Fastify({
-    loggerInstance: logger as unknown as FastifyBaseLogger,
+    // Fastify runs without a logger; the gateway logs for itself (one line
+    // per session open and close, per refused request, per failure). A
+    // Fastify logger would give every request a pino child and keep the
+    // request and reply reachable from response listeners for as long as a
+    // stream stays open: about 0.5 KB per idle stream (bench/RESULTS.md, Q4).
+    logger: false,
     // Long-lived streams: Node's timeouts must not cut them (proxies are told
     // to keep them open with heartbeats).
     requestTimeout: 0,
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     trustProxy: config.trustProxy,
-    // One line per session (open, close) and per refused request instead.
-    logController: new LogController({ disableRequestLogging: true }),
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => { answerClientError(logger, err, socket) },
   })
   await server.register(fastifyCookie)
   if (config.corsOrigins.length > 0) {
@@ -131,26 +157,26 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   await registerJwt(server, config.jwt)
   server.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
     if (err instanceof GatewayError) {
-      request.log.info({ req: request, statusCode: err.statusCode, error: err.code }, 'request refused')
+      logger.info({ reqId: request.id, req: request, statusCode: err.statusCode, error: err.code }, 'request refused')
       metrics.requestsRejected.inc({ code: err.code })
       return reply.code(err.statusCode).send(err.toJSON())
     }
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
-    if (status === 500) request.log.error({ req: request, err }, 'request failed')
+    if (status === 500) logger.error({ reqId: request.id, req: request, err }, 'request failed')
     return reply.code(status).send({ error: status === 500 ? 'SSEGW_ERR_INTERNAL' : 'SSEGW_ERR_BAD_REQUEST', message: status === 500 ? 'Internal error.' : err.message })
   })
   server.setNotFoundHandler((request, reply) => {
     const e = new GatewayError(Errors.NOT_FOUND, `No route ${request.method} ${request.url.split('?')[0] ?? ''}: streams are at GET /events.`)
     return reply.code(404).send(e.toJSON())
   })
-  await server.register(eventsRoute, { config, hub, sessions, metrics, isDraining: () => draining })
+  await server.register(eventsRoute, { config, hub, sessions, metrics, logger, isDraining: () => draining })
   const publisher = !config.publishEnabled
     ? undefined
     : deps.publisher ?? (source instanceof MemorySource
       ? new MemoryPublisher(source)
       : config.redisUrl !== undefined ? new RedisPublisher({ url: config.redisUrl }) : undefined)
-  if (publisher !== undefined) await server.register(publishRoute, { config, publisher, metrics })
-  if (config.demoEnabled) await server.register(demoRoute, { config, tokenSecret: demoJwt?.key })
+  if (publisher !== undefined) await server.register(publishRoute, { config, publisher, metrics, logger })
+  if (config.demoEnabled) await server.register(demoRoute, { config, logger, tokenSecret: demoJwt?.key })
   // fastify.close() would wait for open streams forever: end them first.
   server.addHook('preClose', async () => {
     await sessions.closeAll('shutdown', config.retryMs, config.retryJitterMs)

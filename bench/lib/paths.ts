@@ -6,3 +6,4 @@ export const GATEWAY_ENTRY = fileURLToPath(new URL('../../src/main.js', import.m
 export const CEILING_ENTRY = fileURLToPath(new URL('../ceiling-server.js', import.meta.url))
 export const WORKER_ENTRY = fileURLToPath(new URL('./loadgen-worker.js', import.meta.url))
 export const RESULTS_DIR = fileURLToPath(new URL('../../../bench/results/', import.meta.url))
+export const MEMORY_PROBE = fileURLToPath(new URL('../../../test/helpers/memory-probe.mjs', import.meta.url))

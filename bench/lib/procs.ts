@@ -13,7 +13,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import { CEILING_ENTRY, GATEWAY_ENTRY, ROOT } from './paths.js'
+import { CEILING_ENTRY, GATEWAY_ENTRY, MEMORY_PROBE, ROOT } from './paths.js'
 import { BENCH_SECRET } from './token.js'
 
 const cleanups = new Set<() => void>()
@@ -272,6 +272,8 @@ export interface GatewayOptions {
   readonly keyPrefix: string
   /** More settings (READER_SHARDS, LOG_LEVEL, ...); BENCH_GATEWAY_ENV adds to them. */
   readonly env?: Record<string, string>
+  /** Node flags before BENCH_GATEWAY_NODE_ARGS (e.g. MEMORY_PROBE_ARGS). */
+  readonly nodeArgs?: readonly string[]
 }
 
 /** Starts `node dist/src/main.js` on free loopback ports and waits for /readyz. */
@@ -282,7 +284,7 @@ export async function startGateway (opts: GatewayOptions): Promise<ServerProcess
     name: 'gateway',
     entry: GATEWAY_ENTRY,
     port,
-    nodeArgs: nodeArgsFromEnv('BENCH_GATEWAY_NODE_ARGS'),
+    nodeArgs: [...opts.nodeArgs ?? [], ...nodeArgsFromEnv('BENCH_GATEWAY_NODE_ARGS')],
     env: {
       PORT: String(port),
       HOST: '127.0.0.1',
@@ -307,6 +309,8 @@ export interface CeilingOptions {
   /** Hold connections without reading Redis (idle-memory ceiling). */
   readonly idle?: boolean
   readonly shards?: number
+  /** Node flags before BENCH_CEILING_NODE_ARGS (e.g. MEMORY_PROBE_ARGS). */
+  readonly nodeArgs?: readonly string[]
 }
 
 export async function startCeiling (opts: CeilingOptions): Promise<ServerProcess> {
@@ -315,7 +319,7 @@ export async function startCeiling (opts: CeilingOptions): Promise<ServerProcess
     name: 'ceiling',
     entry: CEILING_ENTRY,
     port,
-    nodeArgs: nodeArgsFromEnv('BENCH_CEILING_NODE_ARGS'),
+    nodeArgs: [...opts.nodeArgs ?? [], ...nodeArgsFromEnv('BENCH_CEILING_NODE_ARGS')],
     env: {
       PORT: String(port),
       HOST: '127.0.0.1',
@@ -327,4 +331,40 @@ export async function startCeiling (opts: CeilingOptions): Promise<ServerProcess
     },
     ready: async () => await httpStatus(`http://127.0.0.1:${port}/livez`) === 200,
   })
+}
+
+/**
+ * Node flags that preload test/helpers/memory-probe.mjs: on SIGUSR2 the
+ * process collects garbage twice and prints what it still holds. The same
+ * probe goes into the gateway and the raw ceiling, so both are measured after
+ * a full collection and the figure no longer moves with when V8 happened to
+ * collect.
+ */
+export const MEMORY_PROBE_ARGS: readonly string[] = ['--expose-gc', '--import', MEMORY_PROBE]
+
+export interface ProbedMemory {
+  readonly vmRss: number
+  readonly heapUsed: number
+  readonly heapTotal: number
+  readonly external: number
+  readonly arrayBuffers: number
+  readonly rss: number
+}
+
+/** Sends SIGUSR2 to a process started with MEMORY_PROBE_ARGS and reads its answer from its log. */
+export async function probeMemory (server: ServerProcess, timeoutMs = 15000): Promise<ProbedMemory> {
+  const seen = readFileSync(server.logFile, 'utf8').length
+  process.kill(server.pid, 'SIGUSR2')
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const text = readFileSync(server.logFile, 'utf8').slice(seen)
+    const m = /^memory-probe (\{.*\})$/m.exec(text)
+    if (m !== null) {
+      const probed = JSON.parse(m[1] as string) as ProbedMemory & { gc: boolean }
+      if (!probed.gc) throw new Error(`${server.name}: memory probe ran without --expose-gc`)
+      return probed
+    }
+    if (Date.now() > deadline) throw new Error(`${server.name}: no memory-probe answer in ${timeoutMs} ms`)
+    await sleep(50)
+  }
 }

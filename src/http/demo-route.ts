@@ -15,6 +15,7 @@
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
 import type { Config, JwtSettings } from '../core/config.js'
 import { Errors, GatewayError } from '../core/errors.js'
 import { demoPage } from './demo-page.js'
@@ -22,6 +23,7 @@ import { mintToken } from '../core/token.js'
 
 export interface DemoRouteOptions {
   readonly config: Config
+  readonly logger: Logger
   /** The generated HMAC secret when the gateway made one (no JWT key configured): serve `/demo/token`. */
   readonly tokenSecret: string | undefined
 }
@@ -79,9 +81,9 @@ function securityHeaders (reply: FastifyReply): FastifyReply {
 }
 
 export async function demoRoute (app: FastifyInstance, opts: DemoRouteOptions): Promise<void> {
-  const { config, tokenSecret } = opts
+  const { config, logger, tokenSecret } = opts
   if (tokenSecret !== undefined) {
-    app.log.warn({ demo: true, tokenEndpoint: '/demo/token' },
+    logger.warn({ demo: true, tokenEndpoint: '/demo/token' },
       'DEMO_ENABLED and no JWT_SECRET or JWT_PUBLIC_KEY: tokens are signed with a random per-process secret, and anyone who can reach this port can get one from GET /demo/token (demo.* topics and their own user channel). For a first run only: set JWT_SECRET, or DEMO_ENABLED=false, for anything else.')
   }
 

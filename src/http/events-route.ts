@@ -10,16 +10,18 @@ import type { Config } from '../core/config.js'
 import { decodeCursor } from '../core/cursor.js'
 import { Errors, GatewayError } from '../core/errors.js'
 import { formatEvent, formatRetry } from '../core/frame.js'
+import type { Logger } from 'pino'
 import type { Hub } from '../delivery/hub.js'
 import type { Metrics } from '../metrics.js'
 import { AuthError, extractToken, verifyToken, type Principal } from './auth.js'
-import { CONTROL_EVENTS, Session, type HistoryRequest, type SessionRegistry } from './session.js'
+import { CONTROL_EVENTS, Session, type HistoryRequest, type SessionContext, type SessionRegistry } from './session.js'
 
 export interface EventsRouteOptions {
   readonly config: Config
   readonly hub: Hub
   readonly sessions: SessionRegistry
   readonly metrics: Metrics
+  readonly logger: Logger
   /** True while the replica drains: new streams get a `retry:` and end at once. */
   readonly isDraining: () => boolean
 }
@@ -73,7 +75,17 @@ export function parseHistory (query: Record<string, unknown>, max: number): Hist
 }
 
 export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOptions): Promise<void> {
-  const { config, hub, sessions, metrics } = opts
+  const { config, hub, sessions, metrics, logger } = opts
+  const context: SessionContext = {
+    hub,
+    metrics,
+    logger,
+    registry: sessions,
+    retryMs: config.retryMs,
+    pageSize: config.catchupPageSize,
+    maxBufferedBytes: config.slowClientBufferBytes,
+    slowClientTimeoutMs: config.slowClientTimeoutMs,
+  }
   const publicTopics = new TopicPatterns(config.publicTopics)
   const retryMs = (): number => config.retryMs + Math.floor(Math.random() * (config.retryJitterMs + 1))
 
@@ -130,23 +142,15 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       ? header
       : typeof query.lastEventId === 'string' && query.lastEventId.length > 0 ? query.lastEventId : undefined
 
-    const session = new Session({
+    const session = new Session(context, {
       id: randomUUID(),
       user: principal?.sub,
       channels,
       resume: lastEventId === undefined ? undefined : (decodeCursor(lastEventId) ?? null),
       history,
-      hub,
-      metrics,
-      logger: request.log,
-      retryMs: config.retryMs,
-      pageSize: config.catchupPageSize,
-      maxBufferedBytes: config.slowClientBufferBytes,
-      slowClientTimeoutMs: config.slowClientTimeoutMs,
       // Accepted until exp + tolerance, so it must not be cut off before then
       // (else a client is accepted and ended at once, over and over).
       expiresAtMs: principal === undefined ? undefined : principal.expiresAtMs + (config.jwt?.clockToleranceMs ?? 0),
-      onClose: s => { sessions.delete(s) },
     })
 
     // Subscribe before the headers go out: anything written after the client
@@ -154,7 +158,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     try {
       await session.subscribe()
     } catch (err) {
-      request.log.warn({ err: { message: (err as Error).message } }, 'cannot subscribe (stream source unavailable); client told to retry')
+      logger.warn({ reqId: request.id, err: { message: (err as Error).message } }, 'cannot subscribe (stream source unavailable); client told to retry')
       return unavailable(request, reply, 'source-unavailable', retryMs(), metrics)
     }
     if (request.raw.destroyed || reply.raw.destroyed) {

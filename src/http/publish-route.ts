@@ -15,6 +15,7 @@ import { TopicPatterns, topicsFromClaim } from '../core/channels.js'
 import type { Config } from '../core/config.js'
 import { Errors, GatewayError } from '../core/errors.js'
 import { parseChannel, validateEntry, type AppendOptions } from '../core/publish.js'
+import type { Logger } from 'pino'
 import type { Metrics } from '../metrics.js'
 import { PublisherUnavailableError, type Publisher } from '../source/publisher.js'
 import { AuthError, verifyClaims } from './auth.js'
@@ -23,6 +24,7 @@ export interface PublishRouteOptions {
   readonly config: Config
   readonly publisher: Publisher
   readonly metrics: Metrics
+  readonly logger: Logger
 }
 
 const BODY_FIELDS = new Set(['channel', 'event', 'data'])
@@ -62,7 +64,7 @@ function bearerToken (request: FastifyRequest): string | undefined {
 }
 
 export async function publishRoute (app: FastifyInstance, opts: PublishRouteOptions): Promise<void> {
-  const { config, publisher, metrics } = opts
+  const { config, publisher, metrics, logger } = opts
   const claimsOf = new WeakMap<FastifyRequest, TopicPatterns>()
 
   app.setErrorHandler((err: FastifyError | GatewayError) => {
@@ -119,11 +121,11 @@ export async function publishRoute (app: FastifyInstance, opts: PublishRouteOpti
       id = await publisher.publish(entry.channel.key, entry.fields, append)
     } catch (err) {
       if (!(err instanceof PublisherUnavailableError)) throw err
-      request.log.warn({ err: { message: err.message } }, 'cannot publish (stream engine unavailable)')
+      logger.warn({ reqId: request.id, err: { message: err.message } }, 'cannot publish (stream engine unavailable)')
       reply.header('retry-after', '1')
       throw new GatewayError(Errors.UNAVAILABLE, 'The event store (Redis) is unreachable: nothing was published; retry shortly.')
     }
-    request.log.debug({ channel: entry.channel.name, id }, 'published')
+    logger.debug({ reqId: request.id, channel: entry.channel.name, id }, 'published')
     return { id, channel: entry.channel.name }
   })
 }

@@ -16,6 +16,7 @@ import type { Channel } from '../core/channels.js'
 import { channelHash, encodeCursor, encodeSegment, type DecodedCursor } from '../core/cursor.js'
 import { CONTROL_EVENT_PREFIX, HEARTBEAT, formatEvent, formatIdLine, formatRetry } from '../core/frame.js'
 import { ZERO_ID, compareIds, cursorForTime, idBefore, isTimeCursor, type StreamId } from '../core/stream-id.js'
+import { Deadlines, type DeadlineSlot } from '../core/deadlines.js'
 import type { Batch, Hub, Subscriber } from '../delivery/hub.js'
 import type { CloseReason, DeliverySource, GapReason, Metrics } from '../metrics.js'
 
@@ -28,6 +29,19 @@ export const CONTROL_EVENTS = {
   unavailable: `${CONTROL_EVENT_PREFIX}unavailable`,
 } as const
 
+/** What every session of a replica shares: one object, not a copy per stream. */
+export interface SessionContext {
+  readonly hub: Hub
+  readonly metrics: Metrics
+  readonly logger: Pick<Logger, 'info' | 'warn'>
+  readonly retryMs: number
+  readonly pageSize: number
+  readonly maxBufferedBytes: number
+  readonly slowClientTimeoutMs: number
+  /** Open sessions: heartbeats, token expiry, shutdown. */
+  readonly registry: SessionRegistry
+}
+
 export interface SessionOptions {
   readonly id: string
   readonly user: string | undefined
@@ -36,16 +50,8 @@ export interface SessionOptions {
   readonly resume: DecodedCursor | null | undefined
   /** First connect only: start from history instead of now. */
   readonly history?: HistoryRequest | undefined
-  readonly hub: Hub
-  readonly metrics: Metrics
-  readonly logger: Pick<Logger, 'info' | 'warn'>
-  readonly retryMs: number
-  readonly pageSize: number
-  readonly maxBufferedBytes: number
-  readonly slowClientTimeoutMs: number
   /** Token expiry (ms since epoch); the stream ends then. */
   readonly expiresAtMs: number | undefined
-  readonly onClose: (session: Session) => void
 }
 
 /** The last `count` entries of each channel, or every entry since `sinceMs`. */
@@ -57,6 +63,7 @@ interface ChannelState {
   readonly channel: Channel
   readonly hash: string
   cursor: StreamId
+  /** This channel's part of a multi-channel id; empty for a one-channel session. */
   segment: string
   /** Cursor came from the client or the session fell behind: check retention before reading. */
   verify: boolean
@@ -67,35 +74,50 @@ interface GapNotice {
   reason: GapReason
 }
 
-const MAX_TIMER_MS = 2 ** 31 - 1
+/** Above this many channels a session looks channels up in a Map instead of scanning. */
+const SCAN_LIMIT = 8
 
-export class Session implements Subscriber {
+/**
+ * Per open stream the gateway keeps this object, its channel states and the
+ * socket; everything shared lives in {@link SessionContext}. Idle memory per
+ * stream is one of the benchmarked figures (bench/idle-memory.ts), so fields
+ * that most streams never use start out empty.
+ */
+export class Session implements Subscriber, DeadlineSlot {
   readonly id: string
   readonly user: string | undefined
-  private readonly opts: SessionOptions
+  private readonly ctx: SessionContext
   private readonly channels: ChannelState[]
-  private readonly byKey = new Map<string, ChannelState>()
+  private readonly byKey: Map<string, ChannelState> | undefined
+  /** Until subscribe() has used them. */
+  private start_: { resume: DecodedCursor | null | undefined, history: HistoryRequest | undefined } | undefined
+  private readonly resumed: boolean
+  private readonly expiresAtMs: number | undefined
   private res: ServerResponse | undefined
   private started = false
   private closed = false
-  private pending: Buffer[] = []
+  private pending: Buffer[] | undefined
   private pendingBytes = 0
   private flushQueued = false
   private paused = false
   private catchingUp = false
   private catchUpAgain = false
-  private pendingGaps: GapNotice[] = []
-  private expiryTimer: NodeJS.Timeout | undefined
+  private pendingGaps: GapNotice[] | undefined
   private slowTimer: NodeJS.Timeout | undefined
   private readonly openedAt = Date.now()
   eventsSent = 0
   /** Coarse time of the last write, for heartbeats (set by the registry's clock). */
   lastWriteAt = 0
+  deadlineAt = 0
+  deadlineIndex = -1
 
-  constructor (opts: SessionOptions) {
-    this.opts = opts
+  constructor (ctx: SessionContext, opts: SessionOptions) {
+    this.ctx = ctx
     this.id = opts.id
     this.user = opts.user
+    this.expiresAtMs = opts.expiresAtMs
+    this.resumed = opts.resume !== undefined
+    this.start_ = { resume: opts.resume, history: opts.history }
     const used = new Set<string>()
     this.channels = opts.channels.map(channel => {
       // Two channels of one connection with the same 6-digit hash are
@@ -103,10 +125,9 @@ export class Session implements Subscriber {
       let hash = channelHash(channel.name)
       for (let n = 1; used.has(hash); n++) hash = channelHash(`${channel.name}\u0000${n}`)
       used.add(hash)
-      const state: ChannelState = { channel, hash, cursor: ZERO_ID, segment: '', verify: false }
-      this.byKey.set(channel.key, state)
-      return state
+      return { channel, hash, cursor: ZERO_ID, segment: '', verify: false }
     })
+    if (this.channels.length > SCAN_LIMIT) this.byKey = new Map(this.channels.map(ch => [ch.channel.key, ch]))
   }
 
   get channelCount (): number {
@@ -121,14 +142,15 @@ export class Session implements Subscriber {
   async subscribe (): Promise<void> {
     let positions: StreamId[]
     try {
-      positions = await Promise.all(this.channels.map(ch => this.opts.hub.subscribe(ch.channel.key, this)))
+      positions = await Promise.all(this.channels.map(ch => this.ctx.hub.subscribe(ch.channel.key, this)))
     } catch (err) {
       this.unsubscribeAll()
       throw err
     }
-    const resume = this.opts.resume
+    const resume = this.start_?.resume
     const invalid = resume === null || (resume?.kind === 'bare' && this.channels.length !== 1)
-    const history = resume === undefined ? this.opts.history : undefined
+    const history = resume === undefined ? this.start_?.history : undefined
+    this.start_ = undefined
     await Promise.all(this.channels.map(async (ch, i) => {
       let from: StreamId | undefined
       if (resume?.kind === 'bare' && !invalid) from = resume.id
@@ -140,16 +162,16 @@ export class Session implements Subscriber {
         // Not a resume: history older than what is retained is simply not there.
         const start = history.kind === 'since'
           ? cursorForTime(history.sinceMs)
-          : await this.opts.hub.cursorForLast(ch.channel.key, history.count)
+          : await this.ctx.hub.cursorForLast(ch.channel.key, history.count)
         // Never past the live position: a cursor must name a real entry (or
         // 0-0), or a later resume would see it as missing.
         const live = positions[i] as StreamId
         ch.cursor = compareIds(start, live) > 0 ? live : start
       } else {
         ch.cursor = positions[i] as StreamId
-        if (invalid) this.pendingGaps.push({ channel: ch.channel.name, reason: 'invalid-cursor' })
+        if (invalid) this.addGap(ch, 'invalid-cursor')
       }
-      ch.segment = encodeSegment(ch.hash, ch.cursor)
+      if (this.channels.length > 1) ch.segment = encodeSegment(ch.hash, ch.cursor)
     })).catch((err: unknown) => {
       this.unsubscribeAll()
       throw err
@@ -162,12 +184,8 @@ export class Session implements Subscriber {
     this.started = true
     res.on('close', () => { this.close('client-closed') })
     this.write(formatRetry(retryMs))
-    const expires = this.opts.expiresAtMs
-    if (expires !== undefined) {
-      this.expiryTimer = setTimeout(() => { this.expire() }, Math.min(Math.max(0, expires - Date.now()), MAX_TIMER_MS))
-      this.expiryTimer.unref()
-    }
-    this.opts.logger.info({ session: this.id, user: this.user, channels: this.channels.length, resumed: this.opts.resume !== undefined }, 'session opened')
+    if (this.expiresAtMs !== undefined) this.ctx.registry.expireAt(this, this.expiresAtMs)
+    this.ctx.logger.info({ session: this.id, user: this.user, channels: this.channels.length, resumed: this.resumed }, 'session opened')
     void this.catchUp()
   }
 
@@ -178,7 +196,7 @@ export class Session implements Subscriber {
       this.catchUpAgain = true
       return
     }
-    const ch = this.byKey.get(key)
+    const ch = this.channelOf(key)
     if (ch === undefined) return
     if (compareIds(ch.cursor, prevId) < 0) {
       void this.catchUp()
@@ -196,7 +214,6 @@ export class Session implements Subscriber {
   close (reason: CloseReason, lastFrame?: string | Buffer): void {
     if (this.closed) return
     this.closed = true
-    clearTimeout(this.expiryTimer)
     clearTimeout(this.slowTimer)
     this.unsubscribeAll()
     const res = this.res
@@ -206,14 +223,14 @@ export class Session implements Subscriber {
       res.end()
     }
     if (this.started) {
-      const m = this.opts.metrics
+      const m = this.ctx.metrics
       const seconds = (Date.now() - this.openedAt) / 1000
       m.connectionsClosed.inc({ reason })
       m.connectionsOpen.dec()
       m.connectionDuration.observe(seconds)
-      this.opts.logger.info({ session: this.id, user: this.user, channels: this.channels.length, events: this.eventsSent, durationMs: Math.round(seconds * 1000), reason }, 'session closed')
+      this.ctx.logger.info({ session: this.id, user: this.user, channels: this.channels.length, events: this.eventsSent, durationMs: Math.round(seconds * 1000), reason }, 'session closed')
     }
-    this.opts.onClose(this)
+    this.ctx.registry.delete(this)
   }
 
   /** Ends the stream with a `retry:` (used when draining). */
@@ -221,13 +238,24 @@ export class Session implements Subscriber {
     this.close(reason, formatRetry(retryMs))
   }
 
-  private expire (): void {
+  /** The token expired (called by the registry at `exp`): a last event, then the end. */
+  expire (): void {
     const data = JSON.stringify({ reason: 'token-expired', message: 'The access token expired: reconnect with a fresh token.' })
     this.close('token-expired', formatEvent(data, CONTROL_EVENTS.tokenExpired))
   }
 
   private unsubscribeAll (): void {
-    for (const ch of this.channels) this.opts.hub.unsubscribe(ch.channel.key, this)
+    for (const ch of this.channels) this.ctx.hub.unsubscribe(ch.channel.key, this)
+  }
+
+  private channelOf (key: string): ChannelState | undefined {
+    if (this.byKey !== undefined) return this.byKey.get(key)
+    for (const ch of this.channels) if (ch.channel.key === key) return ch
+    return undefined
+  }
+
+  private addGap (ch: ChannelState, reason: GapReason): void {
+    (this.pendingGaps ??= []).push({ channel: ch.channel.name, reason })
   }
 
   private currentId (ch: ChannelState): string {
@@ -254,7 +282,7 @@ export class Session implements Subscriber {
     if (compareIds(batch.lastId, ch.cursor) > 0) this.setCursor(ch, batch.lastId)
     if (n > 0) {
       this.eventsSent += n
-      this.opts.metrics.delivered[source].inc(n)
+      this.ctx.metrics.delivered[source].inc(n)
     }
   }
 
@@ -267,20 +295,23 @@ export class Session implements Subscriber {
   private write (chunk: string | Buffer): void {
     if (this.res === undefined || this.res.destroyed) return
     const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk
-    this.pending.push(buf)
+    if (this.pending === undefined) this.pending = [buf]
+    else this.pending.push(buf)
     this.pendingBytes += buf.length
     if (!this.flushQueued) {
       this.flushQueued = true
-      process.nextTick(this.flush)
+      // A shared function and an argument, not a closure per session.
+      process.nextTick(flushSession, this)
     }
   }
 
-  private readonly flush = (): void => {
+  /** Writes what was queued (see write); @internal, called on the next tick. */
+  flush (): void {
     this.flushQueued = false
     const res = this.res
     const chunks = this.pending
-    if (chunks.length === 0 || res === undefined) return
-    this.pending = []
+    if (chunks === undefined || chunks.length === 0 || res === undefined) return
+    this.pending = undefined
     const bytes = this.pendingBytes
     this.pendingBytes = 0
     if (res.destroyed || res.writableEnded) return
@@ -291,11 +322,11 @@ export class Session implements Subscriber {
 
   private checkBackPressure (): void {
     const res = this.res
-    if (this.closed || this.paused || res === undefined || res.writableLength < this.opts.maxBufferedBytes) return
+    if (this.closed || this.paused || res === undefined || res.writableLength < this.ctx.maxBufferedBytes) return
     // The socket is not draining: stop taking live events and let Redis hold
     // them. Memory stays at about maxBufferedBytes plus one batch.
     this.paused = true
-    this.opts.metrics.slowClientPauses.inc()
+    this.ctx.metrics.slowClientPauses.inc()
     for (const ch of this.channels) ch.verify = true
     res.once('drain', () => {
       if (this.closed) return
@@ -304,11 +335,11 @@ export class Session implements Subscriber {
       void this.catchUp()
     })
     this.slowTimer = setTimeout(() => {
-      this.opts.metrics.slowClientCloses.inc()
-      this.opts.logger.warn({ session: this.id, user: this.user, bufferedBytes: res.writableLength }, 'closing a client that stopped reading')
+      this.ctx.metrics.slowClientCloses.inc()
+      this.ctx.logger.warn({ session: this.id, user: this.user, bufferedBytes: res.writableLength }, 'closing a client that stopped reading')
       this.close('slow-client')
       res.destroy()
-    }, this.opts.slowClientTimeoutMs)
+    }, this.ctx.slowClientTimeoutMs)
     this.slowTimer.unref()
   }
 
@@ -335,9 +366,9 @@ export class Session implements Subscriber {
         this.flushGaps()
         for (const ch of this.channels) {
           while (!this.closed && !this.paused) {
-            const live = this.opts.hub.position(ch.channel.key)
+            const live = this.ctx.hub.position(ch.channel.key)
             if (live === undefined || compareIds(ch.cursor, live) >= 0) break
-            const batch = await this.opts.hub.readPage(ch.channel.key, ch.cursor, this.opts.pageSize)
+            const batch = await this.ctx.hub.readPage(ch.channel.key, ch.cursor, this.ctx.pageSize)
             if (this.closed) return
             if (batch.trimmed) {
               // Trimmed past our cursor while we read: verify() reports the
@@ -366,8 +397,8 @@ export class Session implements Subscriber {
       } while (this.catchUpAgain && !this.closed && !this.paused)
     } catch (err) {
       if (!this.closed) {
-        this.opts.logger.warn({ session: this.id, err: { message: (err as Error).message } }, 'catch-up read failed; ending the stream so the client resumes')
-        this.closeWithRetry('source-error', this.opts.retryMs)
+        this.ctx.logger.warn({ session: this.id, err: { message: (err as Error).message } }, 'catch-up read failed; ending the stream so the client resumes')
+        this.closeWithRetry('source-error', this.ctx.retryMs)
       }
     } finally {
       this.catchingUp = false
@@ -385,7 +416,7 @@ export class Session implements Subscriber {
    */
   private async verify (ch: ChannelState): Promise<void> {
     ch.verify = false
-    const { exists, head, tail } = await this.opts.hub.inspect(ch.channel.key, ch.cursor)
+    const { exists, head, tail } = await this.ctx.hub.inspect(ch.channel.key, ch.cursor)
     if (exists) return
     // Just before the oldest retained entry: nothing can have been lost
     // between there and the head. A gap moves the cursor here, so a client
@@ -396,7 +427,7 @@ export class Session implements Subscriber {
     if (ch.cursor === ZERO_ID) {
       // The stream was empty when this cursor was set. If entries were
       // removed since, some may never have been seen.
-      const removed = await this.opts.hub.entriesRemoved(ch.channel.key)
+      const removed = await this.ctx.hub.entriesRemoved(ch.channel.key)
       if (removed === undefined || removed === 0) return
       reason = 'trimmed'
       this.setCursor(ch, beforeHead)
@@ -414,28 +445,34 @@ export class Session implements Subscriber {
     } else {
       reason = 'missing'
     }
-    this.pendingGaps.push({ channel: ch.channel.name, reason })
+    this.addGap(ch, reason)
   }
 
   private flushGaps (): void {
-    if (this.pendingGaps.length === 0) return
     const gaps = this.pendingGaps
-    this.pendingGaps = []
-    for (const g of gaps) this.opts.metrics.gaps.inc({ reason: g.reason })
+    if (gaps === undefined || gaps.length === 0) return
+    this.pendingGaps = undefined
+    for (const g of gaps) this.ctx.metrics.gaps.inc({ reason: g.reason })
     const data = JSON.stringify({ channels: gaps })
     const first = this.channels[0] as ChannelState
     // Carries the current cursor as its id, so a reconnect after it does not
     // report the same gap again.
     this.write(formatEvent(data, CONTROL_EVENTS.gap, this.currentId(first)))
-    this.opts.logger.info({ session: this.id, user: this.user, gaps }, 'history gap reported')
+    this.ctx.logger.info({ session: this.id, user: this.user, gaps }, 'history gap reported')
   }
 }
 
-/** Every open session of this replica: heartbeats and shutdown. */
+function flushSession (session: Session): void {
+  session.flush()
+}
+
+/** Every open session of this replica: heartbeats, token expiry and shutdown. */
 export class SessionRegistry {
   private readonly sessions = new Set<Session>()
   private readonly perUser = new Map<string, number>()
   private readonly timer: NodeJS.Timeout
+  /** Token expiry of every open session, under one timer. */
+  private readonly expiries = new Deadlines<Session>(session => { session.expire() })
 
   constructor (private readonly heartbeatIntervalMs: number) {
     // One timer for all sessions; a session idle for a full interval gets a comment.
@@ -460,7 +497,13 @@ export class SessionRegistry {
     if (session.user !== undefined) this.perUser.set(session.user, this.countFor(session.user) + 1)
   }
 
+  /** Ends `session` with `gateway.token-expired` at `atMs` (ms since epoch). */
+  expireAt (session: Session, atMs: number): void {
+    if (this.sessions.has(session)) this.expiries.add(session, atMs)
+  }
+
   delete (session: Session): void {
+    this.expiries.remove(session)
     if (!this.sessions.delete(session) || session.user === undefined) return
     const n = this.countFor(session.user) - 1
     if (n > 0) this.perUser.set(session.user, n)
@@ -484,5 +527,6 @@ export class SessionRegistry {
 
   stop (): void {
     clearInterval(this.timer)
+    this.expiries.stop()
   }
 }
