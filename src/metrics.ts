@@ -60,8 +60,28 @@ export class Metrics {
       registers,
       collect () { this.set(self.streamsReadNow()) },
     })
-    this.eventsDelivered = new Counter({ name: `${p}events_delivered_total`, help: 'Events written to clients, by source (live, replay)', labelNames: ['source'], registers })
-    this.delivered = { live: this.eventsDelivered.labels('live'), replay: this.eventsDelivered.labels('replay') }
+    // Counted per batch and per stream on the delivery path: a plain tally,
+    // added to the counter when it is scraped (cheaper than a counter update
+    // per stream per batch in a fan-out).
+    const tally = { live: 0, replay: 0 }
+    this.eventsDelivered = new Counter({
+      name: `${p}events_delivered_total`,
+      help: 'Events written to clients, by source (live, replay)',
+      labelNames: ['source'],
+      registers,
+      collect () {
+        for (const source of ['live', 'replay'] as const) {
+          if (tally[source] > 0) this.inc({ source }, tally[source])
+          tally[source] = 0
+        }
+      },
+    })
+    this.eventsDelivered.labels('live').inc(0)
+    this.eventsDelivered.labels('replay').inc(0)
+    this.delivered = {
+      live: { inc: n => { tally.live += n } },
+      replay: { inc: n => { tally.replay += n } },
+    }
     this.entriesSkipped = new Counter({ name: `${p}entries_skipped_total`, help: 'Stream entries skipped for breaking the producer contract, by reason', labelNames: ['reason'], registers })
     this.gaps = new Counter({ name: `${p}gaps_total`, help: 'Gap control events sent, per channel, by reason', labelNames: ['reason'], registers })
     this.authFailures = new Counter({ name: `${p}auth_failures_total`, help: 'Refused connections for authentication or authorization, by reason', labelNames: ['reason'], registers })

@@ -14,7 +14,7 @@
  * therefore one mechanism.
  */
 import type { Logger } from 'pino'
-import { formatEventBody, isValidEventName } from '../core/frame.js'
+import { formatEventBody, formatIdLine, isValidEventName } from '../core/frame.js'
 import { ZERO_ID, compareIds, idBefore, idMs, isTimeCursor, type StreamId } from '../core/stream-id.js'
 import type { RawEntry, StreamSource } from '../source/stream-source.js'
 
@@ -24,16 +24,42 @@ export interface DeliveryEvent {
   readonly body: Buffer
 }
 
-export interface Batch {
-  readonly events: readonly DeliveryEvent[]
-  /** Id of the last entry read, delivered or skipped; a cursor may move to it. */
-  readonly lastId: StreamId
+/** Entries read together, as events, in order. */
+export class Batch {
+  private framed_: Buffer | undefined
+
+  constructor (
+    readonly events: readonly DeliveryEvent[],
+    /** Id of the last entry read, delivered or skipped; a cursor may move to it. */
+    readonly lastId: StreamId,
+  ) {}
+
+  /**
+   * Every event followed by its entry id as the `id:` line: exactly what a
+   * one-channel stream writes for the whole batch (its event id is the entry
+   * id). Built on first use and shared, so a fan-out to N such streams
+   * writes one buffer N times instead of framing N times.
+   */
+  framed (): Buffer {
+    if (this.framed_ === undefined) {
+      const parts: Buffer[] = []
+      for (const ev of this.events) parts.push(ev.body, Buffer.from(formatIdLine(ev.id), 'latin1'))
+      this.framed_ = parts.length === 2 ? Buffer.concat(parts, (parts[0] as Buffer).length + (parts[1] as Buffer).length) : Buffer.concat(parts)
+    }
+    return this.framed_
+  }
 }
 
 /** A catch-up page (see {@link Hub.readPage}). */
-export interface Page extends Batch {
-  /** History was trimmed past the cursor: the page is empty and the cursor must be checked. */
-  readonly trimmed: boolean
+export class Page extends Batch {
+  constructor (
+    events: readonly DeliveryEvent[],
+    lastId: StreamId,
+    /** History was trimmed past the cursor: the page is empty and the cursor must be checked. */
+    readonly trimmed: boolean,
+  ) {
+    super(events, lastId)
+  }
 }
 
 export interface Subscriber {
@@ -68,6 +94,13 @@ interface KeyState {
 
 const READY: Promise<void> = Promise.resolve()
 
+/** What is retained of a stream around a cursor (see {@link Hub.inspect}). */
+export interface Inspection {
+  readonly exists: boolean
+  readonly head: StreamId | undefined
+  readonly tail: StreamId | undefined
+}
+
 function addSubscriber (state: KeyState, s: Subscriber): void {
   if (state.many !== undefined) state.many.add(s)
   else if (state.one === undefined) state.one = s
@@ -92,6 +125,8 @@ const LOGGED_KEYS_LIMIT = 10000
 export class Hub {
   private readonly keys = new Map<string, KeyState>()
   private readonly loggedSkips = new Set<string>()
+  /** Catch-up reads under way, by question (see {@link Hub.shared}). */
+  private readonly inFlight = new Map<string, Promise<unknown>>()
   private readonly reads: Semaphore
 
   constructor (private readonly source: StreamSource, private readonly opts: HubOptions) {
@@ -155,6 +190,10 @@ export class Hub {
    * page may not follow the cursor, and it comes back empty with `trimmed`.
    */
   async readPage (key: string, afterId: StreamId, count: number): Promise<Page> {
+    return await this.shared(`page\u0000${key}\u0000${afterId}\u0000${count}`, async () => await this.readPageNow(key, afterId, count))
+  }
+
+  private async readPageNow (key: string, afterId: StreamId, count: number): Promise<Page> {
     const [entries, head] = await this.reads.run(() => Promise.all([
       this.source.range(key, afterId, count), this.source.head(key),
     ]))
@@ -162,9 +201,10 @@ export class Hub {
     const named = afterId !== ZERO_ID && !isTimeCursor(afterId)
     // Just before the head is where a reported gap leaves a cursor: nothing lost.
     if (named && (head === undefined ? entries.length > 0 : compareIds(head, afterId) > 0 && idBefore(head) !== afterId)) {
-      return { events: [], lastId: afterId, trimmed: true }
+      return new Page([], afterId, true)
     }
-    return { ...this.toBatch(key, entries, afterId, false), trimmed: false }
+    const batch = this.toBatch(key, entries, afterId, false)
+    return new Page(batch.events, batch.lastId, false)
   }
 
   /**
@@ -184,11 +224,32 @@ export class Hub {
   }
 
   /** What is retained of `key` around `cursor`: for gap detection. */
-  async inspect (key: string, cursor: StreamId): Promise<{ exists: boolean, head: StreamId | undefined, tail: StreamId | undefined }> {
-    const [exists, head, tail] = await this.reads.run(() => Promise.all([
-      this.source.has(key, cursor), this.source.head(key), this.source.tail(key),
-    ]))
-    return { exists, head, tail }
+  async inspect (key: string, cursor: StreamId): Promise<Inspection> {
+    return await this.shared(`inspect\u0000${key}\u0000${cursor}`, async () => {
+      const [exists, head, tail] = await this.reads.run(() => Promise.all([
+        this.source.has(key, cursor), this.source.head(key), this.source.tail(key),
+      ]))
+      return { exists, head, tail }
+    })
+  }
+
+  /**
+   * Joins a read already under way for the same question: clients resuming
+   * from the same id (a reconnect storm after a deploy) share one read and
+   * one framed page instead of each asking Redis. A read that started a
+   * moment before the caller asked is still correct for it: a catch-up pages
+   * on until it reaches the live position, and checks retention per page.
+   */
+  private async shared<T> (id: string, work: () => Promise<T>): Promise<T> {
+    const running = this.inFlight.get(id) as Promise<T> | undefined
+    if (running !== undefined) return await running
+    const read = work()
+    this.inFlight.set(id, read)
+    try {
+      return await read
+    } finally {
+      if (this.inFlight.get(id) === read) this.inFlight.delete(id)
+    }
   }
 
   private dispatch (key: string, entries: readonly RawEntry[]): void {
@@ -216,7 +277,7 @@ export class Hub {
       if (event !== undefined) events.push(event)
     }
     const last = entries[entries.length - 1]
-    return { events, lastId: last === undefined ? afterId : last.id }
+    return new Batch(events, last === undefined ? afterId : last.id)
   }
 
   private toEvent (key: string, entry: RawEntry, live: boolean): DeliveryEvent | undefined {

@@ -272,7 +272,13 @@ export class Session implements Subscriber, DeadlineSlot {
 
   private deliver (ch: ChannelState, batch: Batch, source: DeliverySource): void {
     let n = 0
-    for (const ev of batch.events) {
+    const first = batch.events[0]
+    if (this.channels.length === 1 && first !== undefined && compareIds(first.id, ch.cursor) > 0) {
+      // A batch is in id order, so all of it follows the cursor; the event id
+      // is the entry id, so the hub's shared framing is exactly our bytes.
+      this.write(batch.framed())
+      n = batch.events.length
+    } else for (const ev of batch.events) {
       if (compareIds(ev.id, ch.cursor) <= 0) continue
       this.setCursor(ch, ev.id)
       this.write(ev.body)
@@ -301,7 +307,7 @@ export class Session implements Subscriber, DeadlineSlot {
     if (!this.flushQueued) {
       this.flushQueued = true
       // A shared function and an argument, not a closure per session.
-      process.nextTick(flushSession, this)
+      queueFlush(this)
     }
   }
 
@@ -462,8 +468,26 @@ export class Session implements Subscriber, DeadlineSlot {
   }
 }
 
-function flushSession (session: Session): void {
-  session.flush()
+/**
+ * Sessions with bytes queued this tick, flushed together on the next one:
+ * one nextTick for a whole fan-out, not one per stream.
+ */
+const toFlush: Session[] = []
+let flushScheduled = false
+
+function queueFlush (session: Session): void {
+  toFlush.push(session)
+  if (!flushScheduled) {
+    flushScheduled = true
+    process.nextTick(flushQueued)
+  }
+}
+
+function flushQueued (): void {
+  flushScheduled = false
+  // A flush may queue more (a closing stream); they are taken in this pass.
+  for (let i = 0; i < toFlush.length; i++) (toFlush[i] as Session).flush()
+  toFlush.length = 0
 }
 
 /** Every open session of this replica: heartbeats, token expiry and shutdown. */
