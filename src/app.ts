@@ -71,6 +71,7 @@ function createSource (config: Config, logger: Logger, metrics: Metrics): Stream
     keyPrefix: config.keyPrefix,
     shards: config.readerShards,
     blockMs: config.readerBlockMs,
+    maxKeysPerSecond: config.readerBlockMaxKeysPerSecond,
     count: config.readerCount,
     mode: config.readerMode,
     logger: logger.child({ component: 'redis' }),

@@ -256,7 +256,8 @@ export function runBench (name: string, defaultTimeoutMs: number, body: () => Pr
     const dir = process.env.BENCH_RESULTS_DIR ?? RESULTS_DIR
     try {
       mkdirSync(dir, { recursive: true })
-      writeFileSync(join(dir, `${name}${label === '' ? '' : `.${label}`}.json`), text + '\n')
+      // The label names a file: keep it to safe characters.
+      writeFileSync(join(dir, `${name}${label === '' ? '' : `.${label.replace(/[^A-Za-z0-9_-]+/g, '-')}`}.json`), text + '\n')
     } catch (err) {
       process.stderr.write(`${name}: cannot write results: ${(err as Error).message}\n`)
     }

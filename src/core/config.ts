@@ -49,6 +49,7 @@ export const SETTINGS = [
   { env: 'READER_MODE', kind: 'enum', default: 'auto', values: ['auto', 'block', 'notify'], description: 'How streams are read live: `block` (sharded blocking XREAD, works everywhere, best for few busy keys), `notify` (keyspace notifications: reads only keys that changed, best for many per-user keys; needs `notify-keyspace-events` with K and t), `auto` (notify when the server has it on).' },
   { env: 'READER_SHARDS', kind: 'int', default: '4', min: 1, max: 64, description: 'Blocking Redis connections that share the stream keys read by this replica.' },
   { env: 'READER_BLOCK_MS', kind: 'int', default: '5000', min: 100, max: 60000, description: 'BLOCK timeout of each shard\'s XREAD; also bounds how long a released key is still read.' },
+  { env: 'READER_BLOCK_MAX_KEYS_PER_SECOND', kind: 'int', default: '100000', min: 0, max: 100000000, description: 'Blocking reader only: most stream keys listed to Redis per second, over all shards. Each XREAD lists every key of its shard and Redis spends about 2 µs per key listed, so with thousands of keys a shard waits between reads (up to keys × shards / this value, 100 ms at 10,000 keys) instead of taking a Redis core; 0 never waits. The notify reader has no such cost.' },
   { env: 'READER_COUNT', kind: 'int', default: '512', min: 1, max: 100000, description: 'Most entries read per key by one XREAD.' },
   { env: 'CATCHUP_PAGE_SIZE', kind: 'int', default: '500', min: 1, max: 100000, description: 'Entries per XRANGE page when a client resumes or catches up.' },
   { env: 'MAX_CONCURRENT_CATCHUPS', kind: 'int', default: '32', min: 1, max: 10000, description: 'Most catch-up reads in flight at once on this replica, so a reconnect storm cannot starve live delivery.' },
@@ -104,6 +105,7 @@ export interface Config {
   readonly readerMode: 'auto' | 'block' | 'notify'
   readonly readerShards: number
   readonly readerBlockMs: number
+  readonly readerBlockMaxKeysPerSecond: number
   readonly readerCount: number
   readonly maxEventBytes: number
   readonly catchupPageSize: number
@@ -207,6 +209,7 @@ export function loadConfig (env: Raw): Config {
     readerMode: str('READER_MODE') as 'auto' | 'block' | 'notify',
     readerShards: num('READER_SHARDS'),
     readerBlockMs: num('READER_BLOCK_MS'),
+    readerBlockMaxKeysPerSecond: num('READER_BLOCK_MAX_KEYS_PER_SECOND'),
     readerCount: num('READER_COUNT'),
     maxEventBytes: num('MAX_EVENT_BYTES'),
     catchupPageSize: num('CATCHUP_PAGE_SIZE'),

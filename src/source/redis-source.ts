@@ -34,6 +34,12 @@ export interface RedisSourceOptions {
   readonly keyPrefix: string
   readonly shards: number
   readonly blockMs: number
+  /**
+   * Blocking reader: most keys listed to Redis per second over all shards
+   * (each XREAD lists its shard's every key); a shard waits between reads to
+   * stay under it. 0 or unset: no wait.
+   */
+  readonly maxKeysPerSecond?: number
   readonly count: number
   /** `block`: sharded blocking XREAD; `notify`: keyspace notifications; `auto`: notify when the server has them on. */
   readonly mode: ReaderMode
@@ -136,11 +142,14 @@ class Shard {
   private closed = false
   private readonly health: ReaderHealth
   private lost: ((err: Error) => void) | undefined
+  /** performance.now() when the last XREAD was sent. */
+  private lastSentAt = -Infinity
 
   constructor (
     private readonly source: RedisSource,
     private readonly wakeKey: string,
     private readonly opts: RedisSourceOptions,
+    private readonly pacing: Pacing,
   ) {
     this.health = new ReaderHealth(opts)
     this.conn = createClient(opts.url, {
@@ -191,6 +200,18 @@ class Shard {
         await new Promise<void>(resolve => { this.idle = resolve })
         continue
       }
+      // Redis spends about 2 µs per key an XREAD lists, blocked or not: with
+      // thousands of keys, reading again at once would take a Redis core.
+      // Wait out this shard's share of the key budget instead; entries then
+      // arrive in bigger batches, and keys added meanwhile join this read.
+      const wait = this.lastSentAt + this.pacing.intervalMs(this.keys.size + 1) - performance.now()
+      if (wait >= 1) {
+        this.pacing.paced(this.keys.size, wait)
+        await sleep(wait)
+        if (this.closed) return
+        continue
+      }
+      this.lastSentAt = performance.now()
       const args: string[] = ['COUNT', String(this.opts.count), 'BLOCK', String(this.opts.blockMs), 'STREAMS']
       const ids: string[] = []
       for (const [key, id] of this.keys) { args.push(key); ids.push(id) }
@@ -275,13 +296,37 @@ function shardOf (key: string, shards: number): number {
   return h % shards
 }
 
+/** The blocking reader's key budget (READER_BLOCK_MAX_KEYS_PER_SECOND), shared by its shards. */
+class Pacing {
+  private logged = false
+
+  constructor (
+    private readonly maxKeysPerSecond: number,
+    private readonly shards: number,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Least time between two reads of a shard that lists `keys` keys, in ms. */
+  intervalMs (keys: number): number {
+    return this.maxKeysPerSecond > 0 ? keys * this.shards * 1000 / this.maxKeysPerSecond : 0
+  }
+
+  paced (keys: number, waitMs: number): void {
+    if (this.logged) return
+    this.logged = true
+    this.logger.info({ keysInShard: keys, shards: this.shards, waitMs: Math.round(waitMs), maxKeysPerSecond: this.maxKeysPerSecond },
+      'the blocking reader lists many keys and now waits between reads to spare Redis (READER_BLOCK_MAX_KEYS_PER_SECOND); live events can wait that long. For many quiet keys, enable keyspace notifications (notify-keyspace-events Kt) for the notify reader (logged once)')
+  }
+}
+
 class ShardedReader implements LiveReader {
   private readonly shards: Shard[]
   private readonly owner = new Map<string, Shard>()
 
   constructor (source: RedisSource, instance: string, opts: RedisSourceOptions) {
+    const pacing = new Pacing(opts.maxKeysPerSecond ?? 0, opts.shards, opts.logger)
     this.shards = Array.from({ length: opts.shards }, (_, i) =>
-      new Shard(source, `${opts.keyPrefix}__gateway:wake:${instance}:${i}`, opts))
+      new Shard(source, `${opts.keyPrefix}__gateway:wake:${instance}:${i}`, opts, pacing))
   }
 
   add (key: string, afterId: StreamId): void {
