@@ -168,18 +168,25 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
 
     reply.hijack()
     const res = reply.raw
-    res.writeHead(200, { ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
-    const socket = res.socket
-    if (socket !== null) {
-      socket.setNoDelay(true)
-      socket.setKeepAlive(true, 30000)
-      socket.setTimeout(0)
+    try {
+      res.writeHead(200, { ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
+      const socket = res.socket
+      if (socket !== null) {
+        socket.setNoDelay(true)
+        socket.setKeepAlive(true, 30000)
+        socket.setTimeout(0)
+      }
+      sessions.add(session)
+      metrics.connectionsOpened.inc()
+      metrics.connectionsOpen.inc()
+      for (const ch of channels) metrics.subscriptions.inc({ kind: ch.kind })
+      session.start(res, retryMs(), request.id)
+    } catch (err) {
+      // After hijack() nobody else reports it: log, and let the client retry.
+      logger.error({ reqId: request.id, err }, 'cannot start the stream')
+      session.close('source-error')
+      res.destroy()
     }
-    sessions.add(session)
-    metrics.connectionsOpened.inc()
-    metrics.connectionsOpen.inc()
-    for (const ch of channels) metrics.subscriptions.inc({ kind: ch.kind })
-    session.start(res, retryMs())
     return reply
   })
 }

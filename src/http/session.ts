@@ -179,13 +179,15 @@ export class Session implements Subscriber, DeadlineSlot {
   }
 
   /** Takes the response whose headers were just written and starts the stream. */
-  start (res: ServerResponse, retryMs: number): void {
+  start (res: ServerResponse, retryMs: number, reqId?: string): void {
     this.res = res
     this.started = true
     res.on('close', () => { this.close('client-closed') })
     this.write(formatRetry(retryMs))
     if (this.expiresAtMs !== undefined) this.ctx.registry.expireAt(this, this.expiresAtMs)
-    this.ctx.logger.info({ session: this.id, user: this.user, channels: this.channels.length, resumed: this.resumed }, 'session opened')
+    // Debug: at a thousand connects a second, one info line per stream (at
+    // its close, with everything) is enough.
+    this.ctx.logger.debug({ session: this.id, reqId, user: this.user, channels: this.channels.length, resumed: this.resumed }, 'session opened')
     void this.catchUp()
   }
 
@@ -228,7 +230,7 @@ export class Session implements Subscriber, DeadlineSlot {
       m.connectionsClosed.inc({ reason })
       m.connectionsOpen.dec()
       m.connectionDuration.observe(seconds)
-      this.ctx.logger.info({ session: this.id, user: this.user, channels: this.channels.length, events: this.eventsSent, durationMs: Math.round(seconds * 1000), reason }, 'session closed')
+      this.ctx.logger.info({ session: this.id, user: this.user, channels: this.channels.length, resumed: this.resumed, events: this.eventsSent, durationMs: Math.round(seconds * 1000), reason }, 'session closed')
     }
     this.ctx.registry.delete(this)
   }

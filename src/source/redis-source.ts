@@ -204,12 +204,13 @@ class Shard {
       // thousands of keys, reading again at once would take a Redis core.
       // Wait out this shard's share of the key budget instead; entries then
       // arrive in bigger batches, and keys added meanwhile join this read.
+      // One wait per read: keys added during it must not push it further.
       const wait = this.lastSentAt + this.pacing.intervalMs(this.keys.size + 1) - performance.now()
       if (wait >= 1) {
         this.pacing.paced(this.keys.size, wait)
         await sleep(wait)
         if (this.closed) return
-        continue
+        if (this.keys.size === 0) continue
       }
       this.lastSentAt = performance.now()
       const args: string[] = ['COUNT', String(this.opts.count), 'BLOCK', String(this.opts.blockMs), 'STREAMS']

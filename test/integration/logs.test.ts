@@ -112,9 +112,9 @@ t.test('no token in the logs at trace level either', async t => {
   assertNoToken(t, gw, tokens)
 })
 
-t.test('session open and close lines carry session id, user, channels, events sent, duration and reason', async t => {
+t.test('session open (debug) and close (info) lines carry session id, user, channels, events sent, duration and reason', async t => {
   const prefix = uniquePrefix('logs')
-  const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: prefix })
+  const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: prefix, LOG_LEVEL: 'debug' })
   t.teardown(() => gw.close())
   const { received } = await traffic(t, gw, prefix)
   const lines = parse(gw)
@@ -122,10 +122,10 @@ t.test('session open and close lines carry session id, user, channels, events se
     const opened = lines.filter(l => l.msg === 'session opened' && l.user === user)
     t.equal(opened.length, 1, `${user}: one open line`)
     const open = opened[0] ?? {}
-    t.match(open, { level: 30, session: /^[0-9a-f-]{36}$/, user, channels: user === 'via-query' ? 2 : 1 }, `${user}: open line has session id, user and channel count`)
+    t.match(open, { level: 20, session: /^[0-9a-f-]{36}$/, reqId: String, user, channels: user === 'via-query' ? 2 : 1, resumed: false }, `${user}: open line (debug) has session id, request id, user and channel count`)
     const closed = lines.filter(l => l.msg === 'session closed' && l.session === open.session)
     t.equal(closed.length, 1, `${user}: one close line for that session`)
-    t.match(closed[0], { level: 30, user, channels: user === 'via-query' ? 2 : 1, events, durationMs: Number, reason: 'client-closed' }, `${user}: close line has user, channels, events sent (${events}), duration and reason`)
+    t.match(closed[0], { level: 30, user, channels: user === 'via-query' ? 2 : 1, resumed: false, events, durationMs: Number, reason: 'client-closed' }, `${user}: close line has user, channels, events sent (${events}), duration and reason`)
     t.ok(typeof closed[0]?.durationMs === 'number' && closed[0].durationMs >= 0, `${user}: duration is a non-negative number`)
   }
   // A session the server ends says so.

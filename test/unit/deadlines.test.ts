@@ -75,13 +75,14 @@ t.test('the real timer fires at the earliest deadline, follows an earlier add, a
   const late = { ...item(1), label: 'late' }
   const early = { ...item(2), label: 'early' }
   const gone = { ...item(3), label: 'gone' }
-  queue.add(late, now + 120)
+  // Wide margins: a loaded machine delays timers, never fires them early.
+  queue.add(late, now + 1500)
   queue.add(gone, now + 10)
-  queue.add(early, now + 40)
+  queue.add(early, now + 50)
   queue.remove(gone)
-  await new Promise(resolve => setTimeout(resolve, 80))
+  await new Promise(resolve => setTimeout(resolve, 500))
   t.same(seen, ['early'], 'only the earliest remaining item is due by then')
-  await new Promise(resolve => setTimeout(resolve, 120))
+  await new Promise(resolve => setTimeout(resolve, 1500))
   t.same(seen, ['early', 'late'])
   t.equal(gone.deadlineIndex, -1, 'a removed item is marked as not queued')
 })

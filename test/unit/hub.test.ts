@@ -53,8 +53,13 @@ t.test('concurrent retention checks of the same cursor share one read; a failed 
 
   const failing = source as unknown as { range: (...args: unknown[]) => Promise<unknown> }
   const working = failing.range
-  failing.range = async () => { throw new Error('source down') }
+  let failed = 0
+  failing.range = async () => {
+    failed++
+    throw new Error('source down')
+  }
   const results = await Promise.allSettled([hub.readPage('k', '0-0', 5), hub.readPage('k', '0-0', 5)])
+  t.equal(failed, 1, 'one read for both callers')
   t.same(results.map(r => r.status), ['rejected', 'rejected'], 'both callers see the failure')
   failing.range = working
   const page = await hub.readPage('k', '0-0', 5)
