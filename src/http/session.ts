@@ -33,7 +33,7 @@ export const CONTROL_EVENTS = {
 export interface SessionContext {
   readonly hub: Hub
   readonly metrics: Metrics
-  readonly logger: Pick<Logger, 'info' | 'warn'>
+  readonly logger: Pick<Logger, 'debug' | 'info' | 'warn'>
   readonly retryMs: number
   readonly pageSize: number
   readonly maxBufferedBytes: number
