@@ -42,6 +42,8 @@ export function isValidEventName (name: string): boolean {
  */
 export function formatEventBody (data: string, event?: string): Buffer {
   let text = event === undefined ? '' : `event: ${event}\n`
+  // Most payloads (JSON) are one line: no split, no array.
+  if (data.indexOf('\n') === -1 && data.indexOf('\r') === -1) return Buffer.from(`${text}data: ${data}\n`, 'utf8')
   const lines = data.split(LINE_BREAK)
   for (let i = 0; i < lines.length; i++) text += `data: ${lines[i]}\n`
   return Buffer.from(text, 'utf8')
