@@ -100,7 +100,7 @@ export class Metrics {
     this.connectionsLimit = new Gauge({ name: `${p}connections_limit`, help: 'MAX_CONNECTIONS of this replica', registers })
     this.deliveryLag = new Histogram({
       name: `${p}delivery_lag_seconds`,
-      help: 'From the time in a live entry\'s id (when Redis stored it) to the end of its fan-out to the socket buffers of this replica',
+      help: 'From the time in a live entry\'s id (when Redis stored it) to the end of its fan-out to the socket buffers of this replica; one observation per read from Redis, for the entry that waited longest',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers,
     })

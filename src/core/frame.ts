@@ -41,12 +41,18 @@ export function isValidEventName (name: string): boolean {
  * The event name must already be validated.
  */
 export function formatEventBody (data: string, event?: string): Buffer {
-  let text = event === undefined ? '' : `event: ${event}\n`
+  return Buffer.from(formatEventText(data, event), 'utf8')
+}
+
+/** {@link formatEventBody} as a string, for callers that add more before encoding once. */
+export function formatEventText (data: string, event?: string): string {
+  const text = event === undefined ? '' : `event: ${event}\n`
   // Most payloads (JSON) are one line: no split, no array.
-  if (data.indexOf('\n') === -1 && data.indexOf('\r') === -1) return Buffer.from(`${text}data: ${data}\n`, 'utf8')
+  if (data.indexOf('\n') === -1 && data.indexOf('\r') === -1) return `${text}data: ${data}\n`
+  let out = text
   const lines = data.split(LINE_BREAK)
-  for (let i = 0; i < lines.length; i++) text += `data: ${lines[i]}\n`
-  return Buffer.from(text, 'utf8')
+  for (let i = 0; i < lines.length; i++) out += `data: ${lines[i]}\n`
+  return out
 }
 
 /** Terminates an event: its `id:` line then the blank line that dispatches it. */
