@@ -356,6 +356,14 @@ const NOTIFY_BATCH = 256
 
 class NotifyReader implements LiveReader {
   private readonly keys = new Map<string, StreamId>()
+  /**
+   * XREADs on a connection of their own, not the auto-pipelined command
+   * connection: behind auto-pipelining the replies' strings outlived
+   * several young-generation collections (1.4 MB promoted per scavenge at
+   * 5,000 events/s against 0.3 MB here), and the longer scavenges that
+   * followed were the per-user p99 tail (bench/RESULTS.md, Q2).
+   */
+  private readonly reader: Redis
   private readonly dirty = new Set<string>()
   private readonly reading = new Set<string>()
   private readonly sub: Redis
@@ -366,11 +374,20 @@ class NotifyReader implements LiveReader {
 
   constructor (
     private readonly source: RedisSource,
-    private readonly reader: Redis,
     db: number,
     private readonly opts: RedisSourceOptions,
   ) {
     this.health = new ReaderHealth(opts)
+    this.reader = createClient(opts.url, {
+      connectionName: 'sse-gateway:notify-reader',
+      enableAutoPipelining: false,
+      // As the command connection: a read fails during an outage (the loop
+      // backs off and marks its keys again) instead of waiting forever.
+      maxRetriesPerRequest: 1,
+      enableOfflineQueue: true,
+      commandTimeout: 10000,
+    })
+    this.reader.on('error', () => { /* reported by the read loop */ })
     this.channelPrefix = `__keyspace@${db}__:`
     this.sub = createClient(opts.url, {
       connectionName: 'sse-gateway:notify',
@@ -468,6 +485,7 @@ class NotifyReader implements LiveReader {
   async close (): Promise<void> {
     this.closed = true
     this.sub.disconnect()
+    this.reader.disconnect()
   }
 }
 
@@ -529,7 +547,7 @@ export class RedisSource implements StreamSource {
     }
     this.mode = mode
     this.reader = mode === 'notify'
-      ? new NotifyReader(this, this.cmd, (this.cmd.options.db ?? 0), this.opts)
+      ? new NotifyReader(this, (this.cmd.options.db ?? 0), this.opts)
       : new ShardedReader(this, this.instance, this.opts)
     for (const [key, id] of this.watched) this.reader.add(key, id)
     this.opts.logger.info({ mode }, mode === 'notify'
