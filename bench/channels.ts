@@ -15,7 +15,7 @@
 import { commonParams, context, envInt, envList, maxConnections, round, runBench } from './lib/common.js'
 import { LoadGen } from './lib/loadgen.js'
 import { runStreamingPhase, type StreamingResult } from './lib/phase.js'
-import { startCeiling, startGateway, startRedis } from './lib/procs.js'
+import { startRedis, type ServerKind } from './lib/procs.js'
 import { payloadOf } from './lib/producer.js'
 
 const TARGET_GROWTH = 2
@@ -31,10 +31,11 @@ runBench('channels', 420_000, async () => {
   const redis = await startRedis()
   const loadgen = LoadGen.start(common.workers)
   try {
-    const phase = async (kind: 'gateway' | 'ceiling', streams: number): Promise<StreamingResult> => {
+    const phase = async (kind: ServerKind, streams: number): Promise<StreamingResult> => {
       const prefix = `bench:channels:${kind}:${streams}:`
       return await runStreamingPhase({
-        server: () => kind === 'gateway' ? startGateway({ redisUrl: redis.url, keyPrefix: prefix }) : startCeiling({ redisUrl: redis.url, keyPrefix: prefix }),
+        kind,
+        keyPrefix: prefix,
         redis,
         loadgen,
         streams: { path: '/events?topic=c{i}', token: { topics: ['*'] } },

@@ -12,7 +12,7 @@
 import { commonParams, context, envInt, maxConnections, round, runBench } from './lib/common.js'
 import { LoadGen } from './lib/loadgen.js'
 import { runStreamingPhase, type StreamingResult } from './lib/phase.js'
-import { startCeiling, startGateway, startRedis } from './lib/procs.js'
+import { startRedis, type ServerKind } from './lib/procs.js'
 import { payloadOf } from './lib/producer.js'
 
 const TARGET_P99_MS = 10
@@ -26,10 +26,11 @@ runBench('per-user', 240_000, async () => {
   const redis = await startRedis()
   const loadgen = LoadGen.start(common.workers)
   try {
-    const phase = async (kind: 'gateway' | 'ceiling'): Promise<StreamingResult> => {
+    const phase = async (kind: ServerKind): Promise<StreamingResult> => {
       const prefix = `bench:peruser:${kind}:`
       return await runStreamingPhase({
-        server: () => kind === 'gateway' ? startGateway({ redisUrl: redis.url, keyPrefix: prefix }) : startCeiling({ redisUrl: redis.url, keyPrefix: prefix }),
+        kind,
+        keyPrefix: prefix,
         redis,
         loadgen,
         streams: { path: '/events', token: { sub: 'u{i}', topics: [] } },

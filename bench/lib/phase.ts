@@ -6,12 +6,14 @@
  */
 import { Window, latencySummary, progress, round, sleep, type WindowResult } from './common.js'
 import type { LoadGen, StreamsSpec } from './loadgen.js'
-import type { BenchRedis, ServerProcess } from './procs.js'
+import { startServer, type BenchRedis, type ServerKind } from './procs.js'
 import { Pacer, RawProducer } from './producer.js'
 import type { OpenResult } from './protocol.js'
 
 export interface StreamingPhase {
-  readonly server: () => Promise<ServerProcess>
+  readonly kind: ServerKind
+  /** The server's KEY_PREFIX (each phase its own keys). */
+  readonly keyPrefix: string
   readonly redis: BenchRedis
   readonly loadgen: LoadGen
   readonly streams: Omit<StreamsSpec, 'host' | 'port'>
@@ -46,7 +48,7 @@ export interface StreamingResult {
 }
 
 export async function runStreamingPhase (p: StreamingPhase): Promise<StreamingResult> {
-  const server = await p.server()
+  const server = await startServer(p.kind, p.redis.url, p.keyPrefix)
   progress(`${server.name} started (pid ${server.pid}); opening ${p.clients} streams`)
   const producer = new RawProducer(p.redis.socket)
   try {

@@ -313,6 +313,13 @@ export interface CeilingOptions {
   readonly nodeArgs?: readonly string[]
 }
 
+export type ServerKind = 'gateway' | 'ceiling'
+
+/** The gateway or the raw ceiling, on the same Redis under its own key prefix. */
+export async function startServer (kind: ServerKind, redisUrl: string, keyPrefix: string): Promise<ServerProcess> {
+  return kind === 'gateway' ? await startGateway({ redisUrl, keyPrefix }) : await startCeiling({ redisUrl, keyPrefix })
+}
+
 export async function startCeiling (opts: CeilingOptions): Promise<ServerProcess> {
   const port = await freePort()
   return await startNode({

@@ -62,13 +62,8 @@ export function formatIdLine (id: string): string {
 
 /** A complete event with no id (control events that must not move the cursor). */
 export function formatEvent (data: string, event?: string, id?: string): Buffer {
-  const body = formatEventBody(data, event)
-  return id === undefined
-    ? Buffer.concat([body, NEWLINE])
-    : Buffer.concat([body, Buffer.from(formatIdLine(id), 'utf8')])
+  return Buffer.from(formatEventText(data, event) + (id === undefined ? '\n' : formatIdLine(id)), 'utf8')
 }
-
-const NEWLINE = Buffer.from('\n')
 
 /** `retry:` line: how long EventSource waits before reconnecting, in ms. */
 export function formatRetry (ms: number): string {

@@ -78,6 +78,9 @@ function connectionOptions (extra: RedisOptions): RedisOptions {
   }
 }
 
+/** Connections whose commands must answer or fail (not wait out an outage). */
+const REQUEST_REPLY: RedisOptions = { maxRetriesPerRequest: 1, enableOfflineQueue: true, commandTimeout: 10000 }
+
 function createClient (url: string, extra: RedisOptions): Redis {
   if (url.startsWith('unix://')) return new Redis({ ...connectionOptions(extra), path: url.slice('unix://'.length) })
   return new Redis(url, connectionOptions(extra))
@@ -378,15 +381,9 @@ class NotifyReader implements LiveReader {
     private readonly opts: RedisSourceOptions,
   ) {
     this.health = new ReaderHealth(opts)
-    this.reader = createClient(opts.url, {
-      connectionName: 'sse-gateway:notify-reader',
-      enableAutoPipelining: false,
-      // As the command connection: a read fails during an outage (the loop
-      // backs off and marks its keys again) instead of waiting forever.
-      maxRetriesPerRequest: 1,
-      enableOfflineQueue: true,
-      commandTimeout: 10000,
-    })
+    // A read fails during an outage (the loop backs off and marks its keys
+    // again) instead of waiting forever.
+    this.reader = createClient(opts.url, { ...REQUEST_REPLY, connectionName: 'sse-gateway:notify-reader', enableAutoPipelining: false })
     this.reader.on('error', () => { /* reported by the read loop */ })
     this.channelPrefix = `__keyspace@${db}__:`
     this.sub = createClient(opts.url, {
@@ -509,13 +506,7 @@ export class RedisSource implements StreamSource {
   state: SourceState = 'connecting'
 
   constructor (private readonly opts: RedisSourceOptions) {
-    this.cmd = createClient(opts.url, {
-      connectionName: 'sse-gateway:commands',
-      enableAutoPipelining: true,
-      maxRetriesPerRequest: 1,
-      enableOfflineQueue: true,
-      commandTimeout: 10000,
-    })
+    this.cmd = createClient(opts.url, { ...REQUEST_REPLY, connectionName: 'sse-gateway:commands', enableAutoPipelining: true })
     this.cmd.on('ready', () => {
       if (this.state !== 'ready') opts.logger.info('redis ready')
       this.state = 'ready'
