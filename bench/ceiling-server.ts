@@ -4,8 +4,9 @@
  *
  * - One XREAD loop per shard (one in all for a single stream) with an explicit
  *   last id per key; a batch of entries becomes ONE preformatted buffer
- *   (`data:` lines and `id: <entry id>`) written to every connection of the
- *   key. No auth, no cursor logic, no back-pressure handling.
+ *   (`data:` lines and `id: <entry id>`), framed once as an HTTP chunk and
+ *   written straight to the socket of every connection of the key (as the
+ *   gateway does). No auth, no cursor logic, no back-pressure handling.
  * - A connection with `Last-Event-ID` first reads its backlog with paged
  *   XRANGE, then joins live delivery at the key's live position.
  * - VERIFY_SECRET set: tokens are checked (HS256 with node:crypto, `exp`,
@@ -72,6 +73,24 @@ function frames (entries: readonly Entry[]): Buffer {
     text += `id: ${id}\n\n`
   }
   return Buffer.from(text)
+}
+
+/** Bytes as one chunk of a chunked body: size in hex, CRLF, bytes, CRLF. */
+function chunkOf (buf: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${buf.length.toString(16)}\r\n`, 'latin1'), buf, CRLF])
+}
+const CRLF = Buffer.from('\r\n', 'latin1')
+
+/**
+ * Writes to a stream whose headers are out (its `retry:` went first). Like
+ * the gateway, frames the chunk itself and writes it to the socket in one
+ * call: `res.write` would queue the size line, bytes and CRLF as pieces and
+ * send them with `writev` on the next tick, which costs more per write.
+ */
+function send (res: ServerResponse, buf: Buffer, chunk: Buffer): void {
+  const socket = res.socket
+  if (socket !== null && res.chunkedEncoding) socket.write(chunk)
+  else res.write(buf)
 }
 
 interface KeyState {
@@ -149,7 +168,8 @@ class Shard {
         if (fresh.length === 0) continue
         ks.lastId = (fresh[fresh.length - 1] as Entry)[0]
         const buf = frames(fresh)
-        for (const res of ks.live) res.write(buf)
+        const chunk = chunkOf(buf)
+        for (const res of ks.live) send(res, buf, chunk)
       }
     }
   }
@@ -195,7 +215,8 @@ async function stream (ks: KeyState, res: ServerResponse, lastEventId: string | 
       // Never past the live position: what follows it comes from the live loop.
       const page = await cmd.xrange(ks.key, `(${cursor}`, ks.lastId, 'COUNT', PAGE) as Entry[]
       if (page.length === 0) break
-      res.write(frames(page))
+      const buf = frames(page)
+      send(res, buf, chunkOf(buf))
       cursor = (page[page.length - 1] as Entry)[0]
     }
   }

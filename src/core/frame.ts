@@ -65,6 +65,34 @@ export function formatEvent (data: string, event?: string, id?: string): Buffer 
   return Buffer.from(formatEventText(data, event) + (id === undefined ? '\n' : formatIdLine(id)), 'utf8')
 }
 
+/**
+ * Bytes as one chunk of an HTTP/1.1 chunked body (RFC 9112, section 7.1):
+ * the size in hex, CRLF, the bytes, CRLF. A stream that frames its chunks
+ * itself writes each one to the socket in one call, where the response's own
+ * `write` queues four pieces and corks the socket until the next tick.
+ */
+export function httpChunk (parts: readonly Buffer[], bytes: number): Buffer {
+  const head = bytes.toString(16) + '\r\n'
+  const out = Buffer.allocUnsafe(head.length + bytes + 2)
+  let at = out.write(head, 0, 'latin1')
+  for (const part of parts) at += part.copy(out, at)
+  out[at] = 13
+  out[at + 1] = 10
+  return out
+}
+
+/** Text as one HTTP/1.1 chunk (see {@link httpChunk}), encoded once; `body` is the chunk's payload, a view into it. */
+export function httpChunkOfText (text: string): { chunk: Buffer, body: Buffer } {
+  const bytes = Buffer.byteLength(text, 'utf8')
+  const head = bytes.toString(16) + '\r\n'
+  const chunk = Buffer.allocUnsafe(head.length + bytes + 2)
+  chunk.write(head, 0, 'latin1')
+  chunk.write(text, head.length, 'utf8')
+  chunk[head.length + bytes] = 13
+  chunk[head.length + bytes + 1] = 10
+  return { chunk, body: chunk.subarray(head.length, head.length + bytes) }
+}
+
 /** `retry:` line: how long EventSource waits before reconnecting, in ms. */
 export function formatRetry (ms: number): string {
   return `retry: ${Math.max(0, Math.floor(ms))}\n\n`

@@ -14,7 +14,7 @@
  * therefore one mechanism.
  */
 import type { Logger } from 'pino'
-import { formatEventText, formatIdLine, isValidEventName } from '../core/frame.js'
+import { formatEventText, formatIdLine, httpChunkOfText, isValidEventName } from '../core/frame.js'
 import { ZERO_ID, compareIds, idBefore, idMs, isTimeCursor, type StreamId } from '../core/stream-id.js'
 import type { RawEntry, StreamSource } from '../source/stream-source.js'
 
@@ -38,6 +38,7 @@ export class DeliveryEvent {
 /** Entries read together, as events, in order. */
 export class Batch {
   private framed_: Buffer | undefined
+  private chunk_: Buffer | undefined
 
   constructor (
     readonly events: readonly DeliveryEvent[],
@@ -52,13 +53,23 @@ export class Batch {
    * writes one buffer N times instead of framing N times.
    */
   framed (): Buffer {
-    if (this.framed_ === undefined) {
-      // One string, encoded once: one allocation per batch.
-      let text = ''
-      for (const ev of this.events) text += ev.text + formatIdLine(ev.id)
-      this.framed_ = Buffer.from(text, 'utf8')
-    }
-    return this.framed_
+    if (this.framed_ === undefined) this.build()
+    return this.framed_ as Buffer
+  }
+
+  /** {@link framed} as one HTTP/1.1 chunk, ready for the socket; {@link framed} is a view into it. */
+  chunk (): Buffer {
+    if (this.chunk_ === undefined) this.build()
+    return this.chunk_ as Buffer
+  }
+
+  private build (): void {
+    // One string, encoded once: one allocation per batch.
+    let text = ''
+    for (const ev of this.events) text += ev.text + formatIdLine(ev.id)
+    const { chunk, body } = httpChunkOfText(text)
+    this.chunk_ = chunk
+    this.framed_ = body
   }
 }
 

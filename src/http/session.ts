@@ -11,10 +11,11 @@
  * Redis is the buffer.
  */
 import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Channel } from '../core/channels.js'
 import { channelHash, encodeCursor, encodeSegment, type DecodedCursor } from '../core/cursor.js'
-import { CONTROL_EVENT_PREFIX, HEARTBEAT, formatEvent, formatIdLine, formatRetry } from '../core/frame.js'
+import { CONTROL_EVENT_PREFIX, HEARTBEAT, formatEvent, formatIdLine, formatRetry, httpChunk } from '../core/frame.js'
 import { ZERO_ID, compareIds, cursorForTime, idBefore, isTimeCursor, type StreamId } from '../core/stream-id.js'
 import { Deadlines, type DeadlineSlot } from '../core/deadlines.js'
 import type { Batch, Hub, Subscriber } from '../delivery/hub.js'
@@ -98,6 +99,11 @@ export class Session implements Subscriber, DeadlineSlot {
   private closed = false
   private pending: Buffer[] | undefined
   private pendingBytes = 0
+  /** What is pending is exactly this batch's shared framing. */
+  private pendingBatch: Batch | undefined
+  /** Set once the headers are out: from then on this stream frames its own chunks (see flush). */
+  private socket: Socket | undefined
+  private chunked = false
   private flushQueued = false
   private paused = false
   private catchingUp = false
@@ -278,7 +284,7 @@ export class Session implements Subscriber, DeadlineSlot {
     if (this.channels.length === 1 && first !== undefined && compareIds(first.id, ch.cursor) > 0) {
       // A batch is in id order, so all of it follows the cursor; the event id
       // is the entry id, so the hub's shared framing is exactly our bytes.
-      this.write(batch.framed())
+      this.write(batch.framed(), batch)
       n = batch.events.length
     } else for (const ev of batch.events) {
       if (compareIds(ev.id, ch.cursor) <= 0) continue
@@ -300,11 +306,16 @@ export class Session implements Subscriber, DeadlineSlot {
    * socket's write queue, however many events it holds (fewer syscalls, and
    * a slow client's buffer holds payload, not per-write bookkeeping).
    */
-  private write (chunk: string | Buffer): void {
+  private write (chunk: string | Buffer, batch?: Batch): void {
     if (this.res === undefined || this.res.destroyed) return
     const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk
-    if (this.pending === undefined) this.pending = [buf]
-    else this.pending.push(buf)
+    if (this.pending === undefined) {
+      this.pending = [buf]
+      this.pendingBatch = batch
+    } else {
+      this.pending.push(buf)
+      this.pendingBatch = undefined
+    }
     this.pendingBytes += buf.length
     if (!this.flushQueued) {
       this.flushQueued = true
@@ -313,17 +324,47 @@ export class Session implements Subscriber, DeadlineSlot {
     }
   }
 
-  /** Writes what was queued (see write); @internal, called on the next tick. */
+  /**
+   * Writes what was queued (see write); @internal, called on the next tick.
+   *
+   * The first write goes through the response, which sends the headers with
+   * it. After that the stream frames its own chunks and writes each to the
+   * socket in one call: the response's `write` would queue the size line,
+   * the bytes and the CRLF as separate pieces, cork the socket and send them
+   * with `writev` on the next tick, which at one event per stream per write
+   * was the largest part of a delivery's cost. A batch shared by many
+   * streams is framed as a chunk once ({@link Batch.chunk}). Bytes still
+   * leave in the order they were queued, and `res.end()` writes the last
+   * chunk as usual. Without chunked encoding (an HTTP/1.0 client: the body
+   * ends with the connection) the bytes go out as they are.
+   */
   flush (): void {
     this.flushQueued = false
     const res = this.res
     const chunks = this.pending
     if (chunks === undefined || chunks.length === 0 || res === undefined) return
     this.pending = undefined
+    const shared = this.pendingBatch
+    this.pendingBatch = undefined
     const bytes = this.pendingBytes
     this.pendingBytes = 0
     if (res.destroyed || res.writableEnded) return
-    res.write(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, bytes))
+    const socket = this.socket
+    if (socket === undefined) {
+      res.write(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, bytes))
+      // On a pipelined connection the response may still wait for the
+      // socket (its bytes queue inside it): go on through it until then.
+      if (res.socket !== null) {
+        this.socket = res.socket
+        this.chunked = res.chunkedEncoding
+      }
+    } else if (socket.destroyed) {
+      return
+    } else if (!this.chunked) {
+      socket.write(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, bytes))
+    } else {
+      socket.write(shared !== undefined ? shared.chunk() : httpChunk(chunks, bytes))
+    }
     this.lastWriteAt = Date.now()
     this.checkBackPressure()
   }
@@ -336,7 +377,9 @@ export class Session implements Subscriber, DeadlineSlot {
     this.paused = true
     this.ctx.metrics.slowClientPauses.inc()
     for (const ch of this.channels) ch.verify = true
-    res.once('drain', () => {
+    // Writes after the first go to the socket itself (see flush): its drain.
+    const writable = this.socket ?? res
+    writable.once('drain', () => {
       if (this.closed) return
       clearTimeout(this.slowTimer)
       this.paused = false

@@ -11,6 +11,7 @@
 import { deepStrictEqual, strictEqual } from 'node:assert/strict'
 import t from 'tap'
 import fc from 'fast-check'
+import { dechunk } from '../helpers/wire.js'
 import { createParser, type EventSourceMessage, type ParseError } from 'eventsource-parser'
 import {
   CONTROL_EVENT_PREFIX,
@@ -20,6 +21,8 @@ import {
   formatEventBody,
   formatIdLine,
   formatRetry,
+  httpChunk,
+  httpChunkOfText,
   isSafeFieldValue,
   isValidEventName,
 } from '../../src/core/frame.js'
@@ -339,4 +342,31 @@ t.test('a stream as a session writes it: retry, events, heartbeat, control event
     comments: [''],
     errors: [],
   })
+})
+
+/** The payloads of a complete chunked body; throws if it is not exactly that. */
+function dechunkAll (wire: Buffer): Buffer[] {
+  const { chunks, rest } = dechunk(wire)
+  if (rest !== wire.length) throw new Error(`${wire.length - rest} bytes are not a complete chunk`)
+  return chunks
+}
+
+t.test('httpChunk and httpChunkOfText: one valid HTTP/1.1 chunk of exactly the bytes given (property)', async t => {
+  fc.assert(fc.property(fc.array(fc.string({ unit: codePoint, maxLength: 300 }), { minLength: 1, maxLength: 6 }), texts => {
+    const parts = texts.map(x => Buffer.from(x, 'utf8'))
+    const bytes = parts.reduce((n, p) => n + p.length, 0)
+    const joined = Buffer.concat(parts)
+    const chunk = httpChunk(parts, bytes)
+    deepStrictEqual(dechunkAll(chunk), [joined])
+    const text = texts.join('')
+    const framed = httpChunkOfText(text)
+    deepStrictEqual(dechunkAll(framed.chunk), [joined], 'the text encoded as UTF-8, framed')
+    strictEqual(framed.body.toString('utf8'), text, 'body is the payload')
+    strictEqual(framed.body.buffer, framed.chunk.buffer, 'body is a view into the chunk, not a copy')
+    // A stream of such chunks, as a session writes them one after another.
+    deepStrictEqual(dechunkAll(Buffer.concat([chunk, framed.chunk])).map(b => b.toString('utf8')), [text, text])
+  }), { numRuns: 2000 })
+  t.equal(httpChunk([Buffer.from('data: xy\n\n')], 10).toString('latin1'), 'a\r\ndata: xy\n\n\r\n', 'size in lowercase hex')
+  t.equal(httpChunkOfText('\u00e9').chunk.toString('latin1'), '2\r\n\u00c3\u00a9\r\n', 'the size counts UTF-8 bytes, not characters')
+  t.end()
 })
