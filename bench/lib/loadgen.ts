@@ -59,7 +59,8 @@ export class LoadGen {
 
   static start (count: number): LoadGen {
     const workers = Array.from({ length: Math.max(1, count) }, () => {
-      const child = fork(WORKER_ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' })
+      // --expose-gc: a worker collects once after opening its streams (see the worker's open()).
+      const child = fork(WORKER_ENTRY, [], { execArgv: [...process.execArgv, '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' })
       onCleanup(() => { if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL') })
       return child
     })

@@ -21,9 +21,21 @@ export function isStreamId (value: string): boolean {
   return fitsU64(value.slice(0, dash)) && fitsU64(value.slice(dash + 1))
 }
 
-function compareDecimal (a: string, b: string): number {
-  if (a.length !== b.length) return a.length < b.length ? -1 : 1
-  return a < b ? -1 : a > b ? 1 : 0
+/**
+ * Compares `a[aFrom, aTo)` with `b[bFrom, bTo)` as unsigned decimals with no
+ * leading zeros: the longer is larger, else the first differing digit decides.
+ * No slices: this runs several times per delivered event.
+ */
+function compareDecimal (a: string, aFrom: number, aTo: number, b: string, bFrom: number, bTo: number): number {
+  const la = aTo - aFrom
+  const lb = bTo - bFrom
+  if (la !== lb) return la < lb ? -1 : 1
+  for (let i = 0; i < la; i++) {
+    const x = a.charCodeAt(aFrom + i)
+    const y = b.charCodeAt(bFrom + i)
+    if (x !== y) return x < y ? -1 : 1
+  }
+  return 0
 }
 
 /** Negative, zero or positive as `a` sorts before, with or after `b`. */
@@ -31,8 +43,8 @@ export function compareIds (a: StreamId, b: StreamId): number {
   if (a === b) return 0
   const da = a.indexOf('-')
   const db = b.indexOf('-')
-  const c = compareDecimal(a.slice(0, da), b.slice(0, db))
-  return c !== 0 ? c : compareDecimal(a.slice(da + 1), b.slice(db + 1))
+  const c = compareDecimal(a, 0, da, b, 0, db)
+  return c !== 0 ? c : compareDecimal(a, da + 1, a.length, b, db + 1, b.length)
 }
 
 /** Milliseconds part of an id (the time Redis stamped it). */

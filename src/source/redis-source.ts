@@ -354,6 +354,9 @@ class ShardedReader implements LiveReader {
   }
 }
 
+/** The keyspace event of an XADD. */
+const XADD = Buffer.from('xadd')
+
 /** Keys per XREAD of the notify reader. */
 const NOTIFY_BATCH = 256
 
@@ -398,9 +401,12 @@ class NotifyReader implements LiveReader {
       if (connectedBefore) for (const key of this.keys.keys()) this.markDirty(key)
       connectedBefore = true
     })
-    this.sub.on('message', (channel: string, event: string) => {
-      if (event !== 'xadd') return
-      const key = channel.slice(this.channelPrefix.length)
+    // The raw form: ioredis then makes no strings of the channel and event;
+    // the key is decoded straight from the bytes after the prefix.
+    const prefixBytes = Buffer.byteLength(this.channelPrefix)
+    this.sub.on('messageBuffer', (channel: Buffer, event: Buffer) => {
+      if (!event.equals(XADD)) return
+      const key = channel.toString('utf8', prefixBytes)
       if (this.keys.has(key)) this.markDirty(key)
     })
   }
