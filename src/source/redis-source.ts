@@ -127,12 +127,18 @@ class ReaderHealth {
 function advance (keys: Map<string, StreamId>, key: string, entries: Array<[string, string[]]>, source: RedisSource): void {
   const current = keys.get(key)
   if (current === undefined || entries.length === 0) return
+  const fresh = entriesAfter(current, entries)
+  if (fresh.length === 0) return
+  keys.set(key, (fresh[fresh.length - 1] as RawEntry).id)
+  source.emit(key, fresh)
+}
+
+/** The entries of a read that follow `current` (a read can repeat ones already seen); `entries` is not empty. */
+function entriesAfter (current: StreamId, entries: Array<[string, string[]]>): RawEntry[] {
   const fresh = compareIds((entries[0] as [string, string[]])[0], current) > 0
     ? entries
     : entries.filter(e => compareIds(e[0], current) > 0)
-  if (fresh.length === 0) return
-  keys.set(key, (fresh[fresh.length - 1] as [string, string[]])[0])
-  source.emit(key, fresh.map(toEntry))
+  return fresh.map(toEntry)
 }
 
 class Shard {
@@ -360,8 +366,23 @@ const XADD = Buffer.from('xadd')
 /** Keys per XREAD of the notify reader. */
 const NOTIFY_BATCH = 256
 
+/**
+ * A key the notify reader follows. Its flags and the reader's queue of dirty
+ * keys replace two Sets of key strings: a Set's table is reallocated as it
+ * grows and shrinks with every burst, and both the tables and the keys in
+ * flight were still alive at young-generation collections, so each one
+ * copied and promoted them (the per-user p99 tail, bench/RESULTS.md, Q2).
+ * Objects that live as long as the key do not.
+ */
+class NotifyKey {
+  dirty = false
+  reading = false
+  removed = false
+  constructor (readonly key: string, public afterId: StreamId) {}
+}
+
 class NotifyReader implements LiveReader {
-  private readonly keys = new Map<string, StreamId>()
+  private readonly keys = new Map<string, NotifyKey>()
   /**
    * XREADs on a connection of their own, not the auto-pipelined command
    * connection: behind auto-pipelining the replies' strings outlived
@@ -370,13 +391,19 @@ class NotifyReader implements LiveReader {
    * followed were the per-user p99 tail (bench/RESULTS.md, Q2).
    */
   private readonly reader: Redis
-  private readonly dirty = new Set<string>()
-  private readonly reading = new Set<string>()
+  /** Keys to read, each once (its `dirty` flag); swapped with `spare` at each flush. */
+  private dirty: NotifyKey[] = []
+  private spare: NotifyKey[] = []
   private readonly sub: Redis
   private readonly channelPrefix: string
+  private readonly countText: string
   private scheduled = false
   private closed = false
   private readonly health: ReaderHealth
+  private readonly flushNow = (): void => {
+    this.scheduled = false
+    this.flush()
+  }
 
   constructor (
     private readonly source: RedisSource,
@@ -384,6 +411,7 @@ class NotifyReader implements LiveReader {
     private readonly opts: RedisSourceOptions,
   ) {
     this.health = new ReaderHealth(opts)
+    this.countText = String(opts.count)
     // A read fails during an outage (the loop backs off and marks its keys
     // again) instead of waiting forever.
     this.reader = createClient(opts.url, { ...REQUEST_REPLY, connectionName: 'sse-gateway:notify-reader', enableAutoPipelining: false })
@@ -398,43 +426,49 @@ class NotifyReader implements LiveReader {
     let connectedBefore = false
     this.sub.on('ready', () => {
       // Notifications sent while we were away are lost: read every key again.
-      if (connectedBefore) for (const key of this.keys.keys()) this.markDirty(key)
+      if (connectedBefore) for (const k of this.keys.values()) this.markDirty(k)
       connectedBefore = true
     })
     // The raw form: ioredis then makes no strings of the channel and event;
-    // the key is decoded straight from the bytes after the prefix.
+    // the key is decoded straight from the bytes after the prefix, only to
+    // look it up.
     const prefixBytes = Buffer.byteLength(this.channelPrefix)
     this.sub.on('messageBuffer', (channel: Buffer, event: Buffer) => {
       if (!event.equals(XADD)) return
-      const key = channel.toString('utf8', prefixBytes)
-      if (this.keys.has(key)) this.markDirty(key)
+      const k = this.keys.get(channel.toString('utf8', prefixBytes))
+      if (k !== undefined) this.markDirty(k)
     })
   }
 
   add (key: string, afterId: StreamId): void {
-    const known = this.keys.has(key)
-    this.keys.set(key, afterId)
-    if (known) {
-      this.markDirty(key)
+    const known = this.keys.get(key)
+    if (known !== undefined) {
+      known.afterId = afterId
+      this.markDirty(known)
       return
     }
+    const k = new NotifyKey(key, afterId)
+    this.keys.set(key, k)
     // Entries written before the subscription took effect sent no
     // notification: read the key once it is in place.
     this.sub.subscribe(this.channelPrefix + key).then(
-      () => { this.markDirty(key) },
-      () => { this.markDirty(key) },
+      () => { this.markDirty(k) },
+      () => { this.markDirty(k) },
     )
   }
 
   remove (key: string): void {
-    if (!this.keys.delete(key)) return
-    this.dirty.delete(key)
+    const k = this.keys.get(key)
+    if (k === undefined) return
+    this.keys.delete(key)
+    k.removed = true
     this.sub.unsubscribe(this.channelPrefix + key).catch(() => {})
   }
 
-  private markDirty (key: string): void {
-    if (this.closed || !this.keys.has(key)) return
-    this.dirty.add(key)
+  private markDirty (k: NotifyKey): void {
+    if (this.closed || k.removed || k.dirty) return
+    k.dirty = true
+    this.dirty.push(k)
     this.scheduleFlush()
   }
 
@@ -442,47 +476,74 @@ class NotifyReader implements LiveReader {
   private scheduleFlush (): void {
     if (this.scheduled) return
     this.scheduled = true
-    setImmediate(() => { this.scheduled = false; this.flush() })
+    setImmediate(this.flushNow)
   }
 
   private flush (): void {
-    let batch: string[] = []
-    for (const key of this.dirty) {
-      if (this.reading.has(key)) continue
-      this.dirty.delete(key)
-      this.reading.add(key)
-      batch.push(key)
+    const queued = this.dirty
+    this.dirty = this.spare
+    let batch: NotifyKey[] = []
+    for (const k of queued) {
+      if (k.removed) {
+        k.dirty = false
+        continue
+      }
+      // Being read: read again once that read is back (it stays dirty).
+      if (k.reading) {
+        this.dirty.push(k)
+        continue
+      }
+      k.dirty = false
+      k.reading = true
+      batch.push(k)
       if (batch.length === NOTIFY_BATCH) {
         void this.read(batch)
         batch = []
       }
     }
+    queued.length = 0
+    this.spare = queued
     if (batch.length > 0) void this.read(batch)
   }
 
-  private async read (keys: string[]): Promise<void> {
-    const args: string[] = ['COUNT', String(this.opts.count), 'STREAMS', ...keys]
-    for (const key of keys) args.push(this.keys.get(key) ?? '0-0')
+  private async read (batch: NotifyKey[]): Promise<void> {
+    const n = batch.length
+    const args: string[] = new Array<string>(3 + 2 * n)
+    args[0] = 'COUNT'
+    args[1] = this.countText
+    args[2] = 'STREAMS'
+    for (let i = 0; i < n; i++) {
+      const k = batch[i] as NotifyKey
+      args[3 + i] = k.key
+      args[3 + n + i] = k.afterId
+    }
     const started = process.hrtime.bigint()
     let reply: XReadReply
     try {
       reply = await (this.reader as unknown as { xread: Xread }).xread(...args)
     } catch (err) {
-      for (const key of keys) this.reading.delete(key)
+      for (const k of batch) k.reading = false
       if (this.closed) return
       await this.health.failed(err)
-      for (const key of keys) this.markDirty(key)
+      for (const k of batch) this.markDirty(k)
       return
     }
     this.health.succeeded(started)
-    for (const key of keys) this.reading.delete(key)
+    for (const k of batch) k.reading = false
     for (const [key, entries] of reply ?? []) {
-      advance(this.keys, key, entries, this.source)
+      const k = this.keys.get(key)
+      if (k === undefined || entries.length === 0) continue
+      const fresh = entriesAfter(k.afterId, entries)
+      if (fresh.length > 0) {
+        k.afterId = (fresh[fresh.length - 1] as RawEntry).id
+        // The key's own string: the reply's copy dies young.
+        this.source.emit(k.key, fresh)
+      }
       // A full page: there may be more.
-      if (entries.length >= this.opts.count) this.markDirty(key)
+      if (entries.length >= this.opts.count) this.markDirty(k)
     }
     // Notifications that arrived during the read.
-    if (this.dirty.size > 0) this.scheduleFlush()
+    if (this.dirty.length > 0) this.scheduleFlush()
   }
 
   async close (): Promise<void> {
