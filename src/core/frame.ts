@@ -70,6 +70,7 @@ export function formatEvent (data: string, event?: string, id?: string): Buffer 
  * the size in hex, CRLF, the bytes, CRLF. A stream that frames its chunks
  * itself writes each one to the socket in one call, where the response's own
  * `write` queues four pieces and corks the socket until the next tick.
+ * `bytes` must not be 0: a chunk of size 0 ends the body.
  */
 export function httpChunk (parts: readonly Buffer[], bytes: number): Buffer {
   const head = bytes.toString(16) + '\r\n'
@@ -81,8 +82,8 @@ export function httpChunk (parts: readonly Buffer[], bytes: number): Buffer {
   return out
 }
 
-/** Text as one HTTP/1.1 chunk (see {@link httpChunk}), encoded once; `body` is the chunk's payload, a view into it. */
-export function httpChunkOfText (text: string): { chunk: Buffer, body: Buffer } {
+/** Text as one HTTP/1.1 chunk (see {@link httpChunk}), encoded once. */
+export function httpChunkOfText (text: string): Buffer {
   const bytes = Buffer.byteLength(text, 'utf8')
   const head = bytes.toString(16) + '\r\n'
   const chunk = Buffer.allocUnsafe(head.length + bytes + 2)
@@ -90,7 +91,13 @@ export function httpChunkOfText (text: string): { chunk: Buffer, body: Buffer } 
   chunk.write(text, head.length, 'utf8')
   chunk[head.length + bytes] = 13
   chunk[head.length + bytes + 1] = 10
-  return { chunk, body: chunk.subarray(head.length, head.length + bytes) }
+  return chunk
+}
+
+/** The payload of one chunk made by {@link httpChunk} or {@link httpChunkOfText}: a view, not a copy. */
+export function chunkPayload (chunk: Buffer): Buffer {
+  const start = chunk.indexOf(10) + 1
+  return chunk.subarray(start, chunk.length - 2)
 }
 
 /** `retry:` line: how long EventSource waits before reconnecting, in ms. */

@@ -14,7 +14,7 @@
  * therefore one mechanism.
  */
 import type { Logger } from 'pino'
-import { formatEventText, formatIdLine, httpChunkOfText, isValidEventName } from '../core/frame.js'
+import { chunkPayload, formatEventText, formatIdLine, httpChunkOfText, isValidEventName } from '../core/frame.js'
 import { ZERO_ID, compareIds, idBefore, idMs, isTimeCursor, type StreamId } from '../core/stream-id.js'
 import type { RawEntry, StreamSource } from '../source/stream-source.js'
 
@@ -53,23 +53,20 @@ export class Batch {
    * writes one buffer N times instead of framing N times.
    */
   framed (): Buffer {
-    if (this.framed_ === undefined) this.build()
-    return this.framed_ as Buffer
+    // A view into the chunk, made only for the few writes that need it.
+    this.framed_ ??= chunkPayload(this.chunk())
+    return this.framed_
   }
 
-  /** {@link framed} as one HTTP/1.1 chunk, ready for the socket; {@link framed} is a view into it. */
+  /** {@link framed} as one HTTP/1.1 chunk, ready for the socket. */
   chunk (): Buffer {
-    if (this.chunk_ === undefined) this.build()
-    return this.chunk_ as Buffer
-  }
-
-  private build (): void {
-    // One string, encoded once: one allocation per batch.
-    let text = ''
-    for (const ev of this.events) text += ev.text + formatIdLine(ev.id)
-    const { chunk, body } = httpChunkOfText(text)
-    this.chunk_ = chunk
-    this.framed_ = body
+    if (this.chunk_ === undefined) {
+      // One string, encoded once: one allocation per batch.
+      let text = ''
+      for (const ev of this.events) text += ev.text + formatIdLine(ev.id)
+      this.chunk_ = httpChunkOfText(text)
+    }
+    return this.chunk_
   }
 }
 

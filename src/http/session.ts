@@ -348,7 +348,8 @@ export class Session implements Subscriber, DeadlineSlot {
     this.pendingBatch = undefined
     const bytes = this.pendingBytes
     this.pendingBytes = 0
-    if (res.destroyed || res.writableEnded) return
+    // Nothing to send; and a chunk of size 0 would end the response.
+    if (bytes === 0 || res.destroyed || res.writableEnded) return
     const socket = this.socket
     if (socket === undefined) {
       res.write(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, bytes))

@@ -21,6 +21,7 @@ import {
   formatEventBody,
   formatIdLine,
   formatRetry,
+  chunkPayload,
   httpChunk,
   httpChunkOfText,
   isSafeFieldValue,
@@ -360,13 +361,15 @@ t.test('httpChunk and httpChunkOfText: one valid HTTP/1.1 chunk of exactly the b
     deepStrictEqual(dechunkAll(chunk), [joined])
     const text = texts.join('')
     const framed = httpChunkOfText(text)
-    deepStrictEqual(dechunkAll(framed.chunk), [joined], 'the text encoded as UTF-8, framed')
-    strictEqual(framed.body.toString('utf8'), text, 'body is the payload')
-    strictEqual(framed.body.buffer, framed.chunk.buffer, 'body is a view into the chunk, not a copy')
+    deepStrictEqual(dechunkAll(framed), [joined], 'the text encoded as UTF-8, framed')
+    const body = chunkPayload(framed)
+    strictEqual(body.toString('utf8'), text, 'chunkPayload is the payload')
+    strictEqual(body.buffer, framed.buffer, 'a view into the chunk, not a copy')
+    deepStrictEqual(chunkPayload(chunk), joined)
     // A stream of such chunks, as a session writes them one after another.
-    deepStrictEqual(dechunkAll(Buffer.concat([chunk, framed.chunk])).map(b => b.toString('utf8')), [text, text])
+    deepStrictEqual(dechunkAll(Buffer.concat([chunk, framed])).map(b => b.toString('utf8')), [text, text])
   }), { numRuns: 2000 })
   t.equal(httpChunk([Buffer.from('data: xy\n\n')], 10).toString('latin1'), 'a\r\ndata: xy\n\n\r\n', 'size in lowercase hex')
-  t.equal(httpChunkOfText('\u00e9').chunk.toString('latin1'), '2\r\n\u00c3\u00a9\r\n', 'the size counts UTF-8 bytes, not characters')
+  t.equal(httpChunkOfText('\u00e9').toString('latin1'), '2\r\n\u00c3\u00a9\r\n', 'the size counts UTF-8 bytes, not characters')
   t.end()
 })
