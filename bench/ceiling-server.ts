@@ -7,6 +7,11 @@
  *   (`data:` lines and `id: <entry id>`), framed once as an HTTP chunk and
  *   written straight to the socket of every connection of the key (as the
  *   gateway does). No auth, no cursor logic, no back-pressure handling.
+ * - When the Redis it reads publishes keyspace notifications for streams
+ *   (`K` and `t` or `A`, what the gateway's `auto` reader mode looks for),
+ *   it follows them instead, as the gateway then does: a subscription per
+ *   key, and one XREAD of the keys that changed in each turn of the event
+ *   loop. So each reader design is measured against its own ceiling.
  * - A connection with `Last-Event-ID` first reads its backlog with paged
  *   XRANGE, then joins live delivery at the key's live position.
  * - VERIFY_SECRET set: tokens are checked (HS256 with node:crypto, `exp`,
@@ -95,7 +100,7 @@ function send (res: ServerResponse, buf: Buffer, chunk: Buffer): void {
 
 interface KeyState {
   readonly key: string
-  readonly shard: Shard
+  readonly shard: Reader
   readonly live: Set<ServerResponse>
   /** Connections of this key, live or still reading their backlog. */
   refs: number
@@ -107,7 +112,95 @@ const cmd = redis('ceiling:commands')
 cmd.on('error', () => {})
 const keys = new Map<string, KeyState>()
 
-class Shard {
+interface Reader {
+  add: (ks: KeyState) => void
+  remove: (ks: KeyState) => void
+}
+
+type XreadReply = Array<[string, Entry[]]> | null
+type Xread = (...a: string[]) => Promise<XreadReply>
+
+/** Writes what a read brought to every live connection of each key. */
+function deliver (reply: Array<[string, Entry[]]>): void {
+  for (const [key, entries] of reply) {
+    const ks = keys.get(key)
+    if (ks === undefined || entries.length === 0) continue
+    const fresh = entries.filter(e => compareIds(e[0], ks.lastId) > 0)
+    if (fresh.length === 0) continue
+    ks.lastId = (fresh[fresh.length - 1] as Entry)[0]
+    const buf = frames(fresh)
+    const chunk = chunkOf(buf)
+    for (const res of ks.live) send(res, buf, chunk)
+  }
+}
+
+/**
+ * With keyspace notifications on (as the gateway's `auto` mode decides):
+ * one subscription per key, and on `xadd` one XREAD (no BLOCK) of every key
+ * that changed in this turn of the event loop. The least the gateway's
+ * notify reader has to do.
+ */
+class NotifyReader implements Reader {
+  private readonly sub = redis('ceiling:notify')
+  private readonly conn = redis('ceiling:notify-reader')
+  private readonly dirty = new Set<KeyState>()
+  private readonly reading = new Set<KeyState>()
+  private scheduled = false
+  private readonly prefix = '__keyspace@0__:'
+
+  constructor () {
+    this.sub.on('error', () => {})
+    this.conn.on('error', () => {})
+    this.sub.on('messageBuffer', (channel: Buffer, event: Buffer) => {
+      if (event.toString() !== 'xadd') return
+      const ks = keys.get(channel.toString('utf8', this.prefix.length))
+      if (ks !== undefined) this.mark(ks)
+    })
+  }
+
+  add (ks: KeyState): void {
+    void this.sub.subscribe(this.prefix + ks.key).then(() => { this.mark(ks) }, () => {})
+  }
+
+  remove (ks: KeyState): void {
+    this.dirty.delete(ks)
+    void this.sub.unsubscribe(this.prefix + ks.key).catch(() => {})
+  }
+
+  private mark (ks: KeyState): void {
+    this.dirty.add(ks)
+    if (this.scheduled) return
+    this.scheduled = true
+    setImmediate(() => { this.scheduled = false; void this.read() })
+  }
+
+  private async read (): Promise<void> {
+    const batch = [...this.dirty].filter(ks => !this.reading.has(ks))
+    if (batch.length === 0) return
+    for (const ks of batch) { this.dirty.delete(ks); this.reading.add(ks) }
+    let reply: XreadReply = null
+    try {
+      reply = await (this.conn as unknown as { xread: Xread })
+        .xread('COUNT', String(COUNT), 'STREAMS', ...batch.map(ks => ks.key), ...batch.map(ks => ks.lastId))
+    } catch {
+      for (const ks of batch) this.dirty.add(ks)
+    }
+    for (const ks of batch) this.reading.delete(ks)
+    if (reply !== null) {
+      deliver(reply)
+      for (const [key, entries] of reply) {
+        const ks = keys.get(key)
+        if (ks !== undefined && entries.length >= COUNT) this.dirty.add(ks)
+      }
+    }
+    if (this.dirty.size > 0 && !this.scheduled) {
+      this.scheduled = true
+      setImmediate(() => { this.scheduled = false; void this.read() })
+    }
+  }
+}
+
+class Shard implements Reader {
   readonly keys = new Set<KeyState>()
   private readonly conn = redis('ceiling:reader')
   private clientId: number | undefined
@@ -160,24 +253,18 @@ class Shard {
         continue
       }
       this.blocked = false
-      if (reply === null) continue
-      for (const [key, entries] of reply) {
-        const ks = keys.get(key)
-        if (ks === undefined || entries.length === 0) continue
-        const fresh = entries.filter(e => compareIds(e[0], ks.lastId) > 0)
-        if (fresh.length === 0) continue
-        ks.lastId = (fresh[fresh.length - 1] as Entry)[0]
-        const buf = frames(fresh)
-        const chunk = chunkOf(buf)
-        for (const res of ks.live) send(res, buf, chunk)
-      }
+      if (reply !== null) deliver(reply)
     }
   }
 }
 
-const shards = Array.from({ length: SHARDS }, () => new Shard())
+const notifyFlags = await cmd.config('GET', 'notify-keyspace-events').then(r => String((r as unknown[])[1] ?? ''), () => '')
+const notifying = notifyFlags.includes('K') && (notifyFlags.includes('t') || notifyFlags.includes('A'))
+const notifyReader = notifying ? new NotifyReader() : undefined
+const shards = notifying ? [] : Array.from({ length: SHARDS }, () => new Shard())
 
-function shardOf (key: string): Shard {
+function shardOf (key: string): Reader {
+  if (notifyReader !== undefined) return notifyReader
   let h = 0x811c9dc5
   for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193) >>> 0
   return shards[h % shards.length] as Shard
