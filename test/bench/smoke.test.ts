@@ -74,7 +74,7 @@ const TINY: Record<string, string> = {
   BENCH_RESULTS_DIR: results,
 }
 
-const PROGRAMS: Array<{ name: string, env: Record<string, string>, check?: (t: Test, out: any) => void }> = [
+const PROGRAMS: Array<{ name: string, label?: string, env: Record<string, string>, check?: (t: Test, out: any) => void }> = [
   {
     name: 'fanout',
     env: { FANOUT_CLIENTS: '3', FANOUT_RATE: '20' },
@@ -90,6 +90,17 @@ const PROGRAMS: Array<{ name: string, env: Record<string, string>, check?: (t: T
     name: 'per-user',
     env: { PERUSER_CLIENTS: '4', PERUSER_RATE: '40' },
     check: (t, out) => { t.ok(out.gateway.deliveries > 0, 'the gateway delivered events') },
+  },
+  {
+    // Keyspace notifications on: the gateway's auto mode and the ceiling both follow them.
+    name: 'per-user',
+    label: 'with keyspace notifications',
+    env: { PERUSER_CLIENTS: '4', PERUSER_RATE: '40', BENCH_REDIS_ARGS: '--notify-keyspace-events Kt', BENCH_LABEL: 'notify' },
+    check: (t, out) => {
+      t.ok(out.gateway.deliveries > 0, 'the gateway delivered events')
+      t.ok(out.ceiling.deliveries > 0, 'the ceiling (notify reads) delivered events')
+      t.equal(out.ceiling.window.redisCommands.xread.usecPerCall < 1000, true, 'the ceiling read without blocking')
+    },
   },
   {
     name: 'channels',
@@ -120,7 +131,7 @@ const PROGRAMS: Array<{ name: string, env: Record<string, string>, check?: (t: T
 ]
 
 for (const p of PROGRAMS) {
-  t.test(`bench ${p.name} runs at a tiny size and prints a JSON summary`, { skip: gatewayBuilt ? false : 'dist/src/main.js missing: run `npm run build`' }, async t => {
+  t.test(`bench ${p.name}${p.label === undefined ? '' : ` (${p.label})`} runs at a tiny size and prints a JSON summary`, { skip: gatewayBuilt ? false : 'dist/src/main.js missing: run `npm run build`' }, async t => {
     const run = await runBench(p.name, { ...TINY, ...p.env })
     t.equal(run.code, 0, `exit code (stderr: ${run.stderr.slice(-2000)})`)
     const lines = run.stdout.trim().split('\n')
@@ -144,7 +155,9 @@ for (const p of PROGRAMS) {
     t.ok(out.summary.ratio === null || typeof out.summary.ratio === 'number', 'ratio to the ceiling')
     t.type(out.summary.pass, 'boolean')
     t.equal(out.summary.atTargetSize, false, 'tiny runs do not claim the target size')
-    const saved = JSON.parse(readFileSync(join(results, `${p.name}.json`), 'utf8'))
+    // <name>.<BENCH_LABEL>.json when the run has a label (as run-all names them).
+    const file = p.env.BENCH_LABEL === undefined ? `${p.name}.json` : `${p.name}.${p.env.BENCH_LABEL}.json`
+    const saved = JSON.parse(readFileSync(join(results, file), 'utf8'))
     t.same(saved, out, 'the same summary is written to the results folder')
     p.check?.(t, out)
   })
