@@ -28,6 +28,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { Redis } from 'ioredis'
+import { notificationsCoverStreams } from '../src/source/redis-source.js'
 
 const PORT = Number(process.env.PORT ?? 8081)
 const HOST = process.env.HOST ?? '127.0.0.1'
@@ -169,6 +170,10 @@ class NotifyReader implements Reader {
 
   private mark (ks: KeyState): void {
     this.dirty.add(ks)
+    this.schedule()
+  }
+
+  private schedule (): void {
     if (this.scheduled) return
     this.scheduled = true
     setImmediate(() => { this.scheduled = false; void this.read() })
@@ -193,10 +198,7 @@ class NotifyReader implements Reader {
         if (ks !== undefined && entries.length >= COUNT) this.dirty.add(ks)
       }
     }
-    if (this.dirty.size > 0 && !this.scheduled) {
-      this.scheduled = true
-      setImmediate(() => { this.scheduled = false; void this.read() })
-    }
+    if (this.dirty.size > 0) this.schedule()
   }
 }
 
@@ -258,8 +260,9 @@ class Shard implements Reader {
   }
 }
 
+// The same test as the gateway's `auto` reader mode.
 const notifyFlags = await cmd.config('GET', 'notify-keyspace-events').then(r => String((r as unknown[])[1] ?? ''), () => '')
-const notifying = notifyFlags.includes('K') && (notifyFlags.includes('t') || notifyFlags.includes('A'))
+const notifying = notificationsCoverStreams(notifyFlags)
 const notifyReader = notifying ? new NotifyReader() : undefined
 const shards = notifying ? [] : Array.from({ length: SHARDS }, () => new Shard())
 

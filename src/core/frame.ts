@@ -73,25 +73,27 @@ export function formatEvent (data: string, event?: string, id?: string): Buffer 
  * `bytes` must not be 0: a chunk of size 0 ends the body.
  */
 export function httpChunk (parts: readonly Buffer[], bytes: number): Buffer {
-  const head = bytes.toString(16) + '\r\n'
-  const out = Buffer.allocUnsafe(head.length + bytes + 2)
-  let at = out.write(head, 0, 'latin1')
-  for (const part of parts) at += part.copy(out, at)
-  out[at] = 13
-  out[at + 1] = 10
-  return out
+  const { chunk, at } = chunkShell(bytes)
+  let to = at
+  for (const part of parts) to += part.copy(chunk, to)
+  return chunk
 }
 
 /** Text as one HTTP/1.1 chunk (see {@link httpChunk}), encoded once. */
 export function httpChunkOfText (text: string): Buffer {
-  const bytes = Buffer.byteLength(text, 'utf8')
+  const { chunk, at } = chunkShell(Buffer.byteLength(text, 'utf8'))
+  chunk.write(text, at, 'utf8')
+  return chunk
+}
+
+/** A chunk of `bytes` payload bytes with its size line and CRLF written; the payload starts at `at`. */
+function chunkShell (bytes: number): { chunk: Buffer, at: number } {
   const head = bytes.toString(16) + '\r\n'
   const chunk = Buffer.allocUnsafe(head.length + bytes + 2)
   chunk.write(head, 0, 'latin1')
-  chunk.write(text, head.length, 'utf8')
   chunk[head.length + bytes] = 13
   chunk[head.length + bytes + 1] = 10
-  return chunk
+  return { chunk, at: head.length }
 }
 
 /** The payload of one chunk made by {@link httpChunk} or {@link httpChunkOfText}: a view, not a copy. */

@@ -103,7 +103,6 @@ export class Session implements Subscriber, DeadlineSlot {
   private pendingBatch: Batch | undefined
   /** Set once the headers are out: from then on this stream frames its own chunks (see flush). */
   private socket: Socket | undefined
-  private chunked = false
   private flushQueued = false
   private paused = false
   private catchingUp = false
@@ -351,20 +350,18 @@ export class Session implements Subscriber, DeadlineSlot {
     // Nothing to send; and a chunk of size 0 would end the response.
     if (bytes === 0 || res.destroyed || res.writableEnded) return
     const socket = this.socket
-    if (socket === undefined) {
-      res.write(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, bytes))
-      // On a pipelined connection the response may still wait for the
-      // socket (its bytes queue inside it): go on through it until then.
-      if (res.socket !== null) {
-        this.socket = res.socket
-        this.chunked = res.chunkedEncoding
-      }
-    } else if (socket.destroyed) {
-      return
-    } else if (!this.chunked) {
-      socket.write(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, bytes))
-    } else {
+    if (socket?.destroyed === true) return
+    if (socket !== undefined && res.chunkedEncoding) {
       socket.write(shared !== undefined ? shared.chunk() : httpChunk(chunks, bytes))
+    } else {
+      const body = chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, bytes)
+      if (socket !== undefined) socket.write(body)
+      else {
+        res.write(body)
+        // On a pipelined connection the response may still wait for the
+        // socket (its bytes queue inside it): go on through it until then.
+        if (res.socket !== null) this.socket = res.socket
+      }
     }
     this.lastWriteAt = Date.now()
     this.checkBackPressure()

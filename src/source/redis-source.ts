@@ -124,21 +124,19 @@ class ReaderHealth {
  * re-added during the read may have a newer position: only what is after it
  * is kept, so nothing is reported twice.
  */
-function advance (keys: Map<string, StreamId>, key: string, entries: Array<[string, string[]]>, source: RedisSource): void {
-  const current = keys.get(key)
-  if (current === undefined || entries.length === 0) return
-  const fresh = entriesAfter(current, entries)
-  if (fresh.length === 0) return
-  keys.set(key, (fresh[fresh.length - 1] as RawEntry).id)
-  source.emit(key, fresh)
-}
-
-/** The entries of a read that follow `current` (a read can repeat ones already seen); `entries` is not empty. */
-function entriesAfter (current: StreamId, entries: Array<[string, string[]]>): RawEntry[] {
-  const fresh = compareIds((entries[0] as [string, string[]])[0], current) > 0
-    ? entries
-    : entries.filter(e => compareIds(e[0], current) > 0)
-  return fresh.map(toEntry)
+/**
+ * Emits the entries of a read of `key` that follow `current` (a read can
+ * repeat ones already seen) and returns the new position, or undefined when
+ * nothing was new.
+ */
+function advance (source: RedisSource, key: string, current: StreamId, entries: Array<[string, string[]]>): StreamId | undefined {
+  const first = entries[0]
+  if (first === undefined) return undefined
+  const fresh = compareIds(first[0], current) > 0 ? entries : entries.filter(e => compareIds(e[0], current) > 0)
+  const last = fresh[fresh.length - 1]
+  if (last === undefined) return undefined
+  source.emit(key, fresh.map(toEntry))
+  return last[0]
 }
 
 class Shard {
@@ -263,7 +261,10 @@ class Shard {
           if (last !== undefined) this.wakeId = last[0]
           continue
         }
-        advance(this.keys, key, entries, this.source)
+        const current = this.keys.get(key)
+        if (current === undefined) continue
+        const next = advance(this.source, key, current, entries)
+        if (next !== undefined) this.keys.set(key, next)
       }
     }
   }
@@ -532,13 +533,9 @@ class NotifyReader implements LiveReader {
     for (const k of batch) k.reading = false
     for (const [key, entries] of reply ?? []) {
       const k = this.keys.get(key)
-      if (k === undefined || entries.length === 0) continue
-      const fresh = entriesAfter(k.afterId, entries)
-      if (fresh.length > 0) {
-        k.afterId = (fresh[fresh.length - 1] as RawEntry).id
-        // The key's own string: the reply's copy dies young.
-        this.source.emit(k.key, fresh)
-      }
+      if (k === undefined) continue
+      // The key's own string: the reply's copy dies young.
+      k.afterId = advance(this.source, k.key, k.afterId, entries) ?? k.afterId
       // A full page: there may be more.
       if (entries.length >= this.opts.count) this.markDirty(k)
     }
