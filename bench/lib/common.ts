@@ -9,6 +9,7 @@ import { availableParallelism, cpus, loadavg, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import type { Histogram } from './histogram.js'
+import { damonSettings } from './host-reclaim.js'
 import type { LoadGen } from './loadgen.js'
 import { GATEWAY_ENTRY, RESULTS_DIR, ROOT } from './paths.js'
 import { machineCpuSeconds, runCleanups, type BenchRedis, type ServerProcess } from './procs.js'
@@ -73,6 +74,7 @@ export function machine (): Record<string, unknown> {
     platform: process.platform,
     loadavg: loadavg().map(n => Math.round(n * 100) / 100),
     openFilesLimit: openFilesLimit(),
+    damon: damonSettings(),
   }
 }
 
@@ -143,9 +145,10 @@ export class Window {
 
   private constructor (private readonly server: ServerProcess | undefined, private readonly redis: BenchRedis | undefined, private readonly loadgen: LoadGen | undefined) {}
 
-  static async open (server: ServerProcess | undefined, redis: BenchRedis | undefined, loadgen: LoadGen | undefined): Promise<Window> {
+  /** `trace`: the load generator keeps every event's XADD time and latency for its next report. */
+  static async open (server: ServerProcess | undefined, redis: BenchRedis | undefined, loadgen: LoadGen | undefined, trace = false): Promise<Window> {
     const w = new Window(server, redis, loadgen)
-    await loadgen?.reset()
+    await loadgen?.reset(trace)
     w.redis0 = redis === undefined ? 0 : await redis.cpuSeconds()
     w.stats0 = redis === undefined ? {} : await redis.commandStats()
     w.server0 = server?.cpuSeconds() ?? 0

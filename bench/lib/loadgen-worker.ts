@@ -38,6 +38,39 @@ class Stream {
   constructor (readonly sock: Socket) {}
 }
 
+/** Every event's XADD time and latency, kept between a traced reset and the next report. */
+class Trace {
+  static readonly CAP = 1 << 20
+  private readonly xaddMs = new Float64Array(Trace.CAP)
+  private readonly latencyMs = new Float32Array(Trace.CAP)
+  private n = 0
+  private dropped = 0
+
+  clear (): void {
+    this.n = 0
+    this.dropped = 0
+  }
+
+  record (xaddMs: number, latencyMs: number): void {
+    if (this.n === Trace.CAP) {
+      this.dropped++
+      return
+    }
+    this.xaddMs[this.n] = xaddMs
+    this.latencyMs[this.n] = latencyMs
+    this.n++
+  }
+
+  /** A copy of what was kept. */
+  copy (): { xaddMs: Float64Array, latencyMs: Float32Array, dropped: number } {
+    return { xaddMs: this.xaddMs.slice(0, this.n), latencyMs: this.latencyMs.slice(0, this.n), dropped: this.dropped }
+  }
+}
+/** Allocated on the first traced reset and reused. */
+let traceStore: Trace | undefined
+/** The trace being kept, from a traced reset to the next report. */
+let trace: Trace | undefined
+
 let streams: Stream[] = []
 /** Streams past their status line and not closed (stage 1). */
 let live = 0
@@ -137,6 +170,7 @@ function scan (s: Stream, chunk: Buffer): void {
     s.events++
     if (bare) {
       hist.record(t - ms)
+      trace?.record(ms, t - ms)
       if (s.firstMs < 0) {
         s.firstMs = ms
         s.firstSeq = seq
@@ -269,7 +303,13 @@ function settleHeap (): void {
   if (gc !== undefined) gc()
 }
 
-function reset (): void {
+function reset (withTrace: boolean): void {
+  trace = undefined
+  if (withTrace) {
+    traceStore ??= new Trace()
+    traceStore.clear()
+    trace = traceStore
+  }
   hist.reset()
   events = 0
   bytes = 0
@@ -280,6 +320,8 @@ function reset (): void {
 
 function report (): WorkerReport {
   const cpu = process.cpuUsage(cpuAt)
+  const traced = trace?.copy()
+  trace = undefined
   return {
     events,
     bytes,
@@ -292,6 +334,7 @@ function report (): WorkerReport {
     closedByServer,
     orderViolations,
     rssBytes: process.memoryUsage.rss(),
+    ...(traced === undefined ? {} : { trace: traced }),
   }
 }
 
@@ -420,7 +463,7 @@ async function connectLoop (spec: ConnSpec, first: number, durationMs: number): 
 async function handle (msg: WorkerRequest): Promise<unknown> {
   switch (msg.t) {
     case 'open': return await open(msg.spec, msg.first, msg.count)
-    case 'reset': reset(); return undefined
+    case 'reset': reset(msg.trace === true); return undefined
     case 'report': return report()
     case 'arm': arm(msg.lastId); return undefined
     case 'until': return await until(msg.lastId, msg.firstId, msg.timeoutMs)

@@ -29,6 +29,21 @@ export interface MergedReport {
   closedByServer: number
   orderViolations: number
   rssBytes: number
+  /** After a traced reset: every event's XADD time and latency, all workers together. */
+  trace?: { xaddMs: Float64Array, latencyMs: Float32Array, dropped: number }
+}
+
+function concatTraces (traces: ReadonlyArray<NonNullable<WorkerReport['trace']>>): NonNullable<MergedReport['trace']> {
+  const n = traces.reduce((sum, t) => sum + t.xaddMs.length, 0)
+  const out = { xaddMs: new Float64Array(n), latencyMs: new Float32Array(n), dropped: 0 }
+  let at = 0
+  for (const t of traces) {
+    out.xaddMs.set(t.xaddMs, at)
+    out.latencyMs.set(t.latencyMs, at)
+    out.dropped += t.dropped
+    at += t.xaddMs.length
+  }
+  return out
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
@@ -127,9 +142,12 @@ export class LoadGen {
     return merged
   }
 
-  /** Zeroes event counts, histograms and the CPU baseline of every worker. */
-  async reset (): Promise<void> {
-    await this.all(() => ({ t: 'reset' }))
+  /**
+   * Zeroes event counts, histograms and the CPU baseline of every worker.
+   * `trace`: the next report also carries every event's XADD time and latency.
+   */
+  async reset (trace = false): Promise<void> {
+    await this.all(() => ({ t: 'reset', trace }))
   }
 
   async report (): Promise<MergedReport> {
@@ -147,6 +165,8 @@ export class LoadGen {
       merged.orderViolations += r.orderViolations
       merged.rssBytes += r.rssBytes
     }
+    const traces = reports.flatMap(r => (r.trace === undefined ? [] : [r.trace]))
+    if (traces.length > 0) merged.trace = concatTraces(traces)
     return merged
   }
 

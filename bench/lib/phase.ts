@@ -6,6 +6,7 @@
  */
 import { Window, latencySummary, progress, round, sleep, type WindowResult } from './common.js'
 import type { LoadGen, StreamsSpec } from './loadgen.js'
+import { ReclaimSampler, summarizeAgainstBursts, type HostReclaimSummary } from './host-reclaim.js'
 import { startServer, type BenchRedis, type ServerKind } from './procs.js'
 import { Pacer, RawProducer } from './producer.js'
 import type { OpenResult } from './protocol.js'
@@ -26,6 +27,11 @@ export interface StreamingPhase {
   readonly payload: string
   readonly warmupMs: number
   readonly durationMs: number
+  /**
+   * Set the window's events against the host's memory-reclaim bursts
+   * (host-reclaim.ts), counting events slower than this many ms.
+   */
+  readonly hostReclaimOverMs?: number
 }
 
 export interface StreamingResult {
@@ -45,6 +51,8 @@ export interface StreamingResult {
   readonly serverRssBytes: number
   readonly orderViolations: number
   readonly closedByServer: number
+  /** With `hostReclaimOverMs`: which events were in flight while the host's reclaim threads ran. */
+  readonly hostReclaim?: HostReclaimSummary
 }
 
 export async function runStreamingPhase (p: StreamingPhase): Promise<StreamingResult> {
@@ -59,11 +67,17 @@ export async function runStreamingPhase (p: StreamingPhase): Promise<StreamingRe
     pacer.start()
     await sleep(p.warmupMs)
     const sent0 = pacer.sent
-    const window = await Window.open(server, p.redis, p.loadgen)
+    const tracing = p.hostReclaimOverMs !== undefined
+    const window = await Window.open(server, p.redis, p.loadgen, tracing)
+    const sampler = tracing ? ReclaimSampler.start() : undefined
     await sleep(p.durationMs)
     const report = await p.loadgen.report()
+    const reclaim = sampler?.stop() ?? { bursts: [], ran: [] }
     const sent1 = pacer.sent
     const w = await window.close(report.cpuSeconds)
+    const hostReclaim = p.hostReclaimOverMs === undefined || report.trace === undefined
+      ? undefined
+      : summarizeAgainstBursts({ bursts: reclaim.bursts, threads: reclaim.ran, trace: report.trace, windowMs: w.wallSeconds * 1000, overMs: p.hostReclaimOverMs })
     const serverRssBytes = server.rssBytes()
     progress(`${server.name}: ${report.events} events in the window, server CPU ${w.serverCpuPct}%, other ${w.otherCpuPct}%`)
     await pacer.stop()
@@ -86,6 +100,7 @@ export async function runStreamingPhase (p: StreamingPhase): Promise<StreamingRe
       serverRssBytes,
       orderViolations: report.orderViolations,
       closedByServer: report.closedByServer,
+      ...(hostReclaim === undefined ? {} : { hostReclaim }),
     }
   } finally {
     producer.close()

@@ -20,7 +20,8 @@ export interface ConnSpec {
 }
 
 export interface OpenRequest { t: 'open', id: number, spec: ConnSpec, first: number, count: number }
-export interface ResetRequest { t: 'reset', id: number }
+/** `trace`: also keep every event's XADD time and latency until the next report. */
+export interface ResetRequest { t: 'reset', id: number, trace?: boolean }
 export interface ReportRequest { t: 'report', id: number }
 /** From now on, each stream notes the time it first sees an id >= `lastId` (also streams opened later). */
 export interface ArmRequest { t: 'arm', id: number, lastId: string }
@@ -55,6 +56,8 @@ export interface WorkerReport {
   /** Ids that did not sort after the previous one on the same stream (duplicates, reordering). */
   orderViolations: number
   rssBytes: number
+  /** With a traced reset: each event's XADD time (epoch ms, from its id) and latency, in arrival order. */
+  trace?: { xaddMs: Float64Array, latencyMs: Float32Array, dropped: number }
 }
 
 export interface UntilResult {

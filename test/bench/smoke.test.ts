@@ -99,6 +99,12 @@ const PROGRAMS: Array<{ name: string, label?: string, env: Record<string, string
     check: (t, out) => {
       t.ok(out.gateway.deliveries > 0, 'the gateway delivered events')
       t.ok(out.ceiling.deliveries > 0, 'the ceiling (notify reads) delivered events')
+      for (const phase of ['gateway', 'ceiling']) {
+        const h = out[phase].hostReclaim
+        t.equal(h?.events, out[phase].latency.samples, `${phase}: every timed event is set against the host's reclaim bursts`)
+        t.type(h?.bursts, 'number', `${phase}: reclaim bursts counted`)
+      }
+      t.ok('damon' in out.machine, 'machine: DAMON settings (or null)')
       t.equal(out.ceiling.window.redisCommands.xread.usecPerCall < 1000, true, 'the ceiling read without blocking')
     },
   },
