@@ -32,11 +32,11 @@ export function envList (name: string, def: number[]): number[] {
   })
 }
 
-/** Parameters every program takes. */
-export function commonParams (): { durationMs: number, warmupMs: number, workers: number, payloadBytes: number, ceiling: boolean } {
+/** Parameters every program takes; a program may warm up longer by default (`BENCH_WARMUP_MS` still wins). */
+export function commonParams (defaults: { warmupMs?: number } = {}): { durationMs: number, warmupMs: number, workers: number, payloadBytes: number, ceiling: boolean } {
   return {
     durationMs: envInt('BENCH_DURATION_MS', 5000),
-    warmupMs: envInt('BENCH_WARMUP_MS', 1000),
+    warmupMs: envInt('BENCH_WARMUP_MS', defaults.warmupMs ?? 1000),
     workers: envInt('BENCH_WORKERS', 2),
     payloadBytes: envInt('BENCH_PAYLOAD_BYTES', 64),
     ceiling: process.env.BENCH_CEILING !== '0',
