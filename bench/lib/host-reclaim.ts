@@ -165,6 +165,8 @@ export function groupBursts (runs: ReadonlyArray<readonly [number, number, reado
 export interface LatencyTrace {
   readonly xaddMs: ArrayLike<number>
   readonly latencyMs: ArrayLike<number>
+  /** Events past the trace's capacity, counted but not kept. */
+  readonly dropped?: number
 }
 
 export interface HostReclaimSummary {
@@ -177,7 +179,9 @@ export interface HostReclaimSummary {
   readonly medianIntervalMs: number | null
   /** Share of the window's wall time inside a burst. */
   readonly burstTimePct: number
+  /** Events set against the bursts, and events the trace had no room for (not in any figure here). */
   readonly events: number
+  readonly eventsNotTraced: number
   /** Events whose time in flight (XADD to receive) overlapped a burst. */
   readonly inFlightDuringBurstPct: number
   readonly overMs: number
@@ -252,6 +256,7 @@ export function summarizeAgainstBursts (opts: {
     medianIntervalMs: gaps.length === 0 ? null : Math.round(median(gaps)),
     burstTimePct: pct(burstTime, opts.windowMs),
     events: n,
+    eventsNotTraced: opts.trace.dropped ?? 0,
     inFlightDuringBurstPct: pct(during, n),
     overMs: opts.overMs,
     eventsOver: over,

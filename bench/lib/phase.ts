@@ -5,8 +5,8 @@
  * channel-scaling benches so both servers see exactly the same traffic.
  */
 import { Window, latencySummary, progress, round, sleep, type WindowResult } from './common.js'
-import type { LoadGen, StreamsSpec } from './loadgen.js'
 import { ReclaimSampler, summarizeAgainstBursts, type HostReclaimSummary } from './host-reclaim.js'
+import type { LoadGen, StreamsSpec } from './loadgen.js'
 import { startServer, type BenchRedis, type ServerKind } from './procs.js'
 import { Pacer, RawProducer } from './producer.js'
 import type { OpenResult } from './protocol.js'

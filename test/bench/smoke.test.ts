@@ -102,6 +102,7 @@ const PROGRAMS: Array<{ name: string, label?: string, env: Record<string, string
       for (const phase of ['gateway', 'ceiling']) {
         const h = out[phase].hostReclaim
         t.equal(h?.events, out[phase].latency.samples, `${phase}: every timed event is set against the host's reclaim bursts`)
+        t.equal(h?.eventsNotTraced, 0, `${phase}: no event past the trace's capacity`)
         t.type(h?.bursts, 'number', `${phase}: reclaim bursts counted`)
       }
       t.ok('damon' in out.machine, 'machine: DAMON settings (or null)')
