@@ -28,6 +28,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { Redis } from 'ioredis'
+import { chunkPayload, httpChunkOfText } from '../src/core/frame.js'
 import { notificationsCoverStreams } from '../src/source/redis-source.js'
 
 const PORT = Number(process.env.PORT ?? 8081)
@@ -64,7 +65,8 @@ function compareIds (a: string, b: string): number {
 
 type Entry = [string, string[]]
 
-function frames (entries: readonly Entry[]): Buffer {
+/** The SSE frames of the entries that carry `data` ('' when none does). */
+function frames (entries: readonly Entry[]): string {
   let text = ''
   for (const [id, f] of entries) {
     let data: string | undefined
@@ -78,25 +80,20 @@ function frames (entries: readonly Entry[]): Buffer {
     for (const line of data.split(LINE_BREAK)) text += `data: ${line}\n`
     text += `id: ${id}\n\n`
   }
-  return Buffer.from(text)
+  return text
 }
-
-/** Bytes as one chunk of a chunked body: size in hex, CRLF, bytes, CRLF. */
-function chunkOf (buf: Buffer): Buffer {
-  return Buffer.concat([Buffer.from(`${buf.length.toString(16)}\r\n`, 'latin1'), buf, CRLF])
-}
-const CRLF = Buffer.from('\r\n', 'latin1')
 
 /**
- * Writes to a stream whose headers are out (its `retry:` went first). Like
- * the gateway, frames the chunk itself and writes it to the socket in one
- * call: `res.write` would queue the size line, bytes and CRLF as pieces and
- * send them with `writev` on the next tick, which costs more per write.
+ * Writes one HTTP chunk (the gateway's framing, `httpChunkOfText`) to a
+ * stream whose headers are out (its `retry:` went first). Like the gateway,
+ * writes the chunk to the socket in one call: `res.write` would queue the
+ * size line, bytes and CRLF as pieces and send them with `writev` on the
+ * next tick, which costs more per write.
  */
-function send (res: ServerResponse, buf: Buffer, chunk: Buffer): void {
+function send (res: ServerResponse, chunk: Buffer): void {
   const socket = res.socket
   if (socket !== null && res.chunkedEncoding) socket.write(chunk)
-  else res.write(buf)
+  else res.write(chunkPayload(chunk))
 }
 
 interface KeyState {
@@ -118,6 +115,8 @@ interface Reader {
   remove: (ks: KeyState) => void
 }
 
+const XADD = Buffer.from('xadd')
+
 type XreadReply = Array<[string, Entry[]]> | null
 type Xread = (...a: string[]) => Promise<XreadReply>
 
@@ -129,9 +128,11 @@ function deliver (reply: Array<[string, Entry[]]>): void {
     const fresh = entries.filter(e => compareIds(e[0], ks.lastId) > 0)
     if (fresh.length === 0) continue
     ks.lastId = (fresh[fresh.length - 1] as Entry)[0]
-    const buf = frames(fresh)
-    const chunk = chunkOf(buf)
-    for (const res of ks.live) send(res, buf, chunk)
+    const text = frames(fresh)
+    // An empty chunk would end the responses.
+    if (text === '') continue
+    const chunk = httpChunkOfText(text)
+    for (const res of ks.live) send(res, chunk)
   }
 }
 
@@ -153,7 +154,7 @@ class NotifyReader implements Reader {
     this.sub.on('error', () => {})
     this.conn.on('error', () => {})
     this.sub.on('messageBuffer', (channel: Buffer, event: Buffer) => {
-      if (event.toString() !== 'xadd') return
+      if (!event.equals(XADD)) return
       const ks = keys.get(channel.toString('utf8', this.prefix.length))
       if (ks !== undefined) this.mark(ks)
     })
@@ -305,8 +306,8 @@ async function stream (ks: KeyState, res: ServerResponse, lastEventId: string | 
       // Never past the live position: what follows it comes from the live loop.
       const page = await cmd.xrange(ks.key, `(${cursor}`, ks.lastId, 'COUNT', PAGE) as Entry[]
       if (page.length === 0) break
-      const buf = frames(page)
-      send(res, buf, chunkOf(buf))
+      const text = frames(page)
+      if (text !== '') send(res, httpChunkOfText(text))
       cursor = (page[page.length - 1] as Entry)[0]
     }
   }

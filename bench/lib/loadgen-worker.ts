@@ -169,8 +169,9 @@ function scan (s: Stream, chunk: Buffer): void {
     events++
     s.events++
     if (bare) {
-      hist.record(t - ms)
-      trace?.record(ms, t - ms)
+      const latency = t - ms
+      hist.record(latency)
+      trace?.record(ms, latency)
       if (s.firstMs < 0) {
         s.firstMs = ms
         s.firstSeq = seq

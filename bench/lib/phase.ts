@@ -67,17 +67,17 @@ export async function runStreamingPhase (p: StreamingPhase): Promise<StreamingRe
     pacer.start()
     await sleep(p.warmupMs)
     const sent0 = pacer.sent
-    const tracing = p.hostReclaimOverMs !== undefined
-    const window = await Window.open(server, p.redis, p.loadgen, tracing)
-    const sampler = tracing ? ReclaimSampler.start() : undefined
+    const overMs = p.hostReclaimOverMs
+    const window = await Window.open(server, p.redis, p.loadgen, overMs !== undefined)
+    const sampler = overMs !== undefined ? ReclaimSampler.start() : undefined
     await sleep(p.durationMs)
     const report = await p.loadgen.report()
     const reclaim = sampler?.stop() ?? { bursts: [], ran: [] }
     const sent1 = pacer.sent
     const w = await window.close(report.cpuSeconds)
-    const hostReclaim = p.hostReclaimOverMs === undefined || report.trace === undefined
+    const hostReclaim = overMs === undefined || report.trace === undefined
       ? undefined
-      : summarizeAgainstBursts({ bursts: reclaim.bursts, threads: reclaim.ran, trace: report.trace, windowMs: w.wallSeconds * 1000, overMs: p.hostReclaimOverMs })
+      : summarizeAgainstBursts({ bursts: reclaim.bursts, threads: reclaim.ran, trace: report.trace, windowMs: w.wallSeconds * 1000, overMs })
     const serverRssBytes = server.rssBytes()
     progress(`${server.name}: ${report.events} events in the window, server CPU ${w.serverCpuPct}%, other ${w.otherCpuPct}%`)
     await pacer.stop()
