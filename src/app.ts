@@ -7,10 +7,10 @@ import fastifyCookie from '@fastify/cookie'
 import fastifyCors from '@fastify/cors'
 import fastifyRateLimit from '@fastify/rate-limit'
 import type { Socket } from 'node:net'
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './core/config.js'
-import { Errors, GatewayError } from './core/errors.js'
+import { ConfigError, Errors, GatewayError, type ErrorSpec } from './core/errors.js'
 import { Hub } from './delivery/hub.js'
 import { registerJwt } from './http/auth.js'
 import { demoRoute, generatedJwtSettings } from './http/demo-route.js'
@@ -81,9 +81,9 @@ function createSource (config: Config, logger: Logger, metrics: Metrics): Stream
   })
 }
 
-const CLIENT_ERRORS: Readonly<Record<string, readonly [number, string, string]>> = {
-  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'timeout'],
-  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'header_overflow'],
+const CLIENT_ERRORS: Readonly<Record<string, readonly [ErrorSpec, string, string, string]>> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [Errors.REQUEST_TIMEOUT, 'Request Timeout', 'timeout', 'the request headers did not arrive in time (HEADERS_TIMEOUT_MS)'],
+  HPE_HEADER_OVERFLOW: [Errors.HEADERS_TOO_LARGE, 'Request Header Fields Too Large', 'header_overflow', 'the request line and headers may hold at most 16 KiB: send a long token in the Authorization header or a cookie, not the URL'],
 }
 
 /**
@@ -93,13 +93,31 @@ const CLIENT_ERRORS: Readonly<Record<string, readonly [number, string, string]>>
  */
 function answerClientError (logger: Logger, err: NodeJS.ErrnoException, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
-  const [status, text, label] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'Bad Request', 'error']
+  const [spec, text, label, why] = CLIENT_ERRORS[err.code ?? ''] ?? [Errors.BAD_REQUEST, 'Bad Request', 'error', 'it is not valid HTTP/1.1']
   logger.trace({ err }, `client ${label}`)
   if (socket.writable) {
-    const body = JSON.stringify({ error: 'SSEGW_ERR_BAD_REQUEST', message: `${text}: the request could not be read.`, statusCode: status })
-    socket.write(`HTTP/1.1 ${status} ${text}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`)
+    const body = JSON.stringify(new GatewayError(spec, `${text}: the request could not be read: ${why}.`).toJSON())
+    socket.write(`HTTP/1.1 ${spec.statusCode} ${text}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`)
   }
   socket.destroy(err)
+}
+
+const LISTEN_ERRORS: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'is in use by another process: stop it, or set {port} to a free port',
+  EACCES: 'may not be bound by this user (ports below 1024 need privileges): set {port} to 1024 or above',
+  EADDRNOTAVAIL: 'is not an address of this machine: set {host} to one of its addresses, 0.0.0.0 or ::',
+}
+
+/** Listens, or fails with a message that names the setting to change. */
+async function listenOn (app: FastifyInstance, port: number, host: string, portName: string, hostName: string): Promise<string> {
+  try {
+    return await app.listen({ port, host })
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? ''
+    const why = LISTEN_ERRORS[code]
+    if (why === undefined) throw err
+    throw new ConfigError(`${portName}=${port} on ${hostName}=${host} ${why.replace('{port}', portName).replace('{host}', hostName)} (${code})`, { cause: err })
+  }
 }
 
 export async function buildGateway (config: Config, deps: GatewayDeps = {}): Promise<Gateway> {
@@ -136,9 +154,40 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     forceCloseConnections: 'idle',
     trustProxy: config.trustProxy,
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => { answerClientError(logger, err, socket) },
+    // A URL Fastify cannot decode (`GET /%`): in the catalogue's shape, like every answer.
+    frameworkErrors: (err, request, reply) => {
+      const e = new GatewayError(Errors.BAD_REQUEST, `The URL could not be decoded (${err.code}): percent-encode it (a % must be followed by two hex digits).`)
+      logger.info({ reqId: request.id, req: request, statusCode: e.statusCode, error: e.code }, 'request refused')
+      metrics.requestsRejected.inc({ code: e.code })
+      void (reply as FastifyReply).code(e.statusCode).send(e.toJSON())
+    },
+  })
+  // First: routes that plugins add (the CORS preflight route) take the
+  // error handler in place when they are registered.
+  server.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
+    if (err instanceof GatewayError) {
+      logger.info({ reqId: request.id, req: request, statusCode: err.statusCode, error: err.code }, 'request refused')
+      metrics.requestsRejected.inc({ code: err.code })
+      return reply.code(err.statusCode).send(err.toJSON())
+    }
+    // Fastify's own 4xx (a body it cannot parse, and the like): its status and
+    // message, the catalogue's code. Anything else is ours: 500, logged.
+    const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
+    if (status === 500) logger.error({ reqId: request.id, req: request, err }, 'request failed')
+    else metrics.requestsRejected.inc({ code: Errors.BAD_REQUEST.code })
+    const e = status === 500 ? new GatewayError(Errors.INTERNAL, 'Internal error.') : new GatewayError(Errors.BAD_REQUEST, err.message)
+    return reply.code(status).send(e.toJSON())
   })
   await server.register(fastifyCookie)
   if (config.corsOrigins.length > 0) {
+    // Before the CORS plugin's own hook, which answers a bad preflight in
+    // text/plain: an OPTIONS that is no CORS preflight gets the catalogue's shape.
+    server.addHook('onRequest', async request => {
+      if (request.method !== 'OPTIONS') return
+      if (request.headers.origin === undefined || request.headers['access-control-request-method'] === undefined) {
+        throw new GatewayError(Errors.BAD_REQUEST, 'OPTIONS is answered only as a CORS preflight: send `Origin` and `Access-Control-Request-Method`.')
+      }
+    })
     const any = config.corsOrigins.includes('*')
     await server.register(fastifyCors, {
       origin: any ? '*' : [...config.corsOrigins],
@@ -156,16 +205,6 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     })
   }
   await registerJwt(server, config.jwt)
-  server.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
-    if (err instanceof GatewayError) {
-      logger.info({ reqId: request.id, req: request, statusCode: err.statusCode, error: err.code }, 'request refused')
-      metrics.requestsRejected.inc({ code: err.code })
-      return reply.code(err.statusCode).send(err.toJSON())
-    }
-    const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
-    if (status === 500) logger.error({ reqId: request.id, req: request, err }, 'request failed')
-    return reply.code(status).send({ error: status === 500 ? 'SSEGW_ERR_INTERNAL' : 'SSEGW_ERR_BAD_REQUEST', message: status === 500 ? 'Internal error.' : err.message })
-  })
   server.setNotFoundHandler((request, reply) => {
     const e = new GatewayError(Errors.NOT_FOUND, `No route ${request.method} ${request.url.split('?')[0] ?? ''}: streams are at GET /events.`)
     return reply.code(404).send(e.toJSON())
@@ -210,8 +249,8 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     logger,
     get draining () { return draining },
     async listen () {
-      const url = await server.listen({ port: config.port, host: config.host })
-      const internalUrl = await internal.listen({ port: config.internalPort, host: config.internalHost })
+      const url = await listenOn(server, config.port, config.host, 'PORT', 'HOST')
+      const internalUrl = await listenOn(internal, config.internalPort, config.internalHost, 'INTERNAL_PORT', 'INTERNAL_HOST')
       logger.info({ url, internalUrl }, 'sse-gateway listening')
       return { url, internalUrl }
     },

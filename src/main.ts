@@ -2,22 +2,19 @@
  * The process entry point: the only module that reads the environment,
  * handles signals and listens.
  */
+import type { Logger } from 'pino'
 import { buildGateway } from './app.js'
 import { loadConfig } from './core/config.js'
 import { ConfigError } from './core/errors.js'
+import { createLogger } from './log.js'
+
+/** Before the config is read, and if it cannot be: the normal log shape at the default level. */
+let logger: Logger = createLogger('info')
 
 async function main (): Promise<void> {
-  let config
-  try {
-    config = loadConfig(process.env)
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(JSON.stringify({ level: 'fatal', error: err.code, message: err.message }) + '\n')
-      process.exit(1)
-    }
-    throw err
-  }
+  const config = loadConfig(process.env)
   const gateway = await buildGateway(config)
+  logger = gateway.logger
   if (gateway.config.jwt === undefined) {
     gateway.logger.warn('neither JWT_SECRET nor JWT_PUBLIC_KEY is set: only PUBLIC_TOPICS can be read')
   }
@@ -40,6 +37,8 @@ async function main (): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(JSON.stringify({ level: 'fatal', message: (err as Error).message }) + '\n')
+  // One line, in the shape of every other, that says what to set.
+  if (err instanceof ConfigError) logger.fatal({ error: err.code }, err.message)
+  else logger.fatal({ err }, `cannot start: ${(err as Error).message}`)
   process.exit(1)
 })

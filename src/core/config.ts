@@ -185,12 +185,15 @@ export function loadConfig (env: Raw): Config {
   if (str('JWT_PUBLISH_CLAIM') === str('JWT_TOPICS_CLAIM')) throw new ConfigError('JWT_PUBLISH_CLAIM and JWT_TOPICS_CLAIM must name different claims: reading and publishing are granted separately')
   if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(str('TOKEN_COOKIE'))) throw new ConfigError(`TOKEN_COOKIE must be a cookie name, got "${str('TOKEN_COOKIE')}"`)
 
+  const redisUrl = v.REDIS_URL as string | undefined
+  if (redisUrl !== undefined) checkRedisUrl(redisUrl)
+
   return Object.freeze({
     port: num('PORT'),
     host: str('HOST'),
     internalPort: num('INTERNAL_PORT'),
     internalHost: str('INTERNAL_HOST'),
-    redisUrl: v.REDIS_URL as string | undefined,
+    redisUrl,
     keyPrefix: str('KEY_PREFIX'),
     jwt: jwtSettings(env, list('JWT_ALGORITHMS'), list('JWT_AUDIENCE'), list('JWT_ISSUER'), num('JWT_CLOCK_TOLERANCE_MS')),
     topicsClaim: str('JWT_TOPICS_CLAIM'),
@@ -225,6 +228,33 @@ export function loadConfig (env: Raw): Config {
     logLevel: str('LOG_LEVEL'),
     demoEnabled: (v.DEMO_ENABLED as boolean | undefined) ?? (env.REDIS_URL === undefined || env.REDIS_URL.trim() === ''),
   })
+}
+
+const REDIS_SCHEMES = ['redis:', 'rediss:', 'unix:']
+
+/**
+ * REDIS_URL is one standalone Redis. The value is a secret (it may hold a
+ * password): messages name its scheme at most, never the value.
+ */
+function checkRedisUrl (text: string): void {
+  const forms = 'redis://[user:password@]host:port[/db], rediss://... for TLS, or unix:///path/to/redis.sock'
+  if (/[,\s]/.test(text)) throw new ConfigError(`REDIS_URL takes one URL, not a list: give one standalone Redis as ${forms} (Redis Cluster and Sentinel are not supported by this version)`)
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw new ConfigError(`REDIS_URL is not a URL: give it as ${forms}`)
+  }
+  if (!REDIS_SCHEMES.includes(url.protocol)) {
+    const scheme = /^[a-z][a-z0-9+.-]{0,30}:$/i.test(url.protocol) ? `"${url.protocol}//"` : 'an unknown scheme'
+    throw new ConfigError(`REDIS_URL has the scheme ${scheme}; use ${forms} (Redis Cluster and Sentinel URLs are not supported by this version)`)
+  }
+  if (url.protocol === 'unix:') {
+    if (url.host !== '' || url.pathname.length <= 1) throw new ConfigError('REDIS_URL with unix:// needs an absolute socket path after it: unix:///path/to/redis.sock')
+    return
+  }
+  if (url.hostname === '') throw new ConfigError(`REDIS_URL names no host: give it as ${forms}`)
+  if (!/^\/?\d*$/.test(url.pathname)) throw new ConfigError('REDIS_URL has a path that is not a database number: end it with /0 to /15, or nothing')
 }
 
 function jwtSettings (env: Raw, algorithms: string[], audience: string[], issuer: string[], clockToleranceMs: number): JwtSettings | undefined {

@@ -21,6 +21,11 @@ export const Errors = {
   RATE_LIMITED: { code: 'SSEGW_ERR_RATE_LIMITED', statusCode: 429 },
   UNAVAILABLE: { code: 'SSEGW_ERR_UNAVAILABLE', statusCode: 503 },
   NOT_FOUND: { code: 'SSEGW_ERR_NOT_FOUND', statusCode: 404 },
+  /** A request Node or Fastify could not take: malformed URL or request line, bad preflight, unreadable body. */
+  BAD_REQUEST: { code: 'SSEGW_ERR_BAD_REQUEST', statusCode: 400 },
+  REQUEST_TIMEOUT: { code: 'SSEGW_ERR_REQUEST_TIMEOUT', statusCode: 408 },
+  HEADERS_TOO_LARGE: { code: 'SSEGW_ERR_HEADERS_TOO_LARGE', statusCode: 431 },
+  INTERNAL: { code: 'SSEGW_ERR_INTERNAL', statusCode: 500 },
   DEMO_REQUEST_INVALID: { code: 'SSEGW_ERR_DEMO_REQUEST_INVALID', statusCode: 400 },
   PUBLISH_FORBIDDEN: { code: 'SSEGW_ERR_PUBLISH_FORBIDDEN', statusCode: 403 },
   PUBLISH_CHANNEL_INVALID: { code: 'SSEGW_ERR_PUBLISH_CHANNEL_INVALID', statusCode: 400 },
@@ -51,11 +56,14 @@ export class GatewayError extends Error {
   }
 }
 
-/** Start-up configuration error: names the variable and what to fix. */
+/**
+ * Start-up error: the message names the variable and what to set. Bad
+ * settings, and a listener that cannot bind (the port is a setting too).
+ */
 export class ConfigError extends Error {
   readonly code = 'SSEGW_ERR_CONFIG_INVALID'
-  constructor (message: string) {
-    super(message)
+  constructor (message: string, options?: { cause?: unknown }) {
+    super(message, options)
     this.name = 'ConfigError'
   }
 }

@@ -72,6 +72,10 @@ export async function publishRoute (app: FastifyInstance, opts: PublishRouteOpti
     throw err instanceof GatewayError ? err : bodyError(err, config.maxEventBytes)
   })
   app.addHook('onClose', async () => { await publisher.close?.() })
+  // The body is JSON or nothing: without this, Fastify's text/plain parser
+  // would hand the route a string (a 400 for the wrong reason, not a 415).
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: publishBodyLimit(config.maxEventBytes) }, app.getDefaultJsonParser('error', 'error'))
 
   app.addHook('onRequest', async (request: FastifyRequest) => {
     try {
