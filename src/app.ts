@@ -150,6 +150,10 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     // Long-lived streams: Node's timeouts must not cut them (proxies are told
     // to keep them open with heartbeats).
     requestTimeout: 0,
+    // Headers must arrive in time, though (slow-headers clients); Node checks
+    // every connectionsCheckingInterval, 30 s by default: often enough to
+    // keep the timeout within a fifth of itself.
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.max(250, Math.min(5000, Math.floor(config.headersTimeoutMs / 5))) },
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     trustProxy: config.trustProxy,

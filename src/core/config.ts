@@ -42,6 +42,7 @@ export const SETTINGS = [
   { env: 'MAX_CONNECTIONS_PER_USER', kind: 'int', default: '32', min: 1, max: 100000, description: 'Most open streams per token `sub` on this replica; beyond it: 429 `SSEGW_ERR_TOO_MANY_CONNECTIONS`.' },
   { env: 'CONNECT_RATE_PER_IP', kind: 'int', default: '0', min: 0, max: 1000000, description: 'Most new streams per client IP per second (0: no limit); beyond it: 429 `SSEGW_ERR_RATE_LIMITED` with `Retry-After`. Behind a proxy set `TRUST_PROXY`.' },
   { env: 'TRUST_PROXY', kind: 'bool', default: 'false', description: 'Take the client IP from `X-Forwarded-For` (set when a load balancer you control is in front).' },
+  { env: 'HEADERS_TIMEOUT_MS', kind: 'int', default: '10000', min: 1000, max: 300000, description: 'How long a client may take to send its request line and headers; a slower one gets 408 and is disconnected (a client that drips its headers holds a connection for free otherwise).' },
   { env: 'HEARTBEAT_INTERVAL_MS', kind: 'int', default: '15000', min: 1000, max: 300000, description: 'Interval of the heartbeat comment that keeps proxies from closing idle streams.' },
   { env: 'RETRY_MS', kind: 'int', default: '2000', min: 0, max: 600000, description: 'Base reconnect delay sent as `retry:`.' },
   { env: 'RETRY_JITTER_MS', kind: 'int', default: '1000', min: 0, max: 600000, description: 'Random extra delay added to `retry:` per connection, so reconnects spread out.' },
@@ -98,6 +99,7 @@ export interface Config {
   readonly maxConnectionsPerUser: number
   readonly connectRatePerIp: number
   readonly trustProxy: boolean
+  readonly headersTimeoutMs: number
   readonly heartbeatIntervalMs: number
   readonly retryMs: number
   readonly retryJitterMs: number
@@ -205,6 +207,7 @@ export function loadConfig (env: Raw): Config {
     maxConnectionsPerUser: num('MAX_CONNECTIONS_PER_USER'),
     connectRatePerIp: num('CONNECT_RATE_PER_IP'),
     trustProxy: v.TRUST_PROXY as boolean,
+    headersTimeoutMs: num('HEADERS_TIMEOUT_MS'),
     heartbeatIntervalMs: num('HEARTBEAT_INTERVAL_MS'),
     retryMs: num('RETRY_MS'),
     retryJitterMs: num('RETRY_JITTER_MS'),

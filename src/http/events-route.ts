@@ -4,6 +4,8 @@
  * the 200, the session ends itself with a reason and never throws.
  */
 import { randomUUID } from 'node:crypto'
+import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { TopicPatterns, isValidTopicName, topicChannel, userChannel, type Channel } from '../core/channels.js'
 import type { Config } from '../core/config.js'
@@ -31,6 +33,27 @@ const SSE_HEADERS = {
   // no-transform: proxies must not compress or rewrite (and so buffer) the stream.
   'cache-control': 'no-cache, no-transform',
   'x-accel-buffering': 'no',
+}
+
+/**
+ * The stream each connection carries. An SSE response never ends, so a
+ * request pipelined behind it on the same connection can never be answered:
+ * it must not become a second session, which would hold a slot and stream
+ * keys with no socket to write to.
+ */
+interface ConnectionStream {
+  readonly session: Session
+  readonly res: ServerResponse
+  /** Requests were dropped behind it: the connection ends with this answer. */
+  dropped: boolean
+}
+
+const streamOf = new WeakMap<Socket, ConnectionStream>()
+
+/** The session opening or open on this connection, if any. */
+function streamOn (connection: Socket): ConnectionStream | undefined {
+  const s = streamOf.get(connection)
+  return s === undefined || s.session.closed ? undefined : s
 }
 
 function queryValues (value: unknown): string[] {
@@ -101,11 +124,35 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     return verifyToken(app, found.token, config.topicsClaim)
   }
 
+  /**
+   * A request pipelined behind a stream on the same connection (opening or
+   * open): it cannot be answered before that stream ends, which may be
+   * never, so it is not taken: no session, no slot, no key. It is counted
+   * and logged at debug.
+   */
+  function behindStream (request: FastifyRequest, reply: FastifyReply, connection: Socket): FastifyReply {
+    reply.hijack()
+    const front = streamOf.get(connection)
+    if (front !== undefined && !front.dropped) {
+      // Requests wait unanswered behind the front one: when it ends (an
+      // error answer, or the stream's end), so does the connection, and
+      // the client knows to send them again.
+      front.dropped = true
+      if (front.res.writableFinished) connection.destroy()
+      else front.res.once('finish', () => { connection.destroy() })
+    }
+    metrics.requestsRejected.inc({ code: Errors.STREAM_PIPELINED.code })
+    logger.debug({ reqId: request.id, req: request, error: Errors.STREAM_PIPELINED.code }, 'request pipelined behind an open stream on the same connection: not answered')
+    return reply
+  }
+
   // No automatic HEAD route: a HEAD would open a session that never ends.
   const routeConfig = config.connectRatePerIp > 0
     ? { exposeHeadRoute: false, config: { rateLimit: { max: config.connectRatePerIp, timeWindow: 1000 } } }
     : { exposeHeadRoute: false }
   app.get('/events', routeConfig, async (request: FastifyRequest, reply: FastifyReply) => {
+    const connection = request.raw.socket
+    if (streamOn(connection) !== undefined) return behindStream(request, reply, connection)
     const query = (request.query ?? {}) as Record<string, unknown>
     let principal: Principal | undefined
     let channels: Channel[]
@@ -129,13 +176,6 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     }
 
     if (opts.isDraining()) return unavailable(request, reply, 'draining', retryMs(), metrics)
-    if (sessions.size >= config.maxConnections) {
-      // Spread the retries wider: the other replicas take these clients.
-      return unavailable(request, reply, 'at-capacity', retryMs() * 2, metrics)
-    }
-    if (principal?.sub !== undefined && sessions.countFor(principal.sub) >= config.maxConnectionsPerUser) {
-      throw new GatewayError(Errors.TOO_MANY_CONNECTIONS, `This user already has ${config.maxConnectionsPerUser} open streams on this replica (MAX_CONNECTIONS_PER_USER): close one, or share one stream across tabs.`)
-    }
 
     const header = request.headers['last-event-id']
     const lastEventId = typeof header === 'string' && header.length > 0
@@ -152,31 +192,43 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       // (else a client is accepted and ended at once, over and over).
       expiresAtMs: principal === undefined ? undefined : principal.expiresAtMs + (config.jwt?.clockToleranceMs ?? 0),
     })
+    // The limits are checked and the slot taken in one step, before the
+    // first await; from here every path that does not open the stream
+    // ends the session, which gives the slot back.
+    const refused = sessions.reserve(session, config.maxConnections, config.maxConnectionsPerUser)
+    // Spread the retries wider: the other replicas take these clients.
+    if (refused === 'at-capacity') return unavailable(request, reply, 'at-capacity', retryMs() * 2, metrics)
+    if (refused === 'user-limit') {
+      throw new GatewayError(Errors.TOO_MANY_CONNECTIONS, `This user already has ${config.maxConnectionsPerUser} open streams on this replica (MAX_CONNECTIONS_PER_USER): close one, or share one stream across tabs.`)
+    }
+    session.bindConnection(connection)
+    // From here the connection carries this stream (or its answer): a
+    // request pipelined behind it is not taken (see behindStream).
+    streamOf.set(connection, { session, res: reply.raw, dropped: false })
 
     // Subscribe before the headers go out: anything written after the client
     // sees `open` is then guaranteed to reach it.
     try {
       await session.subscribe()
     } catch (err) {
+      session.close('source-error')
       logger.warn({ reqId: request.id, err: { message: (err as Error).message } }, 'cannot subscribe (stream source unavailable); client told to retry')
       return unavailable(request, reply, 'source-unavailable', retryMs(), metrics)
     }
-    if (request.raw.destroyed || reply.raw.destroyed) {
+    if (session.closed || connection.destroyed || request.raw.destroyed || reply.raw.destroyed) {
+      // The client left, or the replica began to drain, while we subscribed.
       session.close('client-closed')
+      if (opts.isDraining() && !connection.destroyed) return unavailable(request, reply, 'draining', retryMs(), metrics)
+      reply.hijack()
       return reply
     }
-
     reply.hijack()
     const res = reply.raw
     try {
       res.writeHead(200, { ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
-      const socket = res.socket
-      if (socket !== null) {
-        socket.setNoDelay(true)
-        socket.setKeepAlive(true, 30000)
-        socket.setTimeout(0)
-      }
-      sessions.add(session)
+      connection.setNoDelay(true)
+      connection.setKeepAlive(true, 30000)
+      connection.setTimeout(0)
       metrics.connectionsOpened.inc()
       metrics.connectionsOpen.inc()
       for (const ch of channels) metrics.subscriptions.inc({ kind: ch.kind })

@@ -96,7 +96,10 @@ export class Session implements Subscriber, DeadlineSlot {
   private readonly expiresAtMs: number | undefined
   private res: ServerResponse | undefined
   private started = false
-  private closed = false
+  private closed_ = false
+  /** The connection the request came on; the session ends when it does. */
+  private connection: Socket | undefined
+  private readonly onConnectionClose = (): void => { this.close('client-closed') }
   private pending: Buffer[] | undefined
   private pendingBytes = 0
   /** What is pending is exactly this batch's shared framing. */
@@ -137,6 +140,23 @@ export class Session implements Subscriber, DeadlineSlot {
 
   get channelCount (): number {
     return this.channels.length
+  }
+
+  /** Ended (or never started and given up): its slot in the registry is free. */
+  get closed (): boolean {
+    return this.closed_
+  }
+
+  /**
+   * Ties the session to the connection its request came on, from the moment
+   * it is counted: whatever happens to the response (it may still wait behind
+   * an earlier one on a pipelined connection, and then it never sees the
+   * socket close), the session ends when the connection does.
+   */
+  bindConnection (socket: Socket): void {
+    this.connection = socket
+    if (socket.destroyed) this.close('client-closed')
+    else socket.once('close', this.onConnectionClose)
   }
 
   /**
@@ -187,7 +207,6 @@ export class Session implements Subscriber, DeadlineSlot {
   start (res: ServerResponse, retryMs: number, reqId?: string): void {
     this.res = res
     this.started = true
-    res.on('close', () => { this.close('client-closed') })
     this.write(formatRetry(retryMs))
     if (this.expiresAtMs !== undefined) this.ctx.registry.expireAt(this, this.expiresAtMs)
     // Debug: at a thousand connects a second, one info line per stream (at
@@ -197,7 +216,7 @@ export class Session implements Subscriber, DeadlineSlot {
   }
 
   onBatch (key: string, prevId: StreamId, batch: Batch): void {
-    if (this.closed || !this.started || this.paused) return
+    if (this.closed_ || !this.started || this.paused) return
     if (this.catchingUp) {
       // The running catch-up may have passed this channel already: go round again.
       this.catchUpAgain = true
@@ -213,15 +232,16 @@ export class Session implements Subscriber, DeadlineSlot {
   }
 
   heartbeat (now: number, intervalMs: number): void {
-    if (this.closed || this.res === undefined || now - this.lastWriteAt < intervalMs) return
+    if (this.closed_ || this.res === undefined || now - this.lastWriteAt < intervalMs) return
     this.write(HEARTBEAT)
   }
 
   /** Ends the stream: an optional last frame, then the response ends. Idempotent. */
   close (reason: CloseReason, lastFrame?: string | Buffer): void {
-    if (this.closed) return
-    this.closed = true
+    if (this.closed_) return
+    this.closed_ = true
     clearTimeout(this.slowTimer)
+    this.connection?.off('close', this.onConnectionClose)
     this.unsubscribeAll()
     const res = this.res
     if (res !== undefined && !res.destroyed && !res.writableEnded) {
@@ -369,7 +389,7 @@ export class Session implements Subscriber, DeadlineSlot {
 
   private checkBackPressure (): void {
     const res = this.res
-    if (this.closed || this.paused || res === undefined || res.writableLength < this.ctx.maxBufferedBytes) return
+    if (this.closed_ || this.paused || res === undefined || res.writableLength < this.ctx.maxBufferedBytes) return
     // The socket is not draining: stop taking live events and let Redis hold
     // them. Memory stays at about maxBufferedBytes plus one batch.
     this.paused = true
@@ -378,7 +398,7 @@ export class Session implements Subscriber, DeadlineSlot {
     // Writes after the first go to the socket itself (see flush): its drain.
     const writable = this.socket ?? res
     writable.once('drain', () => {
-      if (this.closed) return
+      if (this.closed_) return
       clearTimeout(this.slowTimer)
       this.paused = false
       void this.catchUp()
@@ -410,15 +430,15 @@ export class Session implements Subscriber, DeadlineSlot {
         this.catchUpAgain = false
         for (const ch of this.channels) {
           if (ch.verify) await this.verify(ch)
-          if (this.closed || this.paused) return
+          if (this.closed_ || this.paused) return
         }
         this.flushGaps()
         for (const ch of this.channels) {
-          while (!this.closed && !this.paused) {
+          while (!this.closed_ && !this.paused) {
             const live = this.ctx.hub.position(ch.channel.key)
             if (live === undefined || compareIds(ch.cursor, live) >= 0) break
             const batch = await this.ctx.hub.readPage(ch.channel.key, ch.cursor, this.ctx.pageSize)
-            if (this.closed) return
+            if (this.closed_) return
             if (batch.trimmed) {
               // Trimmed past our cursor while we read: verify() reports the
               // gap and moves the cursor to the oldest retained entry.
@@ -441,11 +461,11 @@ export class Session implements Subscriber, DeadlineSlot {
             }
             this.deliver(ch, batch, 'replay')
           }
-          if (this.closed || this.paused) return
+          if (this.closed_ || this.paused) return
         }
-      } while (this.catchUpAgain && !this.closed && !this.paused)
+      } while (this.catchUpAgain && !this.closed_ && !this.paused)
     } catch (err) {
-      if (!this.closed) {
+      if (!this.closed_) {
         this.ctx.logger.warn({ session: this.id, err: { message: (err as Error).message } }, 'catch-up read failed; ending the stream so the client resumes')
         this.closeWithRetry('source-error', this.ctx.retryMs)
       }
@@ -533,7 +553,13 @@ function flushQueued (): void {
   toFlush.length = 0
 }
 
-/** Every open session of this replica: heartbeats, token expiry and shutdown. */
+/** Why {@link SessionRegistry.reserve} refused a session. */
+export type ReserveRefusal = 'at-capacity' | 'user-limit'
+
+/**
+ * Every session of this replica, from the moment it is admitted: heartbeats,
+ * token expiry, shutdown and the connection limits.
+ */
 export class SessionRegistry {
   private readonly sessions = new Set<Session>()
   private readonly perUser = new Map<string, number>()
@@ -550,18 +576,29 @@ export class SessionRegistry {
     this.timer.unref()
   }
 
+  /** Sessions admitted: open, or still subscribing. */
   get size (): number {
     return this.sessions.size
   }
 
-  /** Open streams of one user (token `sub`) on this replica. */
+  /** Sessions of one user (token `sub`) on this replica, open or subscribing. */
   countFor (user: string): number {
     return this.perUser.get(user) ?? 0
   }
 
-  add (session: Session): void {
+  /**
+   * Admits `session` if the limits allow it, counting it at once: the check
+   * and the count are one step, with no await between them, so concurrent
+   * connects cannot all pass a limit that only one more fits under. The
+   * slot is given back by the session's close(), which every path that
+   * does not open the stream must call.
+   */
+  reserve (session: Session, maxSessions: number, maxPerUser: number): ReserveRefusal | undefined {
+    if (this.sessions.size >= maxSessions) return 'at-capacity'
+    if (session.user !== undefined && this.countFor(session.user) >= maxPerUser) return 'user-limit'
     this.sessions.add(session)
     if (session.user !== undefined) this.perUser.set(session.user, this.countFor(session.user) + 1)
+    return undefined
   }
 
   /** Ends `session` with `gateway.token-expired` at `atMs` (ms since epoch). */
