@@ -136,6 +136,9 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     onDelivered: lag => { metrics.deliveryLag.observe(lag) },
   })
   metrics.streamsReadNow = () => hub.size
+  if (config.trustProxy === true && config.connectRatePerIp > 0) {
+    logger.warn('TRUST_PROXY=true takes the leftmost X-Forwarded-For address, which any client can write: CONNECT_RATE_PER_IP limits nothing. Set TRUST_PROXY to the number of proxies in front (1 behind one load balancer) or to their addresses')
+  }
   await source.start?.()
   const sessions = new SessionRegistry(config.heartbeatIntervalMs)
   let draining = false
@@ -156,7 +159,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.max(250, Math.min(5000, Math.floor(config.headersTimeoutMs / 5))) },
     return503OnClosing: false,
     forceCloseConnections: 'idle',
-    trustProxy: config.trustProxy,
+    trustProxy: typeof config.trustProxy === 'object' ? [...config.trustProxy] : config.trustProxy,
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => { answerClientError(logger, err, socket) },
     // A URL Fastify cannot decode (`GET /%`): in the catalogue's shape, like every answer.
     frameworkErrors: (err, request, reply) => {

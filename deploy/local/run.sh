@@ -121,7 +121,9 @@ export JWT_SECRET
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export HOST=127.0.0.1 INTERNAL_HOST=127.0.0.1
 export PUBLIC_TOPICS=${PUBLIC_TOPICS:-demo}
-export TRUST_PROXY=true
+# The load balancer connects from 127.0.0.2 (proxy_bind, source): only it may
+# tell the client address; a client on 127.0.0.1 writing X-Forwarded-For is not believed.
+export TRUST_PROXY=127.0.0.2
 # Short enough for a quick demo of a drain; the defaults suit production.
 export DRAIN_WINDOW_MS=${DRAIN_WINDOW_MS:-3000}
 export RETRY_MS=${RETRY_MS:-500} RETRY_JITTER_MS=${RETRY_JITTER_MS:-500}

@@ -4,6 +4,7 @@
  * (the README settings table is generated from it and checked by a test).
  */
 import { createPublicKey, type KeyObject } from 'node:crypto'
+import { isIP } from 'node:net'
 import { ConfigError } from './errors.js'
 import { isValidTopicName } from './channels.js'
 
@@ -41,7 +42,7 @@ export const SETTINGS = [
   { env: 'MAX_CONNECTIONS', kind: 'int', default: '20000', min: 1, max: 10000000, description: 'Most open streams on this replica; beyond it new streams are told to retry (EventSource) or get 503.' },
   { env: 'MAX_CONNECTIONS_PER_USER', kind: 'int', default: '32', min: 1, max: 100000, description: 'Most open streams per token `sub` on this replica; beyond it: 429 `SSEGW_ERR_TOO_MANY_CONNECTIONS`.' },
   { env: 'CONNECT_RATE_PER_IP', kind: 'int', default: '0', min: 0, max: 1000000, description: 'Most new streams per client IP per second (0: no limit); beyond it: 429 `SSEGW_ERR_RATE_LIMITED` with `Retry-After`. Behind a proxy set `TRUST_PROXY`.' },
-  { env: 'TRUST_PROXY', kind: 'bool', default: 'false', description: 'Take the client IP from `X-Forwarded-For` (set when a load balancer you control is in front).' },
+  { env: 'TRUST_PROXY', kind: 'string', default: 'false', description: 'Which proxies in front may tell the client address in `X-Forwarded-For` (what `CONNECT_RATE_PER_IP` counts and logs show): `false` (none: the peer address), or the proxies\' addresses and CIDRs, comma-separated (`127.0.0.1`, `10.0.0.0/8`, and the names `loopback`, `linklocal`, `uniquelocal` for those ranges). The client is the nearest address that is not a trusted proxy. `true` trusts every hop, so any client can choose its address: avoid it.' },
   { env: 'HEADERS_TIMEOUT_MS', kind: 'int', default: '10000', min: 1000, max: 300000, description: 'How long a client may take to send its request line and headers; a slower one gets 408 and is disconnected (a client that drips its headers holds a connection for free otherwise).' },
   { env: 'HEARTBEAT_INTERVAL_MS', kind: 'int', default: '15000', min: 1000, max: 300000, description: 'Interval of the heartbeat comment that keeps proxies from closing idle streams.' },
   { env: 'RETRY_MS', kind: 'int', default: '2000', min: 0, max: 600000, description: 'Base reconnect delay sent as `retry:`.' },
@@ -98,7 +99,8 @@ export interface Config {
   readonly maxConnections: number
   readonly maxConnectionsPerUser: number
   readonly connectRatePerIp: number
-  readonly trustProxy: boolean
+  /** Fastify's `trustProxy`: false, true (every hop), or the proxies' addresses and CIDRs. */
+  readonly trustProxy: boolean | readonly string[]
   readonly headersTimeoutMs: number
   readonly heartbeatIntervalMs: number
   readonly retryMs: number
@@ -206,7 +208,7 @@ export function loadConfig (env: Raw): Config {
     maxConnections: num('MAX_CONNECTIONS'),
     maxConnectionsPerUser: num('MAX_CONNECTIONS_PER_USER'),
     connectRatePerIp: num('CONNECT_RATE_PER_IP'),
-    trustProxy: v.TRUST_PROXY as boolean,
+    trustProxy: parseTrustProxy(str('TRUST_PROXY')),
     headersTimeoutMs: num('HEADERS_TIMEOUT_MS'),
     heartbeatIntervalMs: num('HEARTBEAT_INTERVAL_MS'),
     retryMs: num('RETRY_MS'),
@@ -231,6 +233,32 @@ export function loadConfig (env: Raw): Config {
     logLevel: str('LOG_LEVEL'),
     demoEnabled: (v.DEMO_ENABLED as boolean | undefined) ?? (env.REDIS_URL === undefined || env.REDIS_URL.trim() === ''),
   })
+}
+
+const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/**
+ * TRUST_PROXY: false | true | addresses and CIDRs (see SETTINGS). No hop
+ * count: it cannot tell a proxy from a client that connects directly and
+ * writes its own X-Forwarded-For (Fastify treats one as trusting nothing).
+ */
+function parseTrustProxy (text: string): boolean | readonly string[] {
+  if (/^(false|no|off|0)$/i.test(text)) return false
+  if (/^(true|yes|on)$/i.test(text)) return true
+  if (/^\d+$/.test(text)) {
+    throw new ConfigError(`TRUST_PROXY=${text} looks like a hop count; give the proxies' addresses or CIDRs instead (127.0.0.1, 10.0.0.0/8, loopback): a hop count cannot tell a proxy from a client that connects directly`)
+  }
+  const entries = text.split(',').map(e => e.trim()).filter(e => e.length > 0)
+  for (const e of entries) {
+    if (PROXY_RANGES.has(e)) continue
+    const [address, bits, extra] = e.split('/')
+    const family = isIP(address ?? '')
+    const maxBits = family === 4 ? 32 : 128
+    if (family === 0 || extra !== undefined || (bits !== undefined && !(/^\d{1,3}$/.test(bits) && Number(bits) <= maxBits))) {
+      throw new ConfigError(`TRUST_PROXY has "${e}", which is not an address, a CIDR (10.0.0.0/8) or loopback, linklocal, uniquelocal: give false, the number of proxies in front (1), or their addresses`)
+    }
+  }
+  return Object.freeze(entries)
 }
 
 const REDIS_SCHEMES = ['redis:', 'rediss:', 'unix:']

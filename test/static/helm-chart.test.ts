@@ -145,6 +145,15 @@ t.test('default render: well-formed Kubernetes objects', async t => {
   t.match(r.notes, /only PUBLIC_TOPICS can be read/, 'NOTES warn when no JWT key is set')
 })
 
+t.test('TRUST_PROXY follows the chart\'s topology: private addresses behind its own Ingress or HTTPRoute, nothing otherwise, an explicit value as given', async t => {
+  const trust = (values: Obj): unknown => envOf(one(renderChart(chartDir, { values }), 'Deployment').spec.template.spec.containers[0]).get('TRUST_PROXY')?.value
+  t.equal(trust({}), undefined, 'no ingress: not set (the gateway trusts no proxy)')
+  t.equal(trust({ ingress: { enabled: true } }), 'uniquelocal', 'behind the chart\'s Ingress')
+  t.equal(trust({ httpRoute: { enabled: true, parentRefs: [{ name: 'gw' }] } }), 'uniquelocal', 'behind the chart\'s HTTPRoute')
+  t.equal(trust({ ingress: { enabled: true }, config: { TRUST_PROXY: '10.42.0.0/16' } }), '10.42.0.0/16', 'an explicit value wins')
+  t.equal(trust({ config: { TRUST_PROXY: 'false' } }), 'false')
+})
+
 t.test('render with every optional feature on', async t => {
   const r = renderChart(chartDir, { values: ALL_ON, releaseName: 'rt', namespace: 'realtime' })
   checkObjects(t, r)

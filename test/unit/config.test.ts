@@ -86,7 +86,8 @@ t.test('defaults: an empty environment gives a working configuration', async t =
     if (JWT_SETTINGS.has(s.env) || s.default === undefined) continue
     const key = configKey(s.env)
     t.ok(key in record, `${s.env} is in the config as ${key}`)
-    const want = s.kind === 'int' ? Number(s.default) : s.kind === 'bool' ? /^(1|true|yes|on)$/i.test(s.default) : s.default
+    // TRUST_PROXY's default, "false", is parsed into Fastify's form.
+    const want = s.env === 'TRUST_PROXY' ? false : s.kind === 'int' ? Number(s.default) : s.kind === 'bool' ? /^(1|true|yes|on)$/i.test(s.default) : s.default
     t.equal(record[key], want, `${s.env} defaults to ${s.default}`)
   }
 })
@@ -330,3 +331,26 @@ t.test('README.md holds exactly settingsTable() between the settings-table marke
 // Type-level guard: the fields the tests above read exist on Config.
 const _typecheck: Array<keyof Config> = ['port', 'jwt', 'publicTopics', 'corsOrigins', 'topicsClaim', 'tokenCookie', 'keyPrefix', 'logLevel']
 void _typecheck
+
+t.test('TRUST_PROXY: false, true, or the proxies\' addresses; a hop count or a bad address names the variable', async t => {
+  t.equal(loadConfig({}).trustProxy, false)
+  for (const off of ['false', 'no', '0', 'off']) t.equal(loadConfig({ TRUST_PROXY: off }).trustProxy, false, off)
+  t.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true)
+  t.same(loadConfig({ TRUST_PROXY: '127.0.0.2' }).trustProxy, ['127.0.0.2'])
+  t.same(loadConfig({ TRUST_PROXY: ' 10.0.0.0/8, ::1 ,loopback,fd00::/8 ' }).trustProxy, ['10.0.0.0/8', '::1', 'loopback', 'fd00::/8'])
+  t.ok(Object.isFrozen(loadConfig({ TRUST_PROXY: 'uniquelocal' }).trustProxy))
+  for (const bad of ['1', '2', '10.0.0.0/33', '10.0.0/8', 'nginx', '1.2.3.4/8/1', '::1/129']) {
+    rejects(t, { TRUST_PROXY: bad }, 'TRUST_PROXY')
+  }
+  rejects(t, { TRUST_PROXY: '1' }, 'TRUST_PROXY', /hop count/)
+})
+
+t.test('REDIS_URL: one standalone Redis URL; other schemes and lists are refused without echoing the value', async t => {
+  for (const ok of ['redis://127.0.0.1:6379', 'redis://:pw@h:1/2', 'rediss://user:pw@host:6380', 'unix:///tmp/redis.sock', 'redis://h']) {
+    t.equal(loadConfig({ REDIS_URL: ok }).redisUrl, ok, ok)
+  }
+  for (const bad of ['redis-sentinel://s:26379/m', 'redis+cluster://h:7000', 'http://h:6379', 'redis://a:1,redis://b:2', 'redis://a:1 redis://b:2', 'h:6379', 'unix://', 'unix://host/path', 'redis://h/notadb', 'redis://']) {
+    rejects(t, { REDIS_URL: bad }, 'REDIS_URL', /^REDIS_URL\b/)
+  }
+  t.notMatch(configError(t, { REDIS_URL: 'http://user:s3cret@h:6379' })?.message, /s3cret/, 'never the password')
+})
