@@ -75,9 +75,17 @@ function createSource (config: Config, logger: Logger, metrics: Metrics): Stream
     count: config.readerCount,
     mode: config.readerMode,
     logger: logger.child({ component: 'redis' }),
+    probeIntervalMs: config.readerProbeIntervalMs,
     onRead: s => { metrics.xreadSeconds.observe(s) },
     onReaderError: () => { metrics.readerErrors.inc() },
     onReconnect: () => { metrics.redisReconnects.inc() },
+    onStall: reason => { metrics.liveStalls.inc({ reason }) },
+    onModeChange: (mode, because) => {
+      metrics.readerMode.set({ mode }, 1)
+      metrics.readerMode.set({ mode: mode === 'notify' ? 'block' : 'notify' }, 0)
+      if (because !== 'start') metrics.readerModeChanges.inc({ mode, because })
+    },
+    onDataLost: () => { metrics.dataLost.inc() },
   })
 }
 
@@ -231,12 +239,16 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
 
   const internal = Fastify({ logger: false })
   internal.get('/livez', async () => ({ status: 'ok' }))
-  metrics.readyNow = () => source.state === 'ready' && !draining
+  // Ready: connected, live reads proven to flow, not draining. The
+  // in-memory engine is always ready: only draining takes it out.
+  const ready = (): boolean => source.state === 'ready' && source.liveReason === undefined && !draining
+  metrics.readyNow = ready
   metrics.connectionsLimit.set(config.maxConnections)
   internal.get('/readyz', async (_request, reply) => {
-    // The in-memory engine is always ready: only draining takes it out.
-    const ok = source.state === 'ready' && !draining
-    const engine = source instanceof MemorySource ? { engine: 'memory' } : { redis: source.state }
+    const ok = ready()
+    const engine = source instanceof MemorySource
+      ? { engine: 'memory' }
+      : { redis: source.state, live: source.liveReason ?? 'flowing', ...(source instanceof RedisSource && source.mode !== undefined ? { reader: source.mode } : {}) }
     return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not-ready', ...engine, draining })
   })
   internal.get('/metrics', async (_request, reply) => {

@@ -6,7 +6,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
 export type DeliverySource = 'live' | 'replay'
-export type GapReason = 'trimmed' | 'missing' | 'ahead' | 'invalid-cursor'
+export type GapReason = 'trimmed' | 'missing' | 'ahead' | 'invalid-cursor' | 'reset'
 export type CloseReason = 'client-closed' | 'token-expired' | 'slow-client' | 'shutdown' | 'source-error'
 export type AuthFailure = 'missing' | 'invalid' | 'expired' | 'not-configured' | 'forbidden'
 
@@ -30,6 +30,10 @@ export class Metrics {
   readonly readerErrors: Counter
   readonly redisReconnects: Counter
   readonly xreadSeconds: Histogram
+  readonly liveStalls: Counter<'reason'>
+  readonly readerMode: Gauge<'mode'>
+  readonly readerModeChanges: Counter<'mode' | 'because'>
+  readonly dataLost: Counter
   readonly unavailable: Counter<'reason'>
   readonly ready: Gauge
   readonly connectionsLimit: Gauge
@@ -93,10 +97,14 @@ export class Metrics {
     this.unavailable = new Counter({ name: `${p}unavailable_answers_total`, help: 'New streams told to come back later, by reason (draining, at-capacity, source-unavailable)', labelNames: ['reason'], registers })
     this.ready = new Gauge({
       name: `${p}ready`,
-      help: '1 when this replica is ready (Redis reachable, not draining), else 0',
+      help: '1 when this replica is ready (Redis reachable, live reads flowing, not draining), else 0',
       registers,
       collect () { this.set(self.readyNow() ? 1 : 0) },
     })
+    this.liveStalls = new Counter({ name: `${p}live_stalls_total`, help: 'Times live reads stopped flowing and the replica became not ready, by reason (reader-error, probe-timeout, probe-error, not-standalone, server-check)', labelNames: ['reason'], registers })
+    this.readerMode = new Gauge({ name: `${p}reader_mode`, help: 'The live reader in use: 1 for its mode (block, notify), 0 for the other', labelNames: ['mode'], registers })
+    this.readerModeChanges = new Counter({ name: `${p}reader_mode_changes_total`, help: 'Live reader changes after start-up, by new mode and cause (server-setting: notify-keyspace-events changed; probe-timeout: notifications stopped arriving)', labelNames: ['mode', 'because'], registers })
+    this.dataLost = new Counter({ name: `${p}redis_data_lost_total`, help: 'Times Redis came back without the data this replica had read (a new epoch: restarted without persistence, flushed); every connected client was told with gateway.gap', registers })
     this.connectionsLimit = new Gauge({ name: `${p}connections_limit`, help: 'MAX_CONNECTIONS of this replica', registers })
     this.deliveryLag = new Histogram({
       name: `${p}delivery_lag_seconds`,

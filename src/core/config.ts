@@ -52,6 +52,7 @@ export const SETTINGS = [
   { env: 'READER_SHARDS', kind: 'int', default: '4', min: 1, max: 64, description: 'Blocking Redis connections that share the stream keys read by this replica.' },
   { env: 'READER_BLOCK_MS', kind: 'int', default: '5000', min: 100, max: 60000, description: 'BLOCK timeout of each shard\'s XREAD; also bounds how long a released key is still read.' },
   { env: 'READER_BLOCK_MAX_KEYS_PER_SECOND', kind: 'int', default: '75000', min: 0, max: 100000000, description: 'Blocking reader only: most stream keys this replica lists to Redis per second, over all shards. Each XREAD lists every key of its shard and Redis spends about 2 µs per key listed, so with thousands of keys a shard waits between reads (up to keys × shards / this value: 133 ms at 10,000 keys) instead of taking a Redis core. Per replica: replicas add up. 0 never waits. The notify reader has no such cost.' },
+  { env: 'READER_PROBE_INTERVAL_MS', kind: 'int', default: '5000', min: 0, max: 600000, description: 'Every this many ms the replica writes a probe entry under `<prefix>__gateway:` and checks that its live reader sees it: a replica whose live reads stop (Redis frozen, reads failing, keyspace notifications switched off) is not ready until they flow again, and a notify reader whose notifications stopped falls back to blocking reads. 0 turns the probe off (readiness then follows read errors only).' },
   { env: 'READER_COUNT', kind: 'int', default: '512', min: 1, max: 100000, description: 'Most entries read per key by one XREAD.' },
   { env: 'CATCHUP_PAGE_SIZE', kind: 'int', default: '500', min: 1, max: 100000, description: 'Entries per XRANGE page when a client resumes or catches up.' },
   { env: 'MAX_CONCURRENT_CATCHUPS', kind: 'int', default: '32', min: 1, max: 10000, description: 'Most catch-up reads in flight at once on this replica, so a reconnect storm cannot starve live delivery.' },
@@ -111,6 +112,7 @@ export interface Config {
   readonly readerBlockMs: number
   readonly readerBlockMaxKeysPerSecond: number
   readonly readerCount: number
+  readonly readerProbeIntervalMs: number
   readonly maxEventBytes: number
   readonly catchupPageSize: number
   readonly historyMaxEntries: number
@@ -219,6 +221,7 @@ export function loadConfig (env: Raw): Config {
     readerBlockMs: num('READER_BLOCK_MS'),
     readerBlockMaxKeysPerSecond: num('READER_BLOCK_MAX_KEYS_PER_SECOND'),
     readerCount: num('READER_COUNT'),
+    readerProbeIntervalMs: num('READER_PROBE_INTERVAL_MS'),
     maxEventBytes: num('MAX_EVENT_BYTES'),
     catchupPageSize: num('CATCHUP_PAGE_SIZE'),
     historyMaxEntries: num('HISTORY_MAX_ENTRIES'),

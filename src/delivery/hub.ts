@@ -85,6 +85,8 @@ export class Page extends Batch {
 export interface Subscriber {
   /** New entries of `key` that follow `prevId`, in order. */
   onBatch (key: string, prevId: StreamId, batch: Batch): void
+  /** The source lost `key`'s history (a new epoch): it starts over from 0-0. */
+  onReset (key: string): void
 }
 
 export type SkipReason = 'no-data' | 'bad-event-name' | 'too-large'
@@ -154,6 +156,24 @@ export class Hub {
   constructor (private readonly source: StreamSource, private readonly opts: HubOptions) {
     this.reads = new Semaphore(opts.maxConcurrentReads)
     source.setListener((key, entries) => { this.dispatch(key, entries) })
+    source.setResetListener?.(() => { this.reset() })
+  }
+
+  /**
+   * When the source's current dataset began (see StreamSource.epochMs):
+   * a resume cursor older than this may point into lost history.
+   */
+  get epochMs (): number | undefined {
+    return this.source.epochMs
+  }
+
+  /** The source lost its data: every key starts over, and its subscribers are told. */
+  private reset (): void {
+    for (const [key, state] of this.keys) {
+      state.position = ZERO_ID
+      if (state.one !== undefined) state.one.onReset(key)
+      else if (state.many !== undefined) for (const s of state.many) s.onReset(key)
+    }
   }
 
   /** Keys with at least one subscriber. */

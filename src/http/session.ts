@@ -16,7 +16,7 @@ import type { Logger } from 'pino'
 import type { Channel } from '../core/channels.js'
 import { channelHash, encodeCursor, encodeSegment, type DecodedCursor } from '../core/cursor.js'
 import { CONTROL_EVENT_PREFIX, HEARTBEAT, formatEvent, formatIdLine, formatRetry, httpChunk } from '../core/frame.js'
-import { ZERO_ID, compareIds, cursorForTime, idBefore, isTimeCursor, type StreamId } from '../core/stream-id.js'
+import { ZERO_ID, compareIds, cursorForTime, idBefore, idMs, isTimeCursor, type StreamId } from '../core/stream-id.js'
 import { Deadlines, type DeadlineSlot } from '../core/deadlines.js'
 import type { Batch, Hub, Subscriber } from '../delivery/hub.js'
 import type { CloseReason, DeliverySource, GapReason, Metrics } from '../metrics.js'
@@ -93,6 +93,11 @@ export class Session implements Subscriber, DeadlineSlot {
   /** Until subscribe() has used them. */
   private start_: { resume: DecodedCursor | null | undefined, history: HistoryRequest | undefined } | undefined
   private readonly resumed: boolean
+  /**
+   * Newest time (ms) among the resume cursor's positions: the cursor was
+   * made after it. Undefined when not resuming, or when every position is 0-0.
+   */
+  private resumedFromMs: number | undefined
   private readonly expiresAtMs: number | undefined
   private res: ServerResponse | undefined
   private started = false
@@ -176,6 +181,12 @@ export class Session implements Subscriber, DeadlineSlot {
     const invalid = resume === null || (resume?.kind === 'bare' && this.channels.length !== 1)
     const history = resume === undefined ? this.start_?.history : undefined
     this.start_ = undefined
+    if (resume != null) {
+      let newest = -1
+      if (resume.kind === 'bare') newest = idMs(resume.id)
+      else for (const id of resume.positions.values()) newest = Math.max(newest, idMs(id))
+      if (newest > 0) this.resumedFromMs = newest
+    }
     await Promise.all(this.channels.map(async (ch, i) => {
       let from: StreamId | undefined
       if (resume?.kind === 'bare' && !invalid) from = resume.id
@@ -229,6 +240,17 @@ export class Session implements Subscriber, DeadlineSlot {
       return
     }
     this.deliver(ch, batch, 'live')
+  }
+
+  onReset (key: string): void {
+    if (this.closed_) return
+    const ch = this.channelOf(key)
+    if (ch === undefined) return
+    // Whatever was after the cursor is gone; what the engine holds now is new.
+    this.setCursor(ch, ZERO_ID)
+    ch.verify = false
+    this.addGap(ch, 'reset')
+    if (this.started) void this.catchUp()
   }
 
   heartbeat (now: number, intervalMs: number): void {
@@ -432,6 +454,9 @@ export class Session implements Subscriber, DeadlineSlot {
           if (ch.verify) await this.verify(ch)
           if (this.closed_ || this.paused) return
         }
+        // The resume cursor has been checked against the epoch: later
+        // checks (a pause, an emptied range) concern this stream's own cursors.
+        this.resumedFromMs = undefined
         this.flushGaps()
         for (const ch of this.channels) {
           while (!this.closed_ && !this.paused) {
@@ -491,6 +516,17 @@ export class Session implements Subscriber, DeadlineSlot {
     // between there and the head. A gap moves the cursor here, so a client
     // reconnecting with the gap event's id is not told the same thing twice.
     const beforeHead = head === undefined ? ZERO_ID : idBefore(head)
+    // The resume cursor was made before the engine's current dataset began
+    // (Redis restarted without persistence, or was flushed, meanwhile):
+    // what this channel had then, and what was written while the client was
+    // away, may be gone, even where the channel was empty at connect and is
+    // empty now. Everything the engine holds now is after the cursor.
+    const epochMs = this.ctx.hub.epochMs
+    if (epochMs !== undefined && this.resumedFromMs !== undefined && this.resumedFromMs < epochMs && idMs(ch.cursor) < epochMs) {
+      this.setCursor(ch, beforeHead)
+      this.addGap(ch, 'reset')
+      return
+    }
     if (ch.cursor === beforeHead) return
     let reason: GapReason
     if (ch.cursor === ZERO_ID) {

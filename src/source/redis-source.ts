@@ -22,12 +22,30 @@
  * channel of each watched key and reads, with explicit ids, only the keys
  * that changed. Notifications are at-most-once, so every key is read again
  * after the subscriber reconnects, and once right after it is subscribed.
+ *
+ * Live reads must prove they flow (see LiveHealth): every
+ * READER_PROBE_INTERVAL_MS a probe entry is written where the live reader
+ * must see it (each shard's wake stream; the notify reader's probe stream,
+ * through a notification). A probe not seen in time makes the replica not
+ * ready; in notify mode it also means notifications stopped (a restart lost
+ * a `CONFIG SET notify-keyspace-events`), and the source falls back to
+ * blocking reads. After every reconnect, before any live read, the source
+ * checks what the server is (`redis_mode`), which reader suits it, and
+ * whether it still holds the data this replica read (the epoch, below).
+ *
+ * The epoch: `<prefix>__gateway:epoch` holds a random token and the Redis
+ * time at which it was written, set once per dataset (`SET NX`). A Redis
+ * that comes back without it (restarted without persistence, flushed) has
+ * lost history: every watched key starts over from 0-0 and its sessions are
+ * told (`gateway.gap`, reason `reset`); a cursor older than the epoch's
+ * time is checked against it at resume (see Session).
  */
 import { randomBytes } from 'node:crypto'
 import { Redis, type RedisOptions } from 'ioredis'
 import type { Logger } from 'pino'
-import { compareIds, type StreamId } from '../core/stream-id.js'
-import type { EntriesListener, RawEntry, SourceState, StreamSource } from './stream-source.js'
+import { ZERO_ID, compareIds, type StreamId } from '../core/stream-id.js'
+import { LiveHealth, errorSummary, type StallReason } from './live-health.js'
+import type { EntriesListener, RawEntry, ResetListener, SourceState, StreamSource } from './stream-source.js'
 
 export interface RedisSourceOptions {
   readonly url: string
@@ -49,17 +67,44 @@ export interface RedisSourceOptions {
   readonly onReaderError?: () => void
   /** Called each time the command connection starts reconnecting. */
   readonly onReconnect?: () => void
+  /**
+   * Every this many ms a probe entry proves that live reads flow (see the
+   * file header); 0 turns the probe off. Default 5000.
+   */
+  readonly probeIntervalMs?: number
+  /** Live reads stopped flowing (metrics). */
+  readonly onStall?: (reason: StallReason) => void
+  /** The live reader changed: `to` is the new mode, `because` why (metrics). */
+  readonly onModeChange?: (to: 'block' | 'notify', because: 'start' | 'server-setting' | 'probe-timeout') => void
+  /** Redis lost the data this replica read (a new epoch): metrics. */
+  readonly onDataLost?: () => void
 }
 
 type XReadReply = Array<[string, Array<[string, string[]]>]> | null
 
 export type ReaderMode = 'auto' | 'block' | 'notify'
 
-/** Reads watched keys live and reports their entries to the source. */
+/** Reads watched keys live and reports their entries to its host. */
 interface LiveReader {
   add (key: string, afterId: StreamId): void
   remove (key: string): void
+  /** Resolves once an entry written now has been read live (a proof of flow). */
+  probe (): Promise<void>
   close (): Promise<void>
+}
+
+/** What a live reader gets from the source: callbacks, not the source. */
+interface ReaderHost {
+  readonly opts: RedisSourceOptions
+  readonly health: LiveHealth
+  /** Entries of a watched key, in order (dropped once this reader is replaced). */
+  emit (key: string, entries: RawEntry[]): void
+  /** Settled while live reads may go on; pending after a reconnect until the server is checked. */
+  gate (): Promise<void> | undefined
+  /** Any connection to Redis closed: Redis may have restarted. */
+  connectionLost (): void
+  /** Appends to `key` (a wake or probe stream, MAXLEN 1, short expiry): its id. */
+  append (key: string): Promise<StreamId>
 }
 
 type Xread = (...args: string[]) => Promise<XReadReply>
@@ -95,47 +140,49 @@ class ReaderHealth {
   private failing = false
   private backoff = RECONNECT_BASE_MS
 
-  constructor (private readonly opts: RedisSourceOptions) {}
+  constructor (private readonly host: ReaderHost) {}
 
   /** Records a failed read; resolves when it is time to try again. */
   async failed (err: unknown): Promise<void> {
     if (!this.failing) {
       this.failing = true
-      this.opts.logger.error({ err: errorSummary(err) }, 'stream reader lost Redis; retrying with backoff, reading resumes from explicit ids')
+      this.host.opts.logger.error({ err: errorSummary(err) }, 'stream reader lost Redis; retrying with backoff, reading resumes from explicit ids')
     }
-    this.opts.onReaderError?.()
+    this.host.health.readerFailed(this, err)
+    this.host.opts.onReaderError?.()
     await sleep(this.backoff)
     this.backoff = Math.min(this.backoff * 2, RECONNECT_MAX_MS)
   }
 
   /** Records a read that answered, with its round trip since `started`. */
   succeeded (started: bigint): void {
-    this.opts.onRead?.(Number(process.hrtime.bigint() - started) / 1e9)
+    this.host.opts.onRead?.(Number(process.hrtime.bigint() - started) / 1e9)
     if (this.failing) {
       this.failing = false
-      this.opts.logger.info('stream reader reading again')
+      this.host.opts.logger.info('stream reader reading again')
+      this.host.health.readerSucceeded(this)
     }
     this.backoff = RECONNECT_BASE_MS
+  }
+
+  forget (): void {
+    this.host.health.forget(this)
   }
 }
 
 /**
- * Moves `key`'s position past the entries read and reports them. A key
- * re-added during the read may have a newer position: only what is after it
- * is kept, so nothing is reported twice.
- */
-/**
  * Emits the entries of a read of `key` that follow `current` (a read can
- * repeat ones already seen) and returns the new position, or undefined when
- * nothing was new.
+ * repeat ones already seen, and a key re-added during the read may have a
+ * newer position) and returns the new position, or undefined when nothing
+ * was new.
  */
-function advance (source: RedisSource, key: string, current: StreamId, entries: Array<[string, string[]]>): StreamId | undefined {
+function advance (host: ReaderHost, key: string, current: StreamId, entries: Array<[string, string[]]>): StreamId | undefined {
   const first = entries[0]
   if (first === undefined) return undefined
   const fresh = compareIds(first[0], current) > 0 ? entries : entries.filter(e => compareIds(e[0], current) > 0)
   const last = fresh[fresh.length - 1]
   if (last === undefined) return undefined
-  source.emit(key, fresh.map(toEntry))
+  host.emit(key, fresh.map(toEntry))
   return last[0]
 }
 
@@ -151,14 +198,16 @@ class Shard {
   private lost: ((err: Error) => void) | undefined
   /** performance.now() when the last XREAD was sent. */
   private lastSentAt = -Infinity
+  /** A probe waiting for its wake entry to be read (only the newest counts). */
+  private probing: { id: StreamId | undefined, resolve: () => void } | undefined
 
   constructor (
-    private readonly source: RedisSource,
+    private readonly host: ReaderHost,
     private readonly wakeKey: string,
-    private readonly opts: RedisSourceOptions,
     private readonly pacing: Pacing,
   ) {
-    this.health = new ReaderHealth(opts)
+    const opts = host.opts
+    this.health = new ReaderHealth(host)
     this.conn = createClient(opts.url, {
       connectionName: 'sse-gateway:reader',
       enableAutoPipelining: false,
@@ -174,6 +223,7 @@ class Shard {
       const lost = this.lost
       this.lost = undefined
       lost?.(new Error('Redis connection closed during XREAD'))
+      if (!this.closed) host.connectionLost()
     })
     void this.loop()
   }
@@ -188,24 +238,53 @@ class Shard {
     this.keys.delete(key)
   }
 
+  /**
+   * Writes an entry to this shard's wake stream and resolves once the read
+   * loop has read it: the shard's connection answers and its loop turns.
+   * An idle shard (no keys) reads its wake stream alone for it.
+   */
+  async probe (): Promise<void> {
+    const waiting = new Promise<void>(resolve => { this.probing = { id: undefined, resolve } })
+    const mine = this.probing
+    this.resumeIfIdle()
+    const id = await this.host.append(this.wakeKey)
+    if (mine === undefined || this.probing !== mine) return await waiting
+    if (compareIds(this.wakeId, id) >= 0) {
+      this.probing = undefined
+      mine.resolve()
+    } else mine.id = id
+    await waiting
+  }
+
+  private resumeIfIdle (): boolean {
+    const resume = this.idle
+    if (resume === undefined) return false
+    this.idle = undefined
+    resume()
+    return true
+  }
+
   private wake (): void {
-    if (this.idle !== undefined) {
-      const resume = this.idle
-      this.idle = undefined
-      resume()
-      return
-    }
+    if (this.resumeIfIdle()) return
     if (!this.inFlight || this.wakeQueued) return
     this.wakeQueued = true
     // Coalesce every key added in this tick into one wake.
-    process.nextTick(() => { this.source.sendWake(this.wakeKey) })
+    process.nextTick(() => {
+      this.host.append(this.wakeKey).catch(() => { /* logged once by the source */ })
+    })
   }
 
   private async loop (): Promise<void> {
     while (!this.closed) {
-      if (this.keys.size === 0) {
+      if (this.keys.size === 0 && this.probing === undefined) {
         await new Promise<void>(resolve => { this.idle = resolve })
         continue
+      }
+      // After a reconnect: no read until the source has checked the server.
+      const gate = this.host.gate()
+      if (gate !== undefined) {
+        await gate
+        if (this.closed) return
       }
       // Redis spends about 2 µs per key an XREAD lists, blocked or not: with
       // thousands of keys, reading again at once would take a Redis core.
@@ -217,10 +296,11 @@ class Shard {
         this.pacing.paced(this.keys.size, wait)
         await sleep(wait)
         if (this.closed) return
-        if (this.keys.size === 0) continue
+        if (this.keys.size === 0 && this.probing === undefined) continue
       }
       this.lastSentAt = performance.now()
-      const args: string[] = ['COUNT', String(this.opts.count), 'BLOCK', String(this.opts.blockMs), 'STREAMS']
+      const opts = this.host.opts
+      const args: string[] = ['COUNT', String(opts.count), 'BLOCK', String(opts.blockMs), 'STREAMS']
       const ids: string[] = []
       for (const [key, id] of this.keys) { args.push(key); ids.push(id) }
       args.push(this.wakeKey)
@@ -235,11 +315,12 @@ class Shard {
         const read = (this.conn as unknown as { xread: Xread }).xread(...args)
         const lost = new Promise<never>((_resolve, reject) => { this.lost = reject })
         // Watchdog: a read that outlives BLOCK by this much is on a dead
-        // connection (a silent network failure): drop it and reconnect.
+        // connection (a silent network failure, a frozen server): drop it
+        // and reconnect.
         watchdog = setTimeout(() => {
           this.conn.disconnect(true)
           this.lost?.(new Error(`XREAD gave no answer within READER_BLOCK_MS + ${WATCHDOG_GRACE_MS} ms`))
-        }, this.opts.blockMs + WATCHDOG_GRACE_MS)
+        }, opts.blockMs + WATCHDOG_GRACE_MS)
         watchdog.unref()
         reply = await Promise.race([read, lost])
         clearTimeout(watchdog)
@@ -259,11 +340,16 @@ class Shard {
         if (key === this.wakeKey) {
           const last = entries[entries.length - 1]
           if (last !== undefined) this.wakeId = last[0]
+          const probing = this.probing
+          if (probing?.id !== undefined && compareIds(this.wakeId, probing.id) >= 0) {
+            this.probing = undefined
+            probing.resolve()
+          }
           continue
         }
         const current = this.keys.get(key)
         if (current === undefined) continue
-        const next = advance(this.source, key, current, entries)
+        const next = advance(this.host, key, current, entries)
         if (next !== undefined) this.keys.set(key, next)
       }
     }
@@ -271,18 +357,14 @@ class Shard {
 
   async close (): Promise<void> {
     this.closed = true
-    this.idle?.()
+    this.health.forget()
+    this.resumeIfIdle()
     this.conn.disconnect()
   }
 }
 
 function toEntry (e: [string, string[]]): RawEntry {
   return { id: e[0], fields: e[1] }
-}
-
-function errorSummary (err: unknown): { message: string, code?: string } {
-  if (err instanceof Error) return { message: err.message, ...('code' in err ? { code: String((err as { code: unknown }).code) } : {}) }
-  return { message: String(err) }
 }
 
 async function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
@@ -334,10 +416,11 @@ class ShardedReader implements LiveReader {
   private readonly shards: Shard[]
   private readonly owner = new Map<string, Shard>()
 
-  constructor (source: RedisSource, instance: string, opts: RedisSourceOptions) {
+  constructor (host: ReaderHost, instance: string) {
+    const opts = host.opts
     const pacing = new Pacing(opts.maxKeysPerSecond ?? 0, opts.shards, opts.logger)
     this.shards = Array.from({ length: opts.shards }, (_, i) =>
-      new Shard(source, `${opts.keyPrefix}__gateway:wake:${instance}:${i}`, opts, pacing))
+      new Shard(host, `${opts.keyPrefix}__gateway:wake:${instance}:${i}`, pacing))
   }
 
   add (key: string, afterId: StreamId): void {
@@ -354,6 +437,11 @@ class ShardedReader implements LiveReader {
     if (shard === undefined) return
     this.owner.delete(key)
     shard.remove(key)
+  }
+
+  /** Every shard reads an entry written to its wake stream now. */
+  async probe (): Promise<void> {
+    await Promise.all(this.shards.map(s => s.probe()))
   }
 
   async close (): Promise<void> {
@@ -382,6 +470,12 @@ class NotifyKey {
   constructor (readonly key: string, public afterId: StreamId) {}
 }
 
+/** The notify reader's own probe stream: read like a watched key, never emitted. */
+class ProbeKey extends NotifyKey {
+  /** The probe entry to wait for, and who waits. */
+  waiting: { id: StreamId | undefined, resolve: () => void } | undefined
+}
+
 class NotifyReader implements LiveReader {
   private readonly keys = new Map<string, NotifyKey>()
   /**
@@ -401,22 +495,28 @@ class NotifyReader implements LiveReader {
   private scheduled = false
   private closed = false
   private readonly health: ReaderHealth
+  private readonly opts: RedisSourceOptions
   private readonly flushNow = (): void => {
     this.scheduled = false
     this.flush()
   }
 
+  private readonly probeKey: ProbeKey
+
   constructor (
-    private readonly source: RedisSource,
+    private readonly host: ReaderHost,
     db: number,
-    private readonly opts: RedisSourceOptions,
+    instance: string,
   ) {
-    this.health = new ReaderHealth(opts)
+    const opts = host.opts
+    this.opts = opts
+    this.health = new ReaderHealth(host)
     this.countText = String(opts.count)
     // A read fails during an outage (the loop backs off and marks its keys
     // again) instead of waiting forever.
     this.reader = createClient(opts.url, { ...REQUEST_REPLY, connectionName: 'sse-gateway:notify-reader', enableAutoPipelining: false })
     this.reader.on('error', () => { /* reported by the read loop */ })
+    this.reader.on('close', () => { if (!this.closed) host.connectionLost() })
     this.channelPrefix = `__keyspace@${db}__:`
     this.sub = createClient(opts.url, {
       connectionName: 'sse-gateway:notify',
@@ -424,6 +524,7 @@ class NotifyReader implements LiveReader {
       autoResubscribe: true,
     })
     this.sub.on('error', () => { /* the command connection reports outages */ })
+    this.sub.on('close', () => { if (!this.closed) host.connectionLost() })
     let connectedBefore = false
     this.sub.on('ready', () => {
       // Notifications sent while we were away are lost: read every key again.
@@ -439,6 +540,26 @@ class NotifyReader implements LiveReader {
       const k = this.keys.get(channel.toString('utf8', prefixBytes))
       if (k !== undefined) this.markDirty(k)
     })
+    // Read only when its notification comes: a probe proves the whole path.
+    this.probeKey = new ProbeKey(`${opts.keyPrefix}__gateway:probe:${instance}`, ZERO_ID)
+    this.subscribe(this.probeKey)
+  }
+
+  /**
+   * Writes a probe entry and resolves once a notification made the reader
+   * read it: notifications arrive and reads answer.
+   */
+  async probe (): Promise<void> {
+    const k = this.probeKey
+    const waiting = new Promise<void>(resolve => { k.waiting = { id: undefined, resolve } })
+    const mine = k.waiting
+    const id = await this.host.append(k.key)
+    if (mine === undefined || k.waiting !== mine) return await waiting
+    if (compareIds(k.afterId, id) >= 0) {
+      k.waiting = undefined
+      mine.resolve()
+    } else mine.id = id
+    await waiting
   }
 
   add (key: string, afterId: StreamId): void {
@@ -448,11 +569,14 @@ class NotifyReader implements LiveReader {
       this.markDirty(known)
       return
     }
-    const k = new NotifyKey(key, afterId)
-    this.keys.set(key, k)
+    this.subscribe(new NotifyKey(key, afterId))
+  }
+
+  private subscribe (k: NotifyKey): void {
+    this.keys.set(k.key, k)
     // Entries written before the subscription took effect sent no
     // notification: read the key once it is in place.
-    this.sub.subscribe(this.channelPrefix + key).then(
+    this.sub.subscribe(this.channelPrefix + k.key).then(
       () => { this.markDirty(k) },
       () => { this.markDirty(k) },
     )
@@ -518,6 +642,8 @@ class NotifyReader implements LiveReader {
       args[3 + i] = k.key
       args[3 + n + i] = k.afterId
     }
+    const gate = this.host.gate()
+    if (gate !== undefined) await gate
     const started = process.hrtime.bigint()
     let reply: XReadReply
     try {
@@ -534,8 +660,12 @@ class NotifyReader implements LiveReader {
     for (const [key, entries] of reply ?? []) {
       const k = this.keys.get(key)
       if (k === undefined) continue
+      if (k === this.probeKey) {
+        this.probed(entries)
+        continue
+      }
       // The key's own string: the reply's copy dies young.
-      k.afterId = advance(this.source, k.key, k.afterId, entries) ?? k.afterId
+      k.afterId = advance(this.host, k.key, k.afterId, entries) ?? k.afterId
       // A full page: there may be more.
       if (entries.length >= this.opts.count) this.markDirty(k)
     }
@@ -543,8 +673,20 @@ class NotifyReader implements LiveReader {
     if (this.dirty.length > 0) this.scheduleFlush()
   }
 
+  private probed (entries: Array<[string, string[]]>): void {
+    const k = this.probeKey
+    const last = entries[entries.length - 1]
+    if (last !== undefined && compareIds(last[0], k.afterId) > 0) k.afterId = last[0]
+    const waiting = k.waiting
+    if (waiting?.id !== undefined && compareIds(k.afterId, waiting.id) >= 0) {
+      k.waiting = undefined
+      waiting.resolve()
+    }
+  }
+
   async close (): Promise<void> {
     this.closed = true
+    this.health.forget()
     this.sub.disconnect()
     this.reader.disconnect()
   }
@@ -558,18 +700,46 @@ export function notificationsCoverStreams (flags: string): boolean {
   return flags.includes('K') && (flags.includes('t') || flags.includes('A'))
 }
 
+/** What the epoch key holds: a random token, then the Redis time (ms) it was written. */
+function parseEpoch (value: string | null): { token: string, ms: number } | undefined {
+  if (value === null) return undefined
+  const colon = value.indexOf(':')
+  const ms = Number(value.slice(colon + 1))
+  return colon > 0 && Number.isFinite(ms) ? { token: value.slice(0, colon), ms } : undefined
+}
+
+const DEFAULT_PROBE_INTERVAL_MS = 5000
+
 export class RedisSource implements StreamSource {
   private readonly cmd: Redis
   private reader: LiveReader | undefined
+  /** Watched keys and the last id read live of each (where a new reader starts). */
   private readonly watched = new Map<string, StreamId>()
   private listener: EntriesListener = () => {}
+  private resetListener: ResetListener = () => {}
   /** The live reading strategy in use, once {@link start} has chosen it. */
   mode: 'block' | 'notify' | undefined
   private wakeFailed = false
   private readonly instance = randomBytes(6).toString('hex')
   state: SourceState = 'connecting'
+  readonly health: LiveHealth
+  private readonly epochKey: string
+  /** The epoch token this replica read under, once known. */
+  private epoch: string | undefined
+  /** Redis time (ms) at which the current dataset's epoch was written. */
+  epochMs: number | undefined
+  /** Pending while the server is being checked after a (re)connect: live reads wait. */
+  private gated: Promise<void> | undefined
+  private openGate: (() => void) | undefined
+  private checking = false
+  private closed = false
+  private probeTimer: NodeJS.Timeout | undefined
+  private readonly probeIntervalMs: number
 
   constructor (private readonly opts: RedisSourceOptions) {
+    this.health = new LiveHealth({ logger: opts.logger, onStall: opts.onStall })
+    this.epochKey = `${opts.keyPrefix}__gateway:epoch`
+    this.probeIntervalMs = opts.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS
     this.cmd = createClient(opts.url, { ...REQUEST_REPLY, connectionName: 'sse-gateway:commands', enableAutoPipelining: true })
     this.cmd.on('ready', () => {
       if (this.state !== 'ready') opts.logger.info('redis ready')
@@ -579,37 +749,239 @@ export class RedisSource implements StreamSource {
       if (this.state !== 'down') opts.logger.error({ err: errorSummary(err) }, 'redis unreachable')
       this.state = 'down'
     })
+    this.cmd.on('close', () => { if (!this.closed) this.connectionLost() })
     this.cmd.on('end', () => { this.state = 'down' })
     this.cmd.on('reconnecting', () => { opts.onReconnect?.() })
   }
 
+  /** Why live reads do not flow now, or undefined when they do (readiness). */
+  get liveReason (): string | undefined {
+    return this.health.reason
+  }
+
   /**
-   * Chooses the live reader. With `auto`, asks the server whether keyspace
-   * notifications cover streams (CONFIG GET, which managed Redis may refuse:
+   * Checks the server, chooses the live reader and starts the proof of flow.
+   * With `auto`, the reader follows keyspace notifications when the server
+   * has them on for streams (CONFIG GET, which managed Redis may refuse:
    * then sharded blocking reads, which work everywhere).
    */
   async start (): Promise<void> {
     if (this.reader !== undefined) return
     let mode: 'block' | 'notify' = this.opts.mode === 'notify' ? 'notify' : 'block'
-    if (this.opts.mode === 'auto') {
-      try {
-        const reply = await withTimeout(this.cmd.config('GET', 'notify-keyspace-events') as Promise<unknown>, 3000)
-        const flags = Array.isArray(reply) ? String(reply[1] ?? '') : ''
-        if (notificationsCoverStreams(flags)) mode = 'notify'
-      } catch (err) {
-        this.opts.logger.info({ err: errorSummary(err) }, 'cannot read notify-keyspace-events; using blocking reads')
-      }
+    this.closeGate()
+    try {
+      mode = await withTimeout(this.checkServer(), 3000)
+    } catch (err) {
+      // Redis is not there yet: start anyway; the check runs again at connect.
+      this.opts.logger.info({ err: errorSummary(err) }, 'cannot check the Redis server yet; live reads wait until it answers')
     }
+    this.useReader(mode, 'start')
+    this.scheduleProbe(0)
+  }
+
+  /**
+   * After a (re)connect, before any live read: what the server is, whether
+   * it still holds the data read so far (the epoch), and which live reader
+   * suits it. Resolves with the reader mode to use.
+   */
+  private async checkServer (): Promise<'block' | 'notify'> {
+    let serverMode: string | undefined
+    try {
+      const info = String(await this.cmd.info('server'))
+      serverMode = /^redis_mode:(\S+)/m.exec(info)?.[1]
+    } catch (err) {
+      // INFO may be withheld (ACLs); the probe and the reads still tell.
+      if (!/NOPERM|unknown command/i.test((err as Error).message)) throw err
+      if (/unknown command/i.test((err as Error).message)) serverMode = 'unknown'
+    }
+    this.health.serverMode(serverMode)
+    // A Cluster node or a Sentinel: not readable by this version, and not
+    // ready (LiveHealth says why); nothing more to check.
+    if (serverMode !== undefined && serverMode !== 'standalone') return 'block'
+    await this.checkEpoch()
+    let mode: 'block' | 'notify' = this.opts.mode === 'notify' ? 'notify' : 'block'
+    if (this.opts.mode !== 'block') {
+      let flags: string | undefined
+      try {
+        const reply = await (this.cmd.config('GET', 'notify-keyspace-events') as Promise<unknown>)
+        flags = Array.isArray(reply) ? String(reply[1] ?? '') : ''
+      } catch (err) {
+        if (this.opts.mode === 'auto' && this.mode === undefined) this.opts.logger.info({ err: errorSummary(err) }, 'cannot read notify-keyspace-events; using blocking reads')
+      }
+      if (flags !== undefined && notificationsCoverStreams(flags)) mode = 'notify'
+      else if (this.opts.mode === 'notify' && flags !== undefined) {
+        // Asked for, but the server does not publish them: reading by
+        // notification would deliver nothing.
+        mode = 'block'
+      } else if (this.opts.mode === 'notify') mode = this.mode ?? 'notify'
+      else mode = 'block'
+    }
+    return mode
+  }
+
+  /**
+   * Sets the epoch if the dataset has none (`SET NX`) and compares it with
+   * the one this replica read under. A different one (or none where one was)
+   * means Redis lost the data: every watched key starts over, and its
+   * sessions are told.
+   */
+  private async checkEpoch (): Promise<void> {
+    // Redis's clock, not ours: cursors hold Redis ids, and are compared with it.
+    const [seconds, micros] = await this.cmd.time() as [string | number, string | number]
+    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+    const mine = `${randomBytes(8).toString('hex')}:${now}`
+    const previous = await this.cmd.set(this.epochKey, mine, 'NX', 'GET') as string | null
+    const current = previous === null ? { token: mine.slice(0, mine.indexOf(':')), ms: now } : parseEpoch(previous)
+    if (current === undefined) {
+      // Not ours: written by something else. Take it as it is, as an epoch with no time.
+      this.epochMs = undefined
+      return
+    }
+    const before = this.epoch
+    this.epoch = current.token
+    this.epochMs = current.ms
+    if (before === undefined || before === current.token) return
+    this.opts.logger.error({ key: this.epochKey }, 'Redis lost its data (its epoch changed: restarted without persistence, flushed, or replaced): every watched stream starts over, and its clients are told with gateway.gap (reason reset)')
+    this.opts.onDataLost?.()
+    for (const key of this.watched.keys()) {
+      this.watched.set(key, ZERO_ID)
+      this.reader?.add(key, ZERO_ID)
+    }
+    this.resetListener()
+  }
+
+  /** Any connection dropped: until the server is checked again, no live read. */
+  private connectionLost (): void {
+    this.closeGate()
+  }
+
+  private closeGate (): void {
+    if (this.gated === undefined) this.gated = new Promise<void>(resolve => { this.openGate = resolve })
+    if (!this.checking) void this.recheck()
+  }
+
+  /** Runs the server check until it passes, then lets live reads go on. */
+  private async recheck (): Promise<void> {
+    this.checking = true
+    this.health.checking(true)
+    let backoff = RECONNECT_BASE_MS
+    try {
+      while (!this.closed) {
+        if (this.state !== 'ready') await this.ready(60000).catch(() => {})
+        if (this.closed) return
+        try {
+          const mode = await this.checkServer()
+          if (this.reader !== undefined && mode !== this.mode) this.useReader(mode, 'server-setting')
+          break
+        } catch (err) {
+          if (this.closed) return
+          this.opts.logger.debug({ err: errorSummary(err) }, 'server check failed; retrying')
+          await sleep(backoff)
+          backoff = Math.min(backoff * 2, RECONNECT_MAX_MS)
+        }
+      }
+    } finally {
+      this.checking = false
+      this.health.checking(false)
+      const open = this.openGate
+      this.gated = undefined
+      this.openGate = undefined
+      open?.()
+    }
+    // Prove the flow again now rather than at the next interval: readiness
+    // comes back as soon as reads do.
+    if (!this.closed && this.reader !== undefined) {
+      clearTimeout(this.probeTimer)
+      this.scheduleProbe(0)
+    }
+  }
+
+  /** Replaces the live reader (or makes the first): the new one starts where the old one got to. */
+  private useReader (mode: 'block' | 'notify', because: 'start' | 'server-setting' | 'probe-timeout'): void {
+    const old = this.reader
+    const previous = this.mode
+    const reader: LiveReader = mode === 'notify'
+      ? new NotifyReader(this.hostFor(() => this.reader === reader), this.cmd.options.db ?? 0, this.instance)
+      : new ShardedReader(this.hostFor(() => this.reader === reader), this.instance)
+    this.reader = reader
     this.mode = mode
-    this.reader = mode === 'notify'
-      ? new NotifyReader(this, (this.cmd.options.db ?? 0), this.opts)
-      : new ShardedReader(this, this.instance, this.opts)
-    for (const [key, id] of this.watched) this.reader.add(key, id)
-    this.opts.logger.info({ mode }, mode === 'notify'
-      ? 'live reads follow keyspace notifications (notify-keyspace-events covers streams)'
-      : this.opts.mode === 'auto'
-        ? 'live reads use sharded blocking XREAD; for many per-user channels enable keyspace notifications (CONFIG SET notify-keyspace-events Kt) so only changed keys are read'
-        : 'live reads use sharded blocking XREAD')
+    for (const [key, id] of this.watched) reader.add(key, id)
+    if (old !== undefined) {
+      void old.close()
+      this.opts.logger.error({ from: previous, to: mode, because }, because === 'probe-timeout'
+        ? 'keyspace notifications stopped arriving (was notify-keyspace-events lost in a restart?): live reads now use sharded blocking XREAD'
+        : `live reads now use ${mode === 'notify' ? 'keyspace notifications' : 'sharded blocking XREAD'}: the server's notify-keyspace-events ${mode === 'notify' ? 'covers' : 'no longer covers'} streams`)
+    } else {
+      this.opts.logger.info({ mode }, mode === 'notify'
+        ? 'live reads follow keyspace notifications (notify-keyspace-events covers streams)'
+        : this.opts.mode === 'auto'
+          ? 'live reads use sharded blocking XREAD; for many per-user channels enable keyspace notifications (CONFIG SET notify-keyspace-events Kt) so only changed keys are read'
+          : 'live reads use sharded blocking XREAD')
+    }
+    this.opts.onModeChange?.(mode, because)
+  }
+
+  private hostFor (current: () => boolean): ReaderHost {
+    return {
+      opts: this.opts,
+      health: this.health,
+      emit: (key, entries) => {
+        // A replaced reader's last reads are dropped: the new one read them too.
+        if (!current() || !this.watched.has(key)) return
+        this.watched.set(key, (entries[entries.length - 1] as RawEntry).id)
+        this.listener(key, entries)
+      },
+      gate: () => this.gated,
+      connectionLost: () => { if (current()) this.connectionLost() },
+      append: async key => await this.append(key),
+    }
+  }
+
+  /**
+   * The proof of flow, every probeIntervalMs: the live reader must read an
+   * entry written now within the interval (plus the blocking reader's pacing
+   * wait). In notify mode a probe that times out while the reads themselves
+   * answer means notifications stopped: fall back to blocking reads.
+   */
+  private scheduleProbe (delayMs: number): void {
+    if (this.probeIntervalMs <= 0 || this.closed) return
+    this.probeTimer = setTimeout(() => { void this.runProbe() }, delayMs)
+    this.probeTimer.unref()
+  }
+
+  private async runProbe (): Promise<void> {
+    const reader = this.reader
+    if (reader === undefined || this.closed) return
+    if (this.state !== 'ready' || this.gated !== undefined) {
+      // Not connected, or being checked: readiness already says so.
+      this.scheduleProbe(this.probeIntervalMs)
+      return
+    }
+    const timeoutMs = Math.max(this.probeIntervalMs, 1000) + (this.mode === 'block' ? this.opts.blockMs : 0)
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<'timeout'>(resolve => { timer = setTimeout(() => { resolve('timeout') }, timeoutMs) })
+    try {
+      const outcome = await Promise.race([reader.probe().then(() => 'seen' as const), timedOut])
+      if (this.reader !== reader || this.closed) return
+      if (outcome === 'seen') this.health.probed(undefined)
+      else if (this.gated === undefined && this.state === 'ready') {
+        this.health.probed('probe-timeout')
+        if (this.mode === 'notify' && this.health.reason === 'probe-timeout') this.useReader('block', 'probe-timeout')
+      }
+    } catch (err) {
+      if (this.reader !== reader || this.closed) return
+      if (/NOPERM/.test((err as Error).message)) {
+        // The probe needs XADD under the prefix, as the wake streams do.
+        this.opts.logger.warn({ err: errorSummary(err) }, `cannot write the probe stream: readiness cannot prove that live reads flow (grant XADD on ${this.opts.keyPrefix}__gateway:*)`)
+        this.health.probed(undefined)
+        return
+      }
+      // Not connected: the connection state already says so.
+      if (this.state === 'ready' && this.gated === undefined) this.health.probed('probe-error', err)
+    } finally {
+      clearTimeout(timer)
+    }
+    this.scheduleProbe(this.probeIntervalMs)
   }
 
   /** Resolves when the command connection is ready (or rejects after `ms`). */
@@ -631,23 +1003,27 @@ export class RedisSource implements StreamSource {
     this.listener = listener
   }
 
-  /** @internal called by shards */
-  emit (key: string, entries: RawEntry[]): void {
-    this.listener(key, entries)
+  setResetListener (listener: ResetListener): void {
+    this.resetListener = listener
   }
 
-  /** @internal called by shards: ends a shard's blocked read. */
-  sendWake (wakeKey: string): void {
-    this.cmd.multi()
-      .xadd(wakeKey, 'MAXLEN', '1', '*', 'w', '1')
-      .pexpire(wakeKey, 60000)
-      .exec()
-      .catch((err: unknown) => {
-        if (!this.wakeFailed) {
-          this.wakeFailed = true
-          this.opts.logger.warn({ err: errorSummary(err) }, `cannot write the wake stream ${wakeKey}: new keys are read within READER_BLOCK_MS instead of at once (grant XADD on ${this.opts.keyPrefix}__gateway:*)`)
-        }
-      })
+  /** XADD to a wake or probe stream (MAXLEN 1, expiring): its id. */
+  private async append (key: string): Promise<StreamId> {
+    try {
+      const reply = await this.cmd.multi()
+        .xadd(key, 'MAXLEN', '1', '*', 'w', '1')
+        .pexpire(key, 60000)
+        .exec()
+      const [err, id] = reply?.[0] ?? [new Error('no reply'), undefined]
+      if (err !== null && err !== undefined) throw err
+      return id as StreamId
+    } catch (err) {
+      if (!this.wakeFailed && /NOPERM/.test((err as Error).message)) {
+        this.wakeFailed = true
+        this.opts.logger.warn({ err: errorSummary(err) }, `cannot write the wake stream ${key}: new keys are read within READER_BLOCK_MS instead of at once (grant XADD on ${this.opts.keyPrefix}__gateway:*)`)
+      }
+      throw err
+    }
   }
 
   watch (key: string, afterId: StreamId): void {
@@ -707,6 +1083,11 @@ export class RedisSource implements StreamSource {
   }
 
   async close (): Promise<void> {
+    this.closed = true
+    clearTimeout(this.probeTimer)
+    const open = this.openGate
+    this.gated = undefined
+    open?.()
     await this.reader?.close()
     this.cmd.disconnect()
     this.state = 'down'

@@ -16,6 +16,9 @@ export type EntriesListener = (key: string, entries: readonly RawEntry[]) => voi
 
 export type SourceState = 'connecting' | 'ready' | 'down'
 
+/** The engine lost its data (a new epoch): every watched key starts over from 0-0. */
+export type ResetListener = () => void
+
 export interface StreamSource {
   /** Prepares live reading; called once before the first `watch`. */
   start? (): Promise<void>
@@ -48,6 +51,21 @@ export interface StreamSource {
   has (key: string, id: StreamId): Promise<boolean>
   /** Connection state, for readiness. */
   readonly state: SourceState
+  /**
+   * Why live reads do not flow although connected (a reader failing, a
+   * probe not seen in time, a server that cannot be read), or undefined
+   * when they flow. Readiness needs both. Engines without a live feed to
+   * prove leave it out.
+   */
+  readonly liveReason?: string | undefined
+  /**
+   * When the engine's current dataset began (ms, the engine's clock): a
+   * cursor older than it points into history the engine may have lost.
+   * Undefined where the engine cannot lose history without trimming.
+   */
+  readonly epochMs?: number | undefined
+  /** Sets the one listener told when the engine lost its data. */
+  setResetListener? (listener: ResetListener): void
   /** Number of keys being read live. */
   readonly watchedKeys: number
   close (): Promise<void>

@@ -62,7 +62,12 @@ for (const mode of ['block', 'notify'] as const) {
     for (let i = 0; i < 20; i++) await redis.client.xadd(`${prefix}topic:news`, '*', 'data', `restart-${i}`)
     await late.waitForEvents(21, 30000)
     t.same(late.events.slice(1).map(e => e.data), Array.from({ length: 20 }, (_, i) => `restart-${i}`), 'every entry written after the restart, in order')
-    const ready = await getJson(`${gw.internalUrl}/readyz`)
-    t.equal(ready.status, 200)
+    // Ready again once the reconnected reader has proven that reads flow.
+    let ready = await getJson(`${gw.internalUrl}/readyz`)
+    for (let i = 0; i < 100 && ready.status !== 200; i++) {
+      await sleep(100)
+      ready = await getJson(`${gw.internalUrl}/readyz`)
+    }
+    t.equal(ready.status, 200, `ready again (${JSON.stringify(ready.body)})`)
   })
 }
