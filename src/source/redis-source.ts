@@ -957,7 +957,11 @@ export class RedisSource implements StreamSource {
       this.scheduleProbe(this.probeIntervalMs)
       return
     }
-    const timeoutMs = Math.max(this.probeIntervalMs, 1000) + (this.mode === 'block' ? this.opts.blockMs : 0)
+    // A blocked read wakes at once for the probe, but a shard may first wait
+    // out its share of the key budget (Pacing): about watched keys / budget.
+    const budget = this.opts.maxKeysPerSecond ?? 0
+    const pacingMs = this.mode === 'block' && budget > 0 ? this.watched.size * 1000 / budget : 0
+    const timeoutMs = Math.max(this.probeIntervalMs, 1000) + pacingMs
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<'timeout'>(resolve => { timer = setTimeout(() => { resolve('timeout') }, timeoutMs) })
     try {

@@ -90,6 +90,7 @@ t.test('notify mode goes silent when Redis loses its runtime setting: after a re
   for (const c of clients) await c.stream.waitForEvents(20)
 
   await redis.kill()
+  await waitReady(gw, 503)
   await redis.restart()
   t.equal(await redis.client.config('GET', 'notify-keyspace-events').then(r => (r as string[])[1]), '', 'the restarted Redis has lost the runtime setting')
   await produce(redis, prefix, 'news', clients, 'after', 25)
@@ -144,6 +145,8 @@ for (const mode of ['block', 'notify'] as const) {
     // before the gateway may have read them.
     await produce(redis, prefix, 'news', clients, 'last', 1)
     await redis.kill()
+    const down = await waitReady(gw, 503)
+    t.ok(down.redis !== 'ready' || down.live !== 'flowing', `not ready while Redis is down, and says why (${JSON.stringify(down)})`)
     await redis.restart()
     for (const c of clients) {
       await c.stream.until(s => gapsOf(s).length >= 2, 30000, `${c.sub}: a gap for both channels`)
@@ -182,6 +185,7 @@ t.test('a Redis that lost data is not always told: a client away during an empty
   // Written while the client is away, then lost with everything else.
   await redis.client.xadd(`${prefix}user:away`, '*', 'data', 'away-1')
   await redis.kill()
+  await waitReady(gw, 503)
   await redis.restart()
   await waitReady(gw, 200)
   await eventually(async () => await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_data_lost_total') === 1, 20000, 'the loss seen')
