@@ -14,7 +14,7 @@ import { ConfigError, Errors, GatewayError, type ErrorSpec } from './core/errors
 import { Hub } from './delivery/hub.js'
 import { registerJwt } from './http/auth.js'
 import { demoRoute, generatedJwtSettings } from './http/demo-route.js'
-import { eventsRoute } from './http/events-route.js'
+import { eventsRoute, inTurn } from './http/events-route.js'
 import { publishRoute } from './http/publish-route.js'
 import { SessionRegistry } from './http/session.js'
 import { createLogger } from './log.js'
@@ -145,7 +145,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   })
   metrics.streamsReadNow = () => hub.size
   if (config.trustProxy === true && config.connectRatePerIp > 0) {
-    logger.warn('TRUST_PROXY=true takes the leftmost X-Forwarded-For address, which any client can write: CONNECT_RATE_PER_IP limits nothing. Set TRUST_PROXY to the number of proxies in front (1 behind one load balancer) or to their addresses')
+    logger.warn('TRUST_PROXY=true takes the leftmost X-Forwarded-For address, which any client can write: CONNECT_RATE_PER_IP limits nothing. Set TRUST_PROXY to the addresses or CIDRs of the proxies in front')
   }
   await source.start?.()
   const sessions = new SessionRegistry(config.heartbeatIntervalMs)
@@ -177,6 +177,9 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
       void (reply as FastifyReply).code(e.statusCode).send(e.toJSON())
     },
   })
+  // Before any other hook: a pipelined request runs in its turn (after the
+  // answer ahead of it), never behind a stream that does not end.
+  server.addHook('onRequest', inTurn(metrics, logger))
   // First: routes that plugins add (the CORS preflight route) take the
   // error handler in place when they are registered.
   server.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {

@@ -8,7 +8,8 @@ import { isIP } from 'node:net'
 import { ConfigError } from './errors.js'
 import { isValidTopicName } from './channels.js'
 
-type Kind = 'string' | 'int' | 'bool' | 'list' | 'secret' | 'enum'
+/** `proxies`: TRUST_PROXY's false, true or addresses (see parseTrustProxy). */
+type Kind = 'string' | 'int' | 'bool' | 'list' | 'secret' | 'enum' | 'proxies'
 
 interface FieldSpec {
   readonly env: string
@@ -42,7 +43,7 @@ export const SETTINGS = [
   { env: 'MAX_CONNECTIONS', kind: 'int', default: '20000', min: 1, max: 10000000, description: 'Most open streams on this replica; beyond it new streams are told to retry (EventSource) or get 503.' },
   { env: 'MAX_CONNECTIONS_PER_USER', kind: 'int', default: '32', min: 1, max: 100000, description: 'Most open streams per token `sub` on this replica; beyond it: 429 `SSEGW_ERR_TOO_MANY_CONNECTIONS`.' },
   { env: 'CONNECT_RATE_PER_IP', kind: 'int', default: '0', min: 0, max: 1000000, description: 'Most new streams per client IP per second (0: no limit); beyond it: 429 `SSEGW_ERR_RATE_LIMITED` with `Retry-After`. Behind a proxy set `TRUST_PROXY`.' },
-  { env: 'TRUST_PROXY', kind: 'string', default: 'false', description: 'Which proxies in front may tell the client address in `X-Forwarded-For` (what `CONNECT_RATE_PER_IP` counts and logs show): `false` (none: the peer address), or the proxies\' addresses and CIDRs, comma-separated (`127.0.0.1`, `10.0.0.0/8`, and the names `loopback`, `linklocal`, `uniquelocal` for those ranges). The client is the nearest address that is not a trusted proxy. `true` trusts every hop, so any client can choose its address: avoid it.' },
+  { env: 'TRUST_PROXY', kind: 'proxies', default: 'false', description: 'Which proxies in front may tell the client address in `X-Forwarded-For` (what `CONNECT_RATE_PER_IP` counts and logs show): `false` (none: the peer address), or the proxies\' addresses and CIDRs, comma-separated (`127.0.0.1`, `10.0.0.0/8`, and the names `loopback`, `linklocal`, `uniquelocal` for those ranges). The client is the nearest address that is not a trusted proxy. `true` trusts every hop, so any client can choose its address: avoid it.' },
   { env: 'HEADERS_TIMEOUT_MS', kind: 'int', default: '10000', min: 1000, max: 300000, description: 'How long a client may take to send its request line and headers; a slower one gets 408 and is disconnected (a client that drips its headers holds a connection for free otherwise).' },
   { env: 'HEARTBEAT_INTERVAL_MS', kind: 'int', default: '15000', min: 1000, max: 300000, description: 'Interval of the heartbeat comment that keeps proxies from closing idle streams.' },
   { env: 'RETRY_MS', kind: 'int', default: '2000', min: 0, max: 600000, description: 'Base reconnect delay sent as `retry:`.' },
@@ -258,7 +259,7 @@ function parseTrustProxy (text: string): boolean | readonly string[] {
     const family = isIP(address ?? '')
     const maxBits = family === 4 ? 32 : 128
     if (family === 0 || extra !== undefined || (bits !== undefined && !(/^\d{1,3}$/.test(bits) && Number(bits) <= maxBits))) {
-      throw new ConfigError(`TRUST_PROXY has "${e}", which is not an address, a CIDR (10.0.0.0/8) or loopback, linklocal, uniquelocal: give false, the number of proxies in front (1), or their addresses`)
+      throw new ConfigError(`TRUST_PROXY has "${e}", which is not an address, a CIDR (10.0.0.0/8) or loopback, linklocal, uniquelocal: give false, or the addresses of the proxies in front`)
     }
   }
   return Object.freeze(entries)

@@ -27,9 +27,9 @@ export const Errors = {
   HEADERS_TOO_LARGE: { code: 'SSEGW_ERR_HEADERS_TOO_LARGE', statusCode: 431 },
   INTERNAL: { code: 'SSEGW_ERR_INTERNAL', statusCode: 500 },
   /**
-   * A request pipelined behind an open stream on the same connection. Never
-   * answered (its answer would wait behind a stream that does not end): the
-   * code is the metric label and log field.
+   * A request pipelined behind an answer that never finished (an open
+   * stream) on the same connection, dropped when the connection closed.
+   * Never answered: the code is the metric label and log field.
    */
   STREAM_PIPELINED: { code: 'SSEGW_ERR_STREAM_PIPELINED', statusCode: 400 },
   DEMO_REQUEST_INVALID: { code: 'SSEGW_ERR_DEMO_REQUEST_INVALID', statusCode: 400 },

@@ -156,7 +156,7 @@ export class Hub {
   constructor (private readonly source: StreamSource, private readonly opts: HubOptions) {
     this.reads = new Semaphore(opts.maxConcurrentReads)
     source.setListener((key, entries) => { this.dispatch(key, entries) })
-    source.setResetListener?.(() => { this.reset() })
+    source.setResetListener?.(keys => { this.reset(keys) })
   }
 
   /**
@@ -167,10 +167,20 @@ export class Hub {
     return this.source.epochMs
   }
 
-  /** The source lost its data: every key starts over, and its subscribers are told. */
-  private reset (): void {
-    for (const [key, state] of this.keys) {
+  /**
+   * The source lost these keys' history: each starts over, and its
+   * subscribers are told. Every position first, then the subscribers: a
+   * session with several of these keys must see all of them reset.
+   */
+  private reset (keys: readonly string[]): void {
+    const states: Array<[string, KeyState]> = []
+    for (const key of keys) {
+      const state = this.keys.get(key)
+      if (state === undefined) continue
       state.position = ZERO_ID
+      states.push([key, state])
+    }
+    for (const [key, state] of states) {
       if (state.one !== undefined) state.one.onReset(key)
       else if (state.many !== undefined) for (const s of state.many) s.onReset(key)
     }

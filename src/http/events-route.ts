@@ -4,7 +4,6 @@
  * the 200, the session ends itself with a reason and never throws.
  */
 import { randomUUID } from 'node:crypto'
-import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { TopicPatterns, isValidTopicName, topicChannel, userChannel, type Channel } from '../core/channels.js'
@@ -41,19 +40,45 @@ const SSE_HEADERS = {
  * it must not become a second session, which would hold a slot and stream
  * keys with no socket to write to.
  */
-interface ConnectionStream {
-  readonly session: Session
-  readonly res: ServerResponse
-  /** Requests were dropped behind it: the connection ends with this answer. */
-  dropped: boolean
-}
+/** More requests than this waiting behind one connection's unfinished answer is abuse: the connection is closed. */
+const MAX_WAITING_PER_CONNECTION = 16
+const waitingOn = new WeakMap<Socket, number>()
 
-const streamOf = new WeakMap<Socket, ConnectionStream>()
-
-/** The session opening or open on this connection, if any. */
-function streamOn (connection: Socket): ConnectionStream | undefined {
-  const s = streamOf.get(connection)
-  return s === undefined || s.session.closed ? undefined : s
+/**
+ * An `onRequest` hook for every route: HTTP/1.1 answers a connection's
+ * requests in order, so a pipelined request whose answer must wait behind
+ * an earlier one (its response has no socket yet) does not run until that
+ * answer has finished. Behind an SSE stream that may be never: the request
+ * then costs nothing (no session, no slot, no key, no `POST /publish` run
+ * that the client would send again on a new connection) and is dropped
+ * when the connection closes, counted as `SSEGW_ERR_STREAM_PIPELINED`. If
+ * the stream ends first, it runs then, in order, as HTTP/1.1 wants.
+ */
+export function inTurn (metrics: Metrics, logger: Logger) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const res = reply.raw
+    if (res.socket !== null) return
+    const connection = request.raw.socket
+    const waiting = (waitingOn.get(connection) ?? 0) + 1
+    waitingOn.set(connection, waiting)
+    if (waiting > MAX_WAITING_PER_CONNECTION) connection.destroy()
+    await new Promise<void>(resolve => {
+      const done = (): void => {
+        res.off('socket', done)
+        connection.off('close', done)
+        resolve()
+      }
+      res.once('socket', done)
+      connection.once('close', done)
+      if (connection.destroyed) done()
+    })
+    waitingOn.set(connection, (waitingOn.get(connection) ?? 1) - 1)
+    if (res.socket === null || connection.destroyed) {
+      reply.hijack()
+      metrics.requestsRejected.inc({ code: Errors.STREAM_PIPELINED.code })
+      logger.debug({ reqId: request.id, req: request, error: Errors.STREAM_PIPELINED.code }, 'request pipelined behind an answer that never finished: the connection closed first')
+    }
+  }
 }
 
 function queryValues (value: unknown): string[] {
@@ -124,35 +149,12 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     return verifyToken(app, found.token, config.topicsClaim)
   }
 
-  /**
-   * A request pipelined behind a stream on the same connection (opening or
-   * open): it cannot be answered before that stream ends, which may be
-   * never, so it is not taken: no session, no slot, no key. It is counted
-   * and logged at debug.
-   */
-  function behindStream (request: FastifyRequest, reply: FastifyReply, connection: Socket): FastifyReply {
-    reply.hijack()
-    const front = streamOf.get(connection)
-    if (front !== undefined && !front.dropped) {
-      // Requests wait unanswered behind the front one: when it ends (an
-      // error answer, or the stream's end), so does the connection, and
-      // the client knows to send them again.
-      front.dropped = true
-      if (front.res.writableFinished) connection.destroy()
-      else front.res.once('finish', () => { connection.destroy() })
-    }
-    metrics.requestsRejected.inc({ code: Errors.STREAM_PIPELINED.code })
-    logger.debug({ reqId: request.id, req: request, error: Errors.STREAM_PIPELINED.code }, 'request pipelined behind an open stream on the same connection: not answered')
-    return reply
-  }
-
   // No automatic HEAD route: a HEAD would open a session that never ends.
   const routeConfig = config.connectRatePerIp > 0
     ? { exposeHeadRoute: false, config: { rateLimit: { max: config.connectRatePerIp, timeWindow: 1000 } } }
     : { exposeHeadRoute: false }
   app.get('/events', routeConfig, async (request: FastifyRequest, reply: FastifyReply) => {
     const connection = request.raw.socket
-    if (streamOn(connection) !== undefined) return behindStream(request, reply, connection)
     const query = (request.query ?? {}) as Record<string, unknown>
     let principal: Principal | undefined
     let channels: Channel[]
@@ -202,9 +204,11 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       throw new GatewayError(Errors.TOO_MANY_CONNECTIONS, `This user already has ${config.maxConnectionsPerUser} open streams on this replica (MAX_CONNECTIONS_PER_USER): close one, or share one stream across tabs.`)
     }
     session.bindConnection(connection)
-    // From here the connection carries this stream (or its answer): a
-    // request pipelined behind it is not taken (see behindStream).
-    streamOf.set(connection, { session, res: reply.raw, dropped: false })
+    if (session.closed) {
+      // The client left before we got here.
+      reply.hijack()
+      return reply
+    }
 
     // Subscribe before the headers go out: anything written after the client
     // sees `open` is then guaranteed to reach it.

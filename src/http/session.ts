@@ -170,12 +170,18 @@ export class Session implements Subscriber, DeadlineSlot {
    * after the client sees the stream open reaches it).
    */
   async subscribe (): Promise<void> {
+    if (this.closed_) return
     let positions: StreamId[]
     try {
       positions = await Promise.all(this.channels.map(ch => this.ctx.hub.subscribe(ch.channel.key, this)))
     } catch (err) {
       this.unsubscribeAll()
       throw err
+    }
+    // Closed meanwhile: close() unsubscribed what was there; the hub must not keep us.
+    if (this.closed_) {
+      this.unsubscribeAll()
+      return
     }
     const resume = this.start_?.resume
     const invalid = resume === null || (resume?.kind === 'bare' && this.channels.length !== 1)

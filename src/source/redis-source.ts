@@ -34,11 +34,13 @@
  * whether it still holds the data this replica read (the epoch, below).
  *
  * The epoch: `<prefix>__gateway:epoch` holds a random token and the Redis
- * time at which it was written, set once per dataset (`SET NX`). A Redis
- * that comes back without it (restarted without persistence, flushed) has
- * lost history: every watched key starts over from 0-0 and its sessions are
- * told (`gateway.gap`, reason `reset`); a cursor older than the epoch's
- * time is checked against it at resume (see Session).
+ * time at which it was written, set once per dataset (`SET NX`), checked
+ * after every reconnect and read with every probe. A Redis that comes back
+ * without it (restarted without persistence, flushed) may have lost
+ * history: each watched key whose last read entry is gone (or that was
+ * empty) starts over from 0-0 and its sessions are told (`gateway.gap`,
+ * reason `reset`); a cursor older than the epoch's time is checked against
+ * it at resume (see Session).
  */
 import { randomBytes } from 'node:crypto'
 import { Redis, type RedisOptions } from 'ioredis'
@@ -90,7 +92,43 @@ interface LiveReader {
   remove (key: string): void
   /** Resolves once an entry written now has been read live (a proof of flow). */
   probe (): Promise<void>
+  /** Every key and the last id read live of it: where a reader that replaces this one starts. */
+  positions (): Iterable<[string, StreamId]>
   close (): Promise<void>
+}
+
+/**
+ * Probes waiting for the id of their entry to be read. Every waiter is kept
+ * until an id at or past its own is read, so probes that overlap (one timed
+ * out, the next under way) each settle.
+ */
+class ProbeWaiters {
+  /** The newest id read of the probe stream. */
+  private seen: StreamId = ZERO_ID
+  private readonly waiting: Array<{ id: StreamId, resolve: () => void }> = []
+
+  /** Resolves once `id` (or a later one) has been read. */
+  async until (id: StreamId): Promise<void> {
+    if (compareIds(this.seen, id) >= 0) return
+    await new Promise<void>(resolve => { this.waiting.push({ id, resolve }) })
+  }
+
+  /** An id of the probe stream was read. */
+  read (id: StreamId): void {
+    if (compareIds(id, this.seen) <= 0) return
+    this.seen = id
+    for (let i = this.waiting.length - 1; i >= 0; i--) {
+      const w = this.waiting[i] as { id: StreamId, resolve: () => void }
+      if (compareIds(w.id, id) <= 0) {
+        this.waiting.splice(i, 1)
+        w.resolve()
+      }
+    }
+  }
+
+  get pending (): boolean {
+    return this.waiting.length > 0
+  }
 }
 
 /** What a live reader gets from the source: callbacks, not the source. */
@@ -198,8 +236,10 @@ class Shard {
   private lost: ((err: Error) => void) | undefined
   /** performance.now() when the last XREAD was sent. */
   private lastSentAt = -Infinity
-  /** A probe waiting for its wake entry to be read (only the newest counts). */
-  private probing: { id: StreamId | undefined, resolve: () => void } | undefined
+  /** Probes waiting for their wake entry to be read. */
+  private readonly probes = new ProbeWaiters()
+  /** Probes under way: an idle shard reads its wake stream for them. */
+  private probing = 0
 
   constructor (
     private readonly host: ReaderHost,
@@ -244,16 +284,17 @@ class Shard {
    * An idle shard (no keys) reads its wake stream alone for it.
    */
   async probe (): Promise<void> {
-    const waiting = new Promise<void>(resolve => { this.probing = { id: undefined, resolve } })
-    const mine = this.probing
-    this.resumeIfIdle()
-    const id = await this.host.append(this.wakeKey)
-    if (mine === undefined || this.probing !== mine) return await waiting
-    if (compareIds(this.wakeId, id) >= 0) {
-      this.probing = undefined
-      mine.resolve()
-    } else mine.id = id
-    await waiting
+    this.probing++
+    try {
+      this.resumeIfIdle()
+      await this.probes.until(await this.host.append(this.wakeKey))
+    } finally {
+      this.probing--
+    }
+  }
+
+  positions (): Iterable<[string, StreamId]> {
+    return this.keys
   }
 
   private resumeIfIdle (): boolean {
@@ -276,15 +317,12 @@ class Shard {
 
   private async loop (): Promise<void> {
     while (!this.closed) {
-      if (this.keys.size === 0 && this.probing === undefined) {
+      if (this.keys.size === 0 && this.probing === 0) {
+        // Nothing to read, so nothing can fail: an earlier failure no longer
+        // holds readiness (the next read, if any, tells again).
+        this.health.forget()
         await new Promise<void>(resolve => { this.idle = resolve })
         continue
-      }
-      // After a reconnect: no read until the source has checked the server.
-      const gate = this.host.gate()
-      if (gate !== undefined) {
-        await gate
-        if (this.closed) return
       }
       // Redis spends about 2 µs per key an XREAD lists, blocked or not: with
       // thousands of keys, reading again at once would take a Redis core.
@@ -296,7 +334,14 @@ class Shard {
         this.pacing.paced(this.keys.size, wait)
         await sleep(wait)
         if (this.closed) return
-        if (this.keys.size === 0 && this.probing === undefined) continue
+        if (this.keys.size === 0 && this.probing === 0) continue
+      }
+      // After a reconnect: no read until the source has checked the server
+      // (right before the read, with the positions as the check left them).
+      const gate = this.host.gate()
+      if (gate !== undefined) {
+        await gate
+        continue
       }
       this.lastSentAt = performance.now()
       const opts = this.host.opts
@@ -339,11 +384,9 @@ class Shard {
       for (const [key, entries] of reply) {
         if (key === this.wakeKey) {
           const last = entries[entries.length - 1]
-          if (last !== undefined) this.wakeId = last[0]
-          const probing = this.probing
-          if (probing?.id !== undefined && compareIds(this.wakeId, probing.id) >= 0) {
-            this.probing = undefined
-            probing.resolve()
+          if (last !== undefined) {
+            this.wakeId = last[0]
+            this.probes.read(last[0])
           }
           continue
         }
@@ -444,6 +487,10 @@ class ShardedReader implements LiveReader {
     await Promise.all(this.shards.map(s => s.probe()))
   }
 
+  * positions (): Iterable<[string, StreamId]> {
+    for (const shard of this.shards) yield * shard.positions()
+  }
+
   async close (): Promise<void> {
     await Promise.all(this.shards.map(s => s.close()))
   }
@@ -472,8 +519,7 @@ class NotifyKey {
 
 /** The notify reader's own probe stream: read like a watched key, never emitted. */
 class ProbeKey extends NotifyKey {
-  /** The probe entry to wait for, and who waits. */
-  waiting: { id: StreamId | undefined, resolve: () => void } | undefined
+  readonly waiters = new ProbeWaiters()
 }
 
 class NotifyReader implements LiveReader {
@@ -550,16 +596,11 @@ class NotifyReader implements LiveReader {
    * read it: notifications arrive and reads answer.
    */
   async probe (): Promise<void> {
-    const k = this.probeKey
-    const waiting = new Promise<void>(resolve => { k.waiting = { id: undefined, resolve } })
-    const mine = k.waiting
-    const id = await this.host.append(k.key)
-    if (mine === undefined || k.waiting !== mine) return await waiting
-    if (compareIds(k.afterId, id) >= 0) {
-      k.waiting = undefined
-      mine.resolve()
-    } else mine.id = id
-    await waiting
+    await this.probeKey.waiters.until(await this.host.append(this.probeKey.key))
+  }
+
+  * positions (): Iterable<[string, StreamId]> {
+    for (const k of this.keys.values()) if (k !== this.probeKey) yield [k.key, k.afterId]
   }
 
   add (key: string, afterId: StreamId): void {
@@ -632,6 +673,11 @@ class NotifyReader implements LiveReader {
   }
 
   private async read (batch: NotifyKey[]): Promise<void> {
+    // After a reconnect: no read until the source has checked the server;
+    // the ids are taken after it (a reset moves them back to 0-0).
+    const gate = this.host.gate()
+    if (gate !== undefined) await gate
+    if (this.closed) return
     const n = batch.length
     const args: string[] = new Array<string>(3 + 2 * n)
     args[0] = 'COUNT'
@@ -642,8 +688,6 @@ class NotifyReader implements LiveReader {
       args[3 + i] = k.key
       args[3 + n + i] = k.afterId
     }
-    const gate = this.host.gate()
-    if (gate !== undefined) await gate
     const started = process.hrtime.bigint()
     let reply: XReadReply
     try {
@@ -653,6 +697,9 @@ class NotifyReader implements LiveReader {
       if (this.closed) return
       await this.health.failed(err)
       for (const k of batch) this.markDirty(k)
+      // Every key of the failed read left meanwhile: nothing will read, so
+      // nothing can succeed; the failure no longer holds readiness.
+      if (this.dirty.length === 0) this.health.forget()
       return
     }
     this.health.succeeded(started)
@@ -676,12 +723,9 @@ class NotifyReader implements LiveReader {
   private probed (entries: Array<[string, string[]]>): void {
     const k = this.probeKey
     const last = entries[entries.length - 1]
-    if (last !== undefined && compareIds(last[0], k.afterId) > 0) k.afterId = last[0]
-    const waiting = k.waiting
-    if (waiting?.id !== undefined && compareIds(k.afterId, waiting.id) >= 0) {
-      k.waiting = undefined
-      waiting.resolve()
-    }
+    if (last === undefined) return
+    if (compareIds(last[0], k.afterId) > 0) k.afterId = last[0]
+    k.waiters.read(last[0])
   }
 
   async close (): Promise<void> {
@@ -700,31 +744,32 @@ export function notificationsCoverStreams (flags: string): boolean {
   return flags.includes('K') && (flags.includes('t') || flags.includes('A'))
 }
 
-/** What the epoch key holds: a random token, then the Redis time (ms) it was written. */
-function parseEpoch (value: string | null): { token: string, ms: number } | undefined {
-  if (value === null) return undefined
-  const colon = value.indexOf(':')
-  const ms = Number(value.slice(colon + 1))
-  return colon > 0 && Number.isFinite(ms) ? { token: value.slice(0, colon), ms } : undefined
-}
-
 const DEFAULT_PROBE_INTERVAL_MS = 5000
+
+/** Probes in a row that must go unseen before live reads count as stopped. */
+const PROBE_MISSES = 2
+
+/** Errors that retrying the same command will not mend: no such command, no permission, a read-only replica. */
+function isPermanent (err: unknown): boolean {
+  return /unknown command|NOPERM|READONLY|syntax error|wrong number of arguments/i.test((err as Error)?.message ?? '')
+}
 
 export class RedisSource implements StreamSource {
   private readonly cmd: Redis
   private reader: LiveReader | undefined
-  /** Watched keys and the last id read live of each (where a new reader starts). */
+  /** Watched keys and the id they were watched from. */
   private readonly watched = new Map<string, StreamId>()
   private listener: EntriesListener = () => {}
   private resetListener: ResetListener = () => {}
   /** The live reading strategy in use, once {@link start} has chosen it. */
   mode: 'block' | 'notify' | undefined
   private wakeFailed = false
+  private epochFailed = false
   private readonly instance = randomBytes(6).toString('hex')
   state: SourceState = 'connecting'
   readonly health: LiveHealth
   private readonly epochKey: string
-  /** The epoch token this replica read under, once known. */
+  /** The epoch this replica read under (the key's whole value), once known. */
   private epoch: string | undefined
   /** Redis time (ms) at which the current dataset's epoch was written. */
   epochMs: number | undefined
@@ -732,8 +777,15 @@ export class RedisSource implements StreamSource {
   private gated: Promise<void> | undefined
   private openGate: (() => void) | undefined
   private checking = false
+  /** Connections lost so far: a loss during a check makes it run again. */
+  private losses = 0
+  /** The reader mode the last server check chose. */
+  private checkedMode: 'block' | 'notify' | undefined
   private closed = false
   private probeTimer: NodeJS.Timeout | undefined
+  /** Bumped to retire a probe loop when a new one starts. */
+  private probeRound = 0
+  private probeMisses = 0
   private readonly probeIntervalMs: number
 
   constructor (private readonly opts: RedisSourceOptions) {
@@ -749,7 +801,7 @@ export class RedisSource implements StreamSource {
       if (this.state !== 'down') opts.logger.error({ err: errorSummary(err) }, 'redis unreachable')
       this.state = 'down'
     })
-    this.cmd.on('close', () => { if (!this.closed) this.connectionLost() })
+    this.cmd.on('close', () => { this.connectionLost() })
     this.cmd.on('end', () => { this.state = 'down' })
     this.cmd.on('reconnecting', () => { opts.onReconnect?.() })
   }
@@ -763,20 +815,20 @@ export class RedisSource implements StreamSource {
    * Checks the server, chooses the live reader and starts the proof of flow.
    * With `auto`, the reader follows keyspace notifications when the server
    * has them on for streams (CONFIG GET, which managed Redis may refuse:
-   * then sharded blocking reads, which work everywhere).
+   * then sharded blocking reads, which work everywhere). A Redis that does
+   * not answer within 3 s does not hold the start: the check runs when it
+   * does, and live reads wait for it.
    */
   async start (): Promise<void> {
     if (this.reader !== undefined) return
-    let mode: 'block' | 'notify' = this.opts.mode === 'notify' ? 'notify' : 'block'
     this.closeGate()
     try {
-      mode = await withTimeout(this.checkServer(), 3000)
-    } catch (err) {
-      // Redis is not there yet: start anyway; the check runs again at connect.
-      this.opts.logger.info({ err: errorSummary(err) }, 'cannot check the Redis server yet; live reads wait until it answers')
+      await withTimeout(this.gated ?? Promise.resolve(), 3000)
+    } catch {
+      this.opts.logger.info('Redis does not answer yet; live reads start once it does and the server is checked')
     }
-    this.useReader(mode, 'start')
-    this.scheduleProbe(0)
+    this.useReader(this.checkedMode ?? (this.opts.mode === 'notify' ? 'notify' : 'block'), 'start')
+    this.startProbing()
   }
 
   /**
@@ -790,8 +842,8 @@ export class RedisSource implements StreamSource {
       const info = String(await this.cmd.info('server'))
       serverMode = /^redis_mode:(\S+)/m.exec(info)?.[1]
     } catch (err) {
-      // INFO may be withheld (ACLs); the probe and the reads still tell.
-      if (!/NOPERM|unknown command/i.test((err as Error).message)) throw err
+      // INFO may be withheld (ACLs): the probe and the reads still tell.
+      if (!isPermanent(err)) throw err
       if (/unknown command/i.test((err as Error).message)) serverMode = 'unknown'
     }
     this.health.serverMode(serverMode)
@@ -799,83 +851,107 @@ export class RedisSource implements StreamSource {
     // ready (LiveHealth says why); nothing more to check.
     if (serverMode !== undefined && serverMode !== 'standalone') return 'block'
     await this.checkEpoch()
-    let mode: 'block' | 'notify' = this.opts.mode === 'notify' ? 'notify' : 'block'
-    if (this.opts.mode !== 'block') {
-      let flags: string | undefined
-      try {
-        const reply = await (this.cmd.config('GET', 'notify-keyspace-events') as Promise<unknown>)
-        flags = Array.isArray(reply) ? String(reply[1] ?? '') : ''
-      } catch (err) {
-        if (this.opts.mode === 'auto' && this.mode === undefined) this.opts.logger.info({ err: errorSummary(err) }, 'cannot read notify-keyspace-events; using blocking reads')
-      }
-      if (flags !== undefined && notificationsCoverStreams(flags)) mode = 'notify'
-      else if (this.opts.mode === 'notify' && flags !== undefined) {
-        // Asked for, but the server does not publish them: reading by
-        // notification would deliver nothing.
-        mode = 'block'
-      } else if (this.opts.mode === 'notify') mode = this.mode ?? 'notify'
-      else mode = 'block'
+    if (this.opts.mode === 'block') return 'block'
+    let flags: string | undefined
+    try {
+      const reply = await (this.cmd.config('GET', 'notify-keyspace-events') as Promise<unknown>)
+      flags = Array.isArray(reply) ? String(reply[1] ?? '') : ''
+    } catch (err) {
+      if (!isPermanent(err)) throw err
+      if (this.mode === undefined && this.opts.mode === 'auto') this.opts.logger.info({ err: errorSummary(err) }, 'cannot read notify-keyspace-events; using blocking reads')
     }
-    return mode
+    // Unknown (CONFIG refused): `notify` keeps what it has (notify at start;
+    // the probe tells if notifications do not come), `auto` reads by blocking.
+    if (flags === undefined) return this.opts.mode === 'notify' ? this.mode ?? 'notify' : 'block'
+    // Asked for or not, a server that does not publish them cannot be read by notification.
+    return notificationsCoverStreams(flags) ? 'notify' : 'block'
   }
 
   /**
-   * Sets the epoch if the dataset has none (`SET NX`) and compares it with
-   * the one this replica read under. A different one (or none where one was)
-   * means Redis lost the data: every watched key starts over, and its
-   * sessions are told.
+   * Sets the epoch if the dataset has none (`SET NX`, then `GET`: Redis 6.2
+   * has no `SET NX GET`) and compares it with the one this replica read
+   * under. A different one (or none where one was) means Redis may have lost
+   * data: each watched key whose last read entry is gone, or that was still
+   * empty, starts over from 0-0, and its sessions are told. A key whose
+   * entry is still there lost nothing (the epoch alone was evicted or
+   * deleted): its sessions read on, with no duplicate.
    */
   private async checkEpoch (): Promise<void> {
-    // Redis's clock, not ours: cursors hold Redis ids, and are compared with it.
-    const [seconds, micros] = await this.cmd.time() as [string | number, string | number]
-    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
-    const mine = `${randomBytes(8).toString('hex')}:${now}`
-    const previous = await this.cmd.set(this.epochKey, mine, 'NX', 'GET') as string | null
-    const current = previous === null ? { token: mine.slice(0, mine.indexOf(':')), ms: now } : parseEpoch(previous)
-    if (current === undefined) {
-      // Not ours: written by something else. Take it as it is, as an epoch with no time.
-      this.epochMs = undefined
+    let value: string | null
+    try {
+      // Redis's clock, not ours: cursors hold Redis ids, and are compared with it.
+      const [seconds, micros] = await this.cmd.time() as [string | number, string | number]
+      const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+      await this.cmd.set(this.epochKey, `${randomBytes(8).toString('hex')}:${now}`, 'NX')
+      value = await this.cmd.get(this.epochKey)
+    } catch (err) {
+      if (!isPermanent(err)) throw err
+      if (!this.epochFailed) {
+        this.epochFailed = true
+        this.opts.logger.error({ err: errorSummary(err), key: this.epochKey }, 'cannot keep the epoch, so a Redis that loses its data (a restart without persistence) cannot be told to clients: grant TIME, SET and GET on the key, on a primary')
+      }
       return
     }
+    const epoch = value ?? ''
+    const colon = epoch.indexOf(':')
+    const ms = Number(epoch.slice(colon + 1))
+    this.epochMs = colon > 0 && Number.isFinite(ms) ? ms : undefined
     const before = this.epoch
-    this.epoch = current.token
-    this.epochMs = current.ms
-    if (before === undefined || before === current.token) return
-    this.opts.logger.error({ key: this.epochKey }, 'Redis lost its data (its epoch changed: restarted without persistence, flushed, or replaced): every watched stream starts over, and its clients are told with gateway.gap (reason reset)')
+    this.epoch = epoch
+    if (before === undefined || before === epoch) return
+    const positions = new Map(this.reader?.positions() ?? this.watched)
+    const lost: string[] = []
+    await Promise.all([...positions].map(async ([key, id]) => {
+      if (id === ZERO_ID || !(await this.has(key, id))) lost.push(key)
+    }))
+    this.opts.logger.error({ key: this.epochKey, streams: positions.size, lost: lost.length }, 'Redis lost its data (its epoch changed: restarted without persistence, flushed, or replaced): the streams whose last read entry is gone start over, and their clients are told with gateway.gap (reason reset)')
     this.opts.onDataLost?.()
-    for (const key of this.watched.keys()) {
+    for (const key of lost) {
       this.watched.set(key, ZERO_ID)
       this.reader?.add(key, ZERO_ID)
     }
-    this.resetListener()
+    this.resetListener(lost)
   }
 
-  /** Any connection dropped: until the server is checked again, no live read. */
+  /** Any connection dropped: Redis may have restarted; no live read until the server is checked again. */
   private connectionLost (): void {
-    this.closeGate()
-  }
-
-  private closeGate (): void {
+    if (this.closed) return
+    this.losses++
     if (this.gated === undefined) this.gated = new Promise<void>(resolve => { this.openGate = resolve })
     if (!this.checking) void this.recheck()
   }
 
-  /** Runs the server check until it passes, then lets live reads go on. */
+  private closeGate (): void {
+    this.connectionLost()
+  }
+
+  /** Runs the server check until it passes with no connection lost meanwhile, then lets live reads go on. */
   private async recheck (): Promise<void> {
     this.checking = true
-    this.health.checking(true)
+    // The first check at start-up is not a stall: the replica is not serving yet.
+    const first = this.reader === undefined
+    if (!first) this.health.checking(true)
     let backoff = RECONNECT_BASE_MS
+    let logged = false
     try {
       while (!this.closed) {
-        if (this.state !== 'ready') await this.ready(60000).catch(() => {})
-        if (this.closed) return
+        const losses = this.losses
+        if (this.state !== 'ready') {
+          await this.ready(1000).catch(() => {})
+          continue
+        }
         try {
           const mode = await this.checkServer()
+          if (this.losses !== losses) continue
+          this.checkedMode = mode
           if (this.reader !== undefined && mode !== this.mode) this.useReader(mode, 'server-setting')
           break
         } catch (err) {
           if (this.closed) return
-          this.opts.logger.debug({ err: errorSummary(err) }, 'server check failed; retrying')
+          if (!logged) {
+            logged = true
+            this.opts.logger.warn({ err: errorSummary(err) }, 'cannot check the Redis server after a reconnect; live reads wait, retrying')
+          }
           await sleep(backoff)
           backoff = Math.min(backoff * 2, RECONNECT_MAX_MS)
         }
@@ -890,10 +966,7 @@ export class RedisSource implements StreamSource {
     }
     // Prove the flow again now rather than at the next interval: readiness
     // comes back as soon as reads do.
-    if (!this.closed && this.reader !== undefined) {
-      clearTimeout(this.probeTimer)
-      this.scheduleProbe(0)
-    }
+    if (!this.closed && this.reader !== undefined) this.startProbing()
   }
 
   /** Replaces the live reader (or makes the first): the new one starts where the old one got to. */
@@ -903,14 +976,17 @@ export class RedisSource implements StreamSource {
     const reader: LiveReader = mode === 'notify'
       ? new NotifyReader(this.hostFor(() => this.reader === reader), this.cmd.options.db ?? 0, this.instance)
       : new ShardedReader(this.hostFor(() => this.reader === reader), this.instance)
+    const positions = new Map(old?.positions() ?? this.watched)
     this.reader = reader
     this.mode = mode
-    for (const [key, id] of this.watched) reader.add(key, id)
+    for (const key of this.watched.keys()) reader.add(key, positions.get(key) ?? this.watched.get(key) as StreamId)
     if (old !== undefined) {
       void old.close()
-      this.opts.logger.error({ from: previous, to: mode, because }, because === 'probe-timeout'
+      const message = because === 'probe-timeout'
         ? 'keyspace notifications stopped arriving (was notify-keyspace-events lost in a restart?): live reads now use sharded blocking XREAD'
-        : `live reads now use ${mode === 'notify' ? 'keyspace notifications' : 'sharded blocking XREAD'}: the server's notify-keyspace-events ${mode === 'notify' ? 'covers' : 'no longer covers'} streams`)
+        : `live reads now use ${mode === 'notify' ? 'keyspace notifications' : 'sharded blocking XREAD'}: the server's notify-keyspace-events ${mode === 'notify' ? 'covers' : 'no longer covers'} streams`
+      if (mode === 'block') this.opts.logger.error({ from: previous, to: mode, because }, message)
+      else this.opts.logger.info({ from: previous, to: mode, because }, message)
     } else {
       this.opts.logger.info({ mode }, mode === 'notify'
         ? 'live reads follow keyspace notifications (notify-keyspace-events covers streams)'
@@ -926,10 +1002,8 @@ export class RedisSource implements StreamSource {
       opts: this.opts,
       health: this.health,
       emit: (key, entries) => {
-        // A replaced reader's last reads are dropped: the new one read them too.
-        if (!current() || !this.watched.has(key)) return
-        this.watched.set(key, (entries[entries.length - 1] as RawEntry).id)
-        this.listener(key, entries)
+        // A replaced reader's last reads are dropped: the new one reads them again.
+        if (current()) this.listener(key, entries)
       },
       gate: () => this.gated,
       connectionLost: () => { if (current()) this.connectionLost() },
@@ -940,21 +1014,31 @@ export class RedisSource implements StreamSource {
   /**
    * The proof of flow, every probeIntervalMs: the live reader must read an
    * entry written now within the interval (plus the blocking reader's pacing
-   * wait). In notify mode a probe that times out while the reads themselves
-   * answer means notifications stopped: fall back to blocking reads.
+   * wait). PROBE_MISSES in a row make live reads count as stopped; in notify
+   * mode, while the reads themselves answer, that means notifications
+   * stopped: fall back to blocking reads. Each probe also rereads the epoch,
+   * so a Redis flushed without a reconnect is caught too.
    */
-  private scheduleProbe (delayMs: number): void {
+  private startProbing (): void {
     if (this.probeIntervalMs <= 0 || this.closed) return
-    this.probeTimer = setTimeout(() => { void this.runProbe() }, delayMs)
+    clearTimeout(this.probeTimer)
+    const round = ++this.probeRound
+    this.scheduleProbe(round, 0)
+  }
+
+  private scheduleProbe (round: number, delayMs: number): void {
+    if (this.closed || round !== this.probeRound) return
+    this.probeTimer = setTimeout(() => { void this.runProbe(round) }, delayMs)
     this.probeTimer.unref()
   }
 
-  private async runProbe (): Promise<void> {
+  private async runProbe (round: number): Promise<void> {
     const reader = this.reader
     if (reader === undefined || this.closed) return
+    const current = (): boolean => round === this.probeRound && this.reader === reader && !this.closed
     if (this.state !== 'ready' || this.gated !== undefined) {
       // Not connected, or being checked: readiness already says so.
-      this.scheduleProbe(this.probeIntervalMs)
+      this.scheduleProbe(round, this.probeIntervalMs)
       return
     }
     // A blocked read wakes at once for the probe, but a shard may first wait
@@ -963,17 +1047,33 @@ export class RedisSource implements StreamSource {
     const pacingMs = this.mode === 'block' && budget > 0 ? this.watched.size * 1000 / budget : 0
     const timeoutMs = Math.max(this.probeIntervalMs, 1000) + pacingMs
     let timer: NodeJS.Timeout | undefined
-    const timedOut = new Promise<'timeout'>(resolve => { timer = setTimeout(() => { resolve('timeout') }, timeoutMs) })
+    const timedOut = new Promise<'timeout'>(resolve => {
+      timer = setTimeout(() => { resolve('timeout') }, timeoutMs)
+      timer.unref()
+    })
     try {
-      const outcome = await Promise.race([reader.probe().then(() => 'seen' as const), timedOut])
-      if (this.reader !== reader || this.closed) return
-      if (outcome === 'seen') this.health.probed(undefined)
-      else if (this.gated === undefined && this.state === 'ready') {
+      const [outcome, epoch] = await Promise.all([
+        Promise.race([reader.probe().then(() => 'seen' as const), timedOut]),
+        this.epochFailed ? Promise.resolve(this.epoch) : this.cmd.get(this.epochKey).catch(() => this.epoch),
+      ])
+      if (!current()) return
+      if (epoch !== this.epoch && this.epoch !== undefined) {
+        // Flushed (or the epoch deleted) with no reconnect: check as after one.
+        this.connectionLost()
+        return
+      }
+      if (outcome === 'seen') {
+        this.probeMisses = 0
+        this.health.probed(undefined)
+      } else if (this.gated === undefined && this.state === 'ready' && ++this.probeMisses >= PROBE_MISSES) {
         this.health.probed('probe-timeout')
-        if (this.mode === 'notify' && this.health.reason === 'probe-timeout') this.useReader('block', 'probe-timeout')
+        if (this.mode === 'notify' && this.health.reason === 'probe-timeout') {
+          this.probeMisses = 0
+          this.useReader('block', 'probe-timeout')
+        }
       }
     } catch (err) {
-      if (this.reader !== reader || this.closed) return
+      if (!current()) return
       if (/NOPERM/.test((err as Error).message)) {
         // The probe needs XADD under the prefix, as the wake streams do.
         this.opts.logger.warn({ err: errorSummary(err) }, `cannot write the probe stream: readiness cannot prove that live reads flow (grant XADD on ${this.opts.keyPrefix}__gateway:*)`)
@@ -985,7 +1085,7 @@ export class RedisSource implements StreamSource {
     } finally {
       clearTimeout(timer)
     }
-    this.scheduleProbe(this.probeIntervalMs)
+    this.scheduleProbe(round, this.probeIntervalMs)
   }
 
   /** Resolves when the command connection is ready (or rejects after `ms`). */
@@ -993,6 +1093,7 @@ export class RedisSource implements StreamSource {
     if (this.state === 'ready') return
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => { cleanup(); reject(new Error(`Redis not ready after ${ms} ms`)) }, ms)
+      timer.unref()
       const onReady = (): void => { cleanup(); resolve() }
       const cleanup = (): void => { clearTimeout(timer); this.cmd.off('ready', onReady) }
       this.cmd.on('ready', onReady)

@@ -16,8 +16,8 @@ export type EntriesListener = (key: string, entries: readonly RawEntry[]) => voi
 
 export type SourceState = 'connecting' | 'ready' | 'down'
 
-/** The engine lost its data (a new epoch): every watched key starts over from 0-0. */
-export type ResetListener = () => void
+/** The engine lost the history of these watched keys (a new epoch): each starts over from 0-0. */
+export type ResetListener = (keys: readonly string[]) => void
 
 export interface StreamSource {
   /** Prepares live reading; called once before the first `watch`. */

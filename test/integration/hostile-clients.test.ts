@@ -73,6 +73,24 @@ t.test('pipelined requests leak sessions: a stream pipelined behind a finished a
   await eventually(() => gw.gateway.sessions.size === 0 && gw.gateway.hub.size === 0, 10000, 'ends with the socket')
 })
 
+t.test('pipelined requests leak sessions: a POST /publish pipelined behind a stream does not run while the stream is open, and runs once, in its turn, when it ends', async t => {
+  const prefix = uniquePrefix('pipe')
+  const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: prefix, PUBLIC_TOPICS: 'pub' })
+  t.teardown(() => gw.close())
+  const token = hsToken({ sub: 'svc', publish: ['topic:*'] })
+  const body = JSON.stringify({ channel: 'topic:pub', data: 'behind' })
+  const c = rawSocket(gw.url, streamRequest('/events?topic=pub') +
+    `POST /publish HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+  t.teardown(() => c.socket.destroy())
+  await eventually(() => c.received().includes('retry:'), 10000, 'the stream opens')
+  await sleep(500)
+  t.equal(await redis.client.xlen(`${prefix}topic:pub`), 0, 'the pipelined publish has not run')
+  // The stream ahead ends (here: the replica drains it): the publish's turn.
+  await gw.gateway.sessions.closeAll('shutdown', 100, 0)
+  await eventually(() => /HTTP\/1\.1 200 OK[\s\S]*"channel":"topic:pub"/.test(c.received().slice(c.received().indexOf('0\r\n\r\n'))), 10000, 'the publish answered after the stream')
+  t.equal(await redis.client.xlen(`${prefix}topic:pub`), 1, 'published once')
+})
+
 /** Fires `n` connects at once while Redis is frozen, so every one is inside the awaited subscribe together. */
 async function connectTogether (url: string, headersOf: (i: number) => Record<string, string>, n: number): Promise<RawStream[]> {
   const pid = redis.pid as number

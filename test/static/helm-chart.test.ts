@@ -152,6 +152,7 @@ t.test('TRUST_PROXY follows the chart\'s topology: private addresses behind its 
   t.equal(trust({ httpRoute: { enabled: true, parentRefs: [{ name: 'gw' }] } }), 'uniquelocal', 'behind the chart\'s HTTPRoute')
   t.equal(trust({ ingress: { enabled: true }, config: { TRUST_PROXY: '10.42.0.0/16' } }), '10.42.0.0/16', 'an explicit value wins')
   t.equal(trust({ config: { TRUST_PROXY: 'false' } }), 'false')
+  t.equal(trust({ config: { TRUST_PROXY: false } }), 'false', 'a YAML boolean from older values still works')
 })
 
 t.test('render with every optional feature on', async t => {
@@ -361,6 +362,8 @@ function schemaFor (spec: Obj): Obj {
     case 'bool': return { description, type: 'boolean' }
     case 'enum': return { description, type: 'string', enum: spec.values }
     case 'list': return { description, anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] }
+    // false, true or addresses: values written as YAML booleans stay valid.
+    case 'proxies': return { description, type: ['string', 'boolean'] }
     default: return { description, type: 'string' }
   }
 }
