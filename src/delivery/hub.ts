@@ -85,8 +85,8 @@ export class Page extends Batch {
 export interface Subscriber {
   /** New entries of `key` that follow `prevId`, in order. */
   onBatch (key: string, prevId: StreamId, batch: Batch): void
-  /** The source lost `key`'s history (a new epoch): it starts over from 0-0. */
-  onReset (key: string): void
+  /** The source lost these keys' history (a new epoch): each starts over from 0-0. */
+  onReset (keys: readonly string[]): void
 }
 
 export type SkipReason = 'no-data' | 'bad-event-name' | 'too-large'
@@ -169,21 +169,24 @@ export class Hub {
 
   /**
    * The source lost these keys' history: each starts over, and its
-   * subscribers are told. Every position first, then the subscribers: a
-   * session with several of these keys must see all of them reset.
+   * subscribers are told, each once with all of its keys (one gap event
+   * naming every channel), after every position has moved.
    */
   private reset (keys: readonly string[]): void {
-    const states: Array<[string, KeyState]> = []
+    const told = new Map<Subscriber, string[]>()
+    const tell = (s: Subscriber, key: string): void => {
+      const list = told.get(s)
+      if (list === undefined) told.set(s, [key])
+      else list.push(key)
+    }
     for (const key of keys) {
       const state = this.keys.get(key)
       if (state === undefined) continue
       state.position = ZERO_ID
-      states.push([key, state])
+      if (state.one !== undefined) tell(state.one, key)
+      else if (state.many !== undefined) for (const s of state.many) tell(s, key)
     }
-    for (const [key, state] of states) {
-      if (state.one !== undefined) state.one.onReset(key)
-      else if (state.many !== undefined) for (const s of state.many) s.onReset(key)
-    }
+    for (const [s, list] of told) s.onReset(list)
   }
 
   /** Keys with at least one subscriber. */

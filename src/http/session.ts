@@ -248,14 +248,17 @@ export class Session implements Subscriber, DeadlineSlot {
     this.deliver(ch, batch, 'live')
   }
 
-  onReset (key: string): void {
+  onReset (keys: readonly string[]): void {
     if (this.closed_) return
-    const ch = this.channelOf(key)
-    if (ch === undefined) return
-    // Whatever was after the cursor is gone; what the engine holds now is new.
-    this.setCursor(ch, ZERO_ID)
-    ch.verify = false
-    this.addGap(ch, 'reset')
+    for (const key of keys) {
+      const ch = this.channelOf(key)
+      if (ch === undefined) continue
+      // Whatever was after the cursor is gone; what the engine holds now is new.
+      this.setCursor(ch, ZERO_ID)
+      ch.verify = false
+      this.addGap(ch, 'reset')
+    }
+    // One gap event for all of them (catch-up sends it first).
     if (this.started) void this.catchUp()
   }
 

@@ -948,7 +948,8 @@ export class RedisSource implements StreamSource {
           break
         } catch (err) {
           if (this.closed) return
-          if (!logged) {
+          // Worth a line when connected: an outage is reported already.
+          if (!logged && this.state === 'ready') {
             logged = true
             this.opts.logger.warn({ err: errorSummary(err) }, 'cannot check the Redis server after a reconnect; live reads wait, retrying')
           }

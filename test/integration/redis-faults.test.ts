@@ -153,6 +153,7 @@ for (const mode of ['block', 'notify'] as const) {
       const gaps = gapsOf(c.stream)
       t.same(gaps.map(g => g.channel).sort(), ['topic:news', `user:${c.sub}`].sort(), `${c.sub}: the gap names both channels`)
       t.ok(gaps.every(g => g.reason === 'reset'), `${c.sub}: reason reset`)
+      t.equal(c.stream.events.filter(e => e.event === 'gateway.gap').length, 1, `${c.sub}: in one gap event`)
     }
     await produce(redis, prefix, 'news', clients, 'after', 5)
     for (const c of clients) {
