@@ -55,29 +55,32 @@ const waitingOn = new WeakMap<Socket, number>()
  * the stream ends first, it runs then, in order, as HTTP/1.1 wants.
  */
 export function inTurn (metrics: Metrics, logger: Logger) {
-  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+  // Callback style: the common case (our turn already) allocates no promise.
+  return (request: FastifyRequest, reply: FastifyReply, next: (err?: Error) => void): void => {
     const res = reply.raw
-    if (res.socket !== null) return
+    if (res.socket !== null) {
+      next()
+      return
+    }
     const connection = request.raw.socket
     const waiting = (waitingOn.get(connection) ?? 0) + 1
     waitingOn.set(connection, waiting)
     if (waiting > MAX_WAITING_PER_CONNECTION) connection.destroy()
-    await new Promise<void>(resolve => {
-      const done = (): void => {
-        res.off('socket', done)
-        connection.off('close', done)
-        resolve()
+    const done = (): void => {
+      res.off('socket', done)
+      connection.off('close', done)
+      waitingOn.set(connection, (waitingOn.get(connection) ?? 1) - 1)
+      if (res.socket !== null && !connection.destroyed) {
+        next()
+        return
       }
-      res.once('socket', done)
-      connection.once('close', done)
-      if (connection.destroyed) done()
-    })
-    waitingOn.set(connection, (waitingOn.get(connection) ?? 1) - 1)
-    if (res.socket === null || connection.destroyed) {
       reply.hijack()
       metrics.requestsRejected.inc({ code: Errors.STREAM_PIPELINED.code })
       logger.debug({ reqId: request.id, req: request, error: Errors.STREAM_PIPELINED.code }, 'request pipelined behind an answer that never finished: the connection closed first')
     }
+    res.once('socket', done)
+    connection.once('close', done)
+    if (connection.destroyed) done()
   }
 }
 

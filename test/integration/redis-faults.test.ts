@@ -14,8 +14,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
-import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js'
-import { getJson, openStream, sleep, type RawStream, type ReceivedEvent } from '../helpers/sse.js'
+import { startRedis, uniquePrefix, type TestRedis, type TestRedisOptions } from '../helpers/redis.js'
+import { getJson, openStream, sleep, type RawStream } from '../helpers/sse.js'
 import { eventually, scrapeMetric, type TestContext } from '../helpers/extra.js'
 import { freePort } from '../helpers/process.js'
 import { hsToken } from '../helpers/token.js'
@@ -76,18 +76,30 @@ function assertAll (t: TestContext, c: Client, tag: string, count: number, what:
   t.same(user, want.filter(d => d.startsWith(`${tag}-${c.sub}-`)), `${what}: ${c.sub} own events once, in order`)
 }
 
-t.test('notify mode goes silent when Redis loses its runtime setting: after a restart with AOF, every event arrives by blocking reads', async t => {
-  const redis = await startRedis({ appendonly: true })
+interface Scenario { redis: TestRedis, prefix: string, gw: TestGateway, clients: Client[] }
+
+/**
+ * A redis-server, a gateway on it and `clients` clients (each its own user
+ * channel and the topic `news`), which have all received `before` events
+ * on both channels: the state every fault below starts from.
+ */
+async function scenario (t: TestContext, opts: { redis?: TestRedisOptions, env?: Record<string, string>, clients: number, before: number, runtimeNotify?: boolean }): Promise<Scenario> {
+  const redis = await startRedis(opts.redis ?? {})
   t.teardown(() => redis.stop())
-  await redis.client.config('SET', 'notify-keyspace-events', 'Kt')
-  const prefix = uniquePrefix('notifylost')
-  const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: prefix, READER_MODE: 'auto', ...FAST })
+  if (opts.runtimeNotify === true) await redis.client.config('SET', 'notify-keyspace-events', 'Kt')
+  const prefix = uniquePrefix('fault')
+  const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: prefix, ...FAST, ...opts.env })
   t.teardown(() => gw.close())
-  t.equal((await readyz(gw)).body.reader, 'notify', 'notify mode from the runtime setting')
-  const clients = await connectClients(gw, 8, 'news')
+  const clients = await connectClients(gw, opts.clients, 'news')
   t.teardown(() => { for (const c of clients) c.stream.close() })
-  await produce(redis, prefix, 'news', clients, 'before', 10)
-  for (const c of clients) await c.stream.waitForEvents(20)
+  await produce(redis, prefix, 'news', clients, 'before', opts.before)
+  for (const c of clients) await c.stream.waitForEvents(2 * opts.before)
+  return { redis, prefix, gw, clients }
+}
+
+t.test('notify mode goes silent when Redis loses its runtime setting: after a restart with AOF, every event arrives by blocking reads', async t => {
+  const { redis, prefix, gw, clients } = await scenario(t, { redis: { appendonly: true }, runtimeNotify: true, env: { READER_MODE: 'auto' }, clients: 8, before: 10 })
+  t.equal((await readyz(gw)).body.reader, 'notify', 'notify mode from the runtime setting')
 
   await redis.kill()
   await waitReady(gw, 503)
@@ -109,15 +121,7 @@ t.test('notify mode goes silent when Redis loses its runtime setting: after a re
 })
 
 t.test('notify mode goes silent when Redis loses its runtime setting: notifications switched off without a reconnect are caught by the probe', async t => {
-  const redis = await startRedis({ notify: 'Kt' })
-  t.teardown(() => redis.stop())
-  const prefix = uniquePrefix('notifyoff')
-  const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: prefix, READER_MODE: 'notify', ...FAST })
-  t.teardown(() => gw.close())
-  const clients = await connectClients(gw, 4, 'news')
-  t.teardown(() => { for (const c of clients) c.stream.close() })
-  await produce(redis, prefix, 'news', clients, 'before', 5)
-  for (const c of clients) await c.stream.waitForEvents(10)
+  const { redis, prefix, gw, clients } = await scenario(t, { redis: { notify: 'Kt' }, env: { READER_MODE: 'notify' }, clients: 4, before: 5 })
   await redis.client.config('SET', 'notify-keyspace-events', '')
   await produce(redis, prefix, 'news', clients, 'after', 10)
   for (const c of clients) {
@@ -132,15 +136,7 @@ t.test('notify mode goes silent when Redis loses its runtime setting: notificati
 
 for (const mode of ['block', 'notify'] as const) {
   t.test(`a Redis that lost data is not always told (${mode}): connected clients get gateway.gap naming every channel when Redis restarts empty`, async t => {
-    const redis = await startRedis(mode === 'notify' ? { notify: 'Kt' } : {})
-    t.teardown(() => redis.stop())
-    const prefix = uniquePrefix('lost')
-    const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: prefix, READER_MODE: mode, ...FAST })
-    t.teardown(() => gw.close())
-    const clients = await connectClients(gw, 6, 'news')
-    t.teardown(() => { for (const c of clients) c.stream.close() })
-    await produce(redis, prefix, 'news', clients, 'before', 5)
-    for (const c of clients) await c.stream.waitForEvents(10)
+    const { redis, prefix, gw, clients } = await scenario(t, { redis: mode === 'notify' ? { notify: 'Kt' } : {}, env: { READER_MODE: mode }, clients: 6, before: 5 })
     // The last acknowledged entries: written, then Redis dies at once,
     // before the gateway may have read them.
     await produce(redis, prefix, 'news', clients, 'last', 1)
@@ -213,15 +209,7 @@ t.test('a Redis that lost data is not always told: a client away during an empty
 })
 
 t.test('/readyz says ready while no event can flow: a SIGSTOP freeze makes the replica not ready until reads succeed again, and nothing is lost', async t => {
-  const redis = await startRedis()
-  t.teardown(() => redis.stop())
-  const prefix = uniquePrefix('freeze')
-  const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: prefix, ...FAST })
-  t.teardown(() => gw.close())
-  const clients = await connectClients(gw, 4, 'news')
-  t.teardown(() => { for (const c of clients) c.stream.close() })
-  await produce(redis, prefix, 'news', clients, 'before', 5)
-  for (const c of clients) await c.stream.waitForEvents(10)
+  const { redis, prefix, gw, clients } = await scenario(t, { clients: 4, before: 5 })
   t.equal((await readyz(gw)).status, 200)
 
   const pid = redis.pid as number
@@ -290,15 +278,7 @@ t.test('/readyz says ready while no event can flow: a Redis Cluster node and a S
 })
 
 t.test('restart with AOF: no gap, nothing lost, not ready while down, ready after', async t => {
-  const redis = await startRedis({ appendonly: true })
-  t.teardown(() => redis.stop())
-  const prefix = uniquePrefix('aof')
-  const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: prefix, ...FAST })
-  t.teardown(() => gw.close())
-  const clients = await connectClients(gw, 4, 'news')
-  t.teardown(() => { for (const c of clients) c.stream.close() })
-  await produce(redis, prefix, 'news', clients, 'before', 5)
-  for (const c of clients) await c.stream.waitForEvents(10)
+  const { redis, prefix, gw, clients } = await scenario(t, { redis: { appendonly: true }, clients: 4, before: 5 })
   await redis.kill()
   await waitReady(gw, 503)
   await redis.restart()
@@ -313,4 +293,3 @@ t.test('restart with AOF: no gap, nothing lost, not ready while down, ready afte
   t.equal(await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_data_lost_total'), 0, 'no data loss seen')
 })
 
-export type { ReceivedEvent }
