@@ -821,7 +821,8 @@ export class RedisSource implements StreamSource {
    */
   async start (): Promise<void> {
     if (this.reader !== undefined) return
-    this.closeGate()
+    // As after a reconnect: the first server check, with live reads held.
+    this.connectionLost()
     try {
       await withTimeout(this.gated ?? Promise.resolve(), 3000)
     } catch {
@@ -919,10 +920,6 @@ export class RedisSource implements StreamSource {
     this.losses++
     if (this.gated === undefined) this.gated = new Promise<void>(resolve => { this.openGate = resolve })
     if (!this.checking) void this.recheck()
-  }
-
-  private closeGate (): void {
-    this.connectionLost()
   }
 
   /** Runs the server check until it passes with no connection lost meanwhile, then lets live reads go on. */
