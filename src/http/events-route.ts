@@ -66,6 +66,8 @@ export function inTurn (metrics: Metrics, logger: Logger) {
     const waiting = (waitingOn.get(connection) ?? 0) + 1
     waitingOn.set(connection, waiting)
     if (waiting > MAX_WAITING_PER_CONNECTION) connection.destroy()
+    // Each waiting request listens for the close: room for all of them.
+    else connection.setMaxListeners(Math.max(connection.getMaxListeners(), 16 + MAX_WAITING_PER_CONNECTION))
     const done = (): void => {
       res.off('socket', done)
       connection.off('close', done)

@@ -893,25 +893,35 @@ export class RedisSource implements StreamSource {
       }
       return
     }
+    this.epochFailed = false
     const epoch = value ?? ''
     const colon = epoch.indexOf(':')
     const ms = Number(epoch.slice(colon + 1))
-    this.epochMs = colon > 0 && Number.isFinite(ms) ? ms : undefined
+    const epochMs = colon > 0 && Number.isFinite(ms) ? ms : undefined
     const before = this.epoch
-    this.epoch = epoch
-    if (before === undefined || before === epoch) return
-    const positions = new Map(this.reader?.positions() ?? this.watched)
-    const lost: string[] = []
-    await Promise.all([...positions].map(async ([key, id]) => {
-      if (id === ZERO_ID || !(await this.has(key, id))) lost.push(key)
-    }))
-    this.opts.logger.error({ key: this.epochKey, streams: positions.size, lost: lost.length }, 'Redis lost its data (its epoch changed: restarted without persistence, flushed, or replaced): the streams whose last read entry is gone start over, and their clients are told with gateway.gap (reason reset)')
-    this.opts.onDataLost?.()
-    for (const key of lost) {
-      this.watched.set(key, ZERO_ID)
-      this.reader?.add(key, ZERO_ID)
+    if (before !== undefined && before !== epoch) {
+      // Until the resets are done the old epoch stays: a check that fails
+      // half-way runs again and still sees the change.
+      const lost: string[] = []
+      await Promise.all([...(this.reader?.positions() ?? this.watched)].map(async ([key, id]) => {
+        if (id === ZERO_ID || !(await this.has(key, id))) lost.push(key)
+      }))
+      // Keys whose last session left during those reads are not watched again.
+      const reset = lost.filter(key => this.watched.has(key))
+      if (reset.length > 0) {
+        this.opts.logger.error({ key: this.epochKey, streams: this.watched.size, lost: reset.length }, 'Redis lost its data (its epoch changed: restarted without persistence, flushed, or replaced): the streams whose last read entry is gone start over, and their clients are told with gateway.gap (reason reset)')
+        this.opts.onDataLost?.()
+        for (const key of reset) {
+          this.watched.set(key, ZERO_ID)
+          this.reader?.add(key, ZERO_ID)
+        }
+        this.resetListener(reset)
+      } else {
+        this.opts.logger.info({ key: this.epochKey, streams: this.watched.size }, 'the epoch key was replaced (evicted or deleted), but every stream still holds its last read entry: nothing was lost')
+      }
     }
-    this.resetListener(lost)
+    this.epoch = epoch
+    this.epochMs = epochMs
   }
 
   /** Any connection dropped: Redis may have restarted; no live read until the server is checked again. */

@@ -184,8 +184,8 @@ t.test('a Redis that lost data is not always told: a client away during an empty
   await redis.kill()
   await waitReady(gw, 503)
   await redis.restart()
+  // Ready again: the reconnect's server check has seen the new epoch.
   await waitReady(gw, 200)
-  await eventually(async () => await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_data_lost_total') === 1, 20000, 'the loss seen')
   await redis.client.xadd(`${prefix}topic:news`, '*', 'data', 'news-after')
 
   // To the replica that saw the loss, and to one started after it.
@@ -206,6 +206,34 @@ t.test('a Redis that lost data is not always told: a client away during an empty
     again.close()
     t.same(gapsOf(again), [], 'a resume after the gap is not told again')
   }
+})
+
+t.test('a Redis that lost data is not always told: a flush with no reconnect is caught by the probe; an epoch deleted alone costs no gap and no duplicate', async t => {
+  const { redis, prefix, gw, clients } = await scenario(t, { clients: 3, before: 5 })
+  // The epoch key alone goes (evicted, deleted): every stream still holds its last entry.
+  await redis.client.del(`${prefix}__gateway:epoch`)
+  await eventually(() => gw.logs.some(l => l.includes('nothing was lost')), 10000, 'the replaced epoch seen')
+  await produce(redis, prefix, 'news', clients, 'kept', 3)
+  for (const c of clients) {
+    await c.stream.until(s => dataOf(s).length >= 16, 20000, `${c.sub}: the events after it`)
+    assertAll(t, c, 'before', 5, 'before the epoch went')
+    assertAll(t, c, 'kept', 3, 'after the epoch went')
+    t.same(gapsOf(c.stream), [], `${c.sub}: no gap, nothing twice`)
+  }
+  t.equal(await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_data_lost_total'), 0, 'not counted as a loss')
+
+  // FLUSHALL while connected: no reconnect, the probe's epoch read notices.
+  await redis.client.flushall()
+  for (const c of clients) {
+    await c.stream.until(s => gapsOf(s).length >= 2, 20000, `${c.sub}: told of the flush`)
+    t.same(gapsOf(c.stream).map(g => `${g.channel} ${g.reason}`).sort(), ['topic:news reset', `user:${c.sub} reset`].sort())
+  }
+  await produce(redis, prefix, 'news', clients, 'after', 3)
+  for (const c of clients) {
+    await c.stream.until(s => dataOf(s).filter(d => d.startsWith('after-')).length >= 6, 20000, `${c.sub}: the events after the flush`)
+    assertAll(t, c, 'after', 3, 'after the flush')
+  }
+  t.equal(await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_data_lost_total'), 1)
 })
 
 t.test('/readyz says ready while no event can flow: a SIGSTOP freeze makes the replica not ready until reads succeed again, and nothing is lost', async t => {
