@@ -786,6 +786,8 @@ export class RedisSource implements StreamSource {
   /** Bumped to retire a probe loop when a new one starts. */
   private probeRound = 0
   private probeMisses = 0
+  /** Notifications did not arrive although the setting claimed them (until the next reconnect). */
+  private notificationsFailed = false
   private readonly probeIntervalMs: number
 
   constructor (private readonly opts: RedisSourceOptions) {
@@ -853,19 +855,40 @@ export class RedisSource implements StreamSource {
     if (serverMode !== undefined && serverMode !== 'standalone') return 'block'
     await this.checkEpoch()
     if (this.opts.mode === 'block') return 'block'
-    let flags: string | undefined
+    const wanted = await this.modeBySetting()
+    // Unknown (CONFIG refused): `notify` keeps what it has (notify at start;
+    // the probe tells if notifications do not come), `auto` reads by blocking.
+    return wanted ?? (this.opts.mode === 'notify' ? this.mode ?? 'notify' : 'block')
+  }
+
+  /**
+   * The reader the server's `notify-keyspace-events` calls for, asked for or
+   * not (a server that does not publish them cannot be read by
+   * notification); undefined where CONFIG is refused (managed Redis).
+   */
+  private async modeBySetting (): Promise<'block' | 'notify' | undefined> {
     try {
       const reply = await (this.cmd.config('GET', 'notify-keyspace-events') as Promise<unknown>)
-      flags = Array.isArray(reply) ? String(reply[1] ?? '') : ''
+      return notificationsCoverStreams(Array.isArray(reply) ? String(reply[1] ?? '') : '') ? 'notify' : 'block'
     } catch (err) {
       if (!isPermanent(err)) throw err
       if (this.mode === undefined && this.opts.mode === 'auto') this.opts.logger.info({ err: errorSummary(err) }, 'cannot read notify-keyspace-events; using blocking reads')
+      return undefined
     }
-    // Unknown (CONFIG refused): `notify` keeps what it has (notify at start;
-    // the probe tells if notifications do not come), `auto` reads by blocking.
-    if (flags === undefined) return this.opts.mode === 'notify' ? this.mode ?? 'notify' : 'block'
-    // Asked for or not, a server that does not publish them cannot be read by notification.
-    return notificationsCoverStreams(flags) ? 'notify' : 'block'
+  }
+
+  /**
+   * Between reconnects, with each probe: the reader follows the setting both
+   * ways (an operator who turns notifications off, or back on with CONFIG
+   * SET, needs no restart). Not back to notify after notifications failed to
+   * arrive although the setting claimed them: that waits for a reconnect.
+   */
+  private async followSetting (): Promise<void> {
+    if (this.opts.mode === 'block' || this.reader === undefined) return
+    const wanted = await this.modeBySetting().catch(() => undefined)
+    if (wanted === undefined || wanted === this.mode || this.gated !== undefined || this.closed) return
+    if (wanted === 'notify' && this.notificationsFailed) return
+    this.useReader(wanted, 'server-setting')
   }
 
   /**
@@ -951,6 +974,7 @@ export class RedisSource implements StreamSource {
           const mode = await this.checkServer()
           if (this.losses !== losses) continue
           this.checkedMode = mode
+          this.notificationsFailed = false
           if (this.reader !== undefined && mode !== this.mode) this.useReader(mode, 'server-setting')
           break
         } catch (err) {
@@ -1077,6 +1101,7 @@ export class RedisSource implements StreamSource {
         this.health.probed('probe-timeout')
         if (this.mode === 'notify' && this.health.reason === 'probe-timeout') {
           this.probeMisses = 0
+          this.notificationsFailed = true
           this.useReader('block', 'probe-timeout')
         }
       }
@@ -1093,6 +1118,7 @@ export class RedisSource implements StreamSource {
     } finally {
       clearTimeout(timer)
     }
+    if (current()) await this.followSetting()
     this.scheduleProbe(round, this.probeIntervalMs)
   }
 

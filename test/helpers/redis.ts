@@ -27,6 +27,8 @@ export interface TestRedisOptions {
   readonly appendonly?: boolean
   /** `notify-keyspace-events` flags (e.g. `Kt` for the notify reader). */
   readonly notify?: string
+  /** More redis-server arguments (e.g. `--rename-command CONFIG x`, as managed Redis withholds CONFIG). */
+  readonly args?: readonly string[]
 }
 
 async function waitForExit (proc: ChildProcess): Promise<void> {
@@ -62,6 +64,7 @@ export async function startRedis (opts: TestRedisOptions = {}): Promise<TestRedi
       '--save', '', '--appendonly', opts.appendonly === true ? 'yes' : 'no',
       '--appendfsync', 'always', '--dir', dir, '--logfile', join(dir, 'redis.log'),
       ...(opts.notify !== undefined ? ['--notify-keyspace-events', opts.notify] : []),
+      ...(opts.args ?? []),
     ], { stdio: 'ignore' })
     await ping(socket)
   }

@@ -120,9 +120,11 @@ t.test('notify mode goes silent when Redis loses its runtime setting: after a re
   t.equal(gw.logs.filter(l => l.includes('no longer covers streams')).length, 1, 'and logged once')
 })
 
-t.test('notify mode goes silent when Redis loses its runtime setting: notifications switched off without a reconnect are caught by the probe', async t => {
-  const { redis, prefix, gw, clients } = await scenario(t, { redis: { notify: 'Kt' }, env: { READER_MODE: 'notify' }, clients: 4, before: 5 })
-  await redis.client.config('SET', 'notify-keyspace-events', '')
+t.test('notify mode goes silent when Redis loses its runtime setting: where CONFIG is withheld (managed Redis), notifications switched off are caught by the probe', async t => {
+  // CONFIG under another name: the gateway cannot read the setting, as on managed Redis.
+  const { redis, prefix, gw, clients } = await scenario(t, { redis: { notify: 'Kt', args: ['--rename-command', 'CONFIG', 'sse-test-config'] }, env: { READER_MODE: 'notify' }, clients: 4, before: 5 })
+  t.equal((await readyz(gw)).body.reader, 'notify')
+  await redis.client.call('sse-test-config', 'SET', 'notify-keyspace-events', '')
   await produce(redis, prefix, 'news', clients, 'after', 10)
   for (const c of clients) {
     await c.stream.until(s => dataOf(s).length >= 30, 30000, `${c.sub}: all 30 events`)
@@ -132,6 +134,25 @@ t.test('notify mode goes silent when Redis loses its runtime setting: notificati
   t.equal((await waitReady(gw, 200)).reader, 'block')
   t.ok(await scrapeMetric(gw.internalUrl, 'sse_gateway_reader_mode_changes_total', { mode: 'block', because: 'probe-timeout' }) >= 1, 'the fallback is counted')
   t.ok(gw.logs.some(l => l.includes('keyspace notifications stopped arriving')), 'and logged')
+})
+
+t.test('notify mode goes silent when Redis loses its runtime setting: the reader follows the setting both ways with no restart', async t => {
+  const { redis, prefix, gw, clients } = await scenario(t, { redis: { notify: 'Kt' }, env: { READER_MODE: 'auto' }, clients: 4, before: 5 })
+  t.equal((await readyz(gw)).body.reader, 'notify')
+  await redis.client.config('SET', 'notify-keyspace-events', '')
+  await produce(redis, prefix, 'news', clients, 'off', 5)
+  await eventually(async () => (await readyz(gw)).body.reader === 'block', 10000, 'blocking reads')
+  await redis.client.config('SET', 'notify-keyspace-events', 'Kt')
+  await eventually(async () => (await readyz(gw)).body.reader === 'notify', 10000, 'back to notifications')
+  await produce(redis, prefix, 'news', clients, 'on', 5)
+  for (const c of clients) {
+    await c.stream.until(s => dataOf(s).length >= 30, 30000, `${c.sub}: all 30 events`)
+    assertAll(t, c, 'off', 5, 'with notifications off')
+    assertAll(t, c, 'on', 5, 'with notifications back on')
+    t.same(gapsOf(c.stream), [])
+  }
+  t.ok(await scrapeMetric(gw.internalUrl, 'sse_gateway_reader_mode_changes_total', { mode: 'block', because: 'server-setting' }) >= 1)
+  t.ok(await scrapeMetric(gw.internalUrl, 'sse_gateway_reader_mode_changes_total', { mode: 'notify', because: 'server-setting' }) >= 1)
 })
 
 for (const mode of ['block', 'notify'] as const) {
