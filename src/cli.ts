@@ -33,7 +33,6 @@ exit codes: 0 done, 1 failed, 2 usage error`
 
 class UsageError extends Error {}
 
-
 function list (value: string): string[] {
   return value.split(',').map(s => s.trim()).filter(Boolean)
 }

@@ -480,7 +480,7 @@ async function handle (msg: WorkerRequest): Promise<unknown> {
 process.on('message', (msg: WorkerRequest) => {
   handle(msg).then(
     result => { process.send?.({ t: 'done', id: msg.id, result } satisfies WorkerResponse) },
-    (err: unknown) => { process.send?.({ t: 'done', id: msg.id, error: (err as Error).message } satisfies WorkerResponse) },
+    (err: unknown) => { process.send?.({ t: 'done', id: msg.id, error: (err as Error).message } satisfies WorkerResponse) }
   )
 })
 // The parent is gone: nothing left to do.

@@ -32,7 +32,7 @@ export class Deadlines<T extends DeadlineSlot> {
    */
   constructor (
     private readonly onDue: (item: T) => void,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = Date.now
   ) {}
 
   get size (): number {

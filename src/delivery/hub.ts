@@ -25,7 +25,7 @@ export class DeliveryEvent {
   constructor (
     readonly id: StreamId,
     /** The `event:` and `data:` lines as text. */
-    readonly text: string,
+    readonly text: string
   ) {}
 
   /** The lines as bytes, encoded on first use (multi-channel streams write them with their own `id:`). */
@@ -43,7 +43,7 @@ export class Batch {
   constructor (
     readonly events: readonly DeliveryEvent[],
     /** Id of the last entry read, delivered or skipped; a cursor may move to it. */
-    readonly lastId: StreamId,
+    readonly lastId: StreamId
   ) {}
 
   /**
@@ -76,7 +76,7 @@ export class Page extends Batch {
     events: readonly DeliveryEvent[],
     lastId: StreamId,
     /** History was trimmed past the cursor: the page is empty and the cursor must be checked. */
-    readonly trimmed: boolean,
+    readonly trimmed: boolean
   ) {
     super(events, lastId)
   }

@@ -52,7 +52,6 @@ export function generatedJwtSettings (): JwtSettings {
   })
 }
 
-
 /**
  * The compiled client helper. Run from dist/ it sits next to this module's
  * folder; run from source (tests) it is taken from the build in dist/.

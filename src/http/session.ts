@@ -14,7 +14,7 @@ import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Channel } from '../core/channels.js'
-import { channelHash, encodeCursor, encodeSegment, type DecodedCursor } from '../core/cursor.js'
+import { channelHash, encodeSegment, type DecodedCursor } from '../core/cursor.js'
 import { CONTROL_EVENT_PREFIX, HEARTBEAT, formatEvent, formatIdLine, formatRetry, httpChunk } from '../core/frame.js'
 import { ZERO_ID, compareIds, cursorForTime, idBefore, idMs, isTimeCursor, type StreamId } from '../core/stream-id.js'
 import { Deadlines, type DeadlineSlot } from '../core/deadlines.js'
@@ -355,12 +355,14 @@ export class Session implements Subscriber, DeadlineSlot {
       // is the entry id, so the hub's shared framing is exactly our bytes.
       this.write(batch.framed(), batch)
       n = batch.events.length
-    } else for (const ev of batch.events) {
-      if (compareIds(ev.id, ch.cursor) <= 0) continue
-      this.setCursor(ch, ev.id)
-      this.write(ev.body)
-      this.write(formatIdLine(this.currentId(ch)))
-      n++
+    } else {
+      for (const ev of batch.events) {
+        if (compareIds(ev.id, ch.cursor) <= 0) continue
+        this.setCursor(ch, ev.id)
+        this.write(ev.body)
+        this.write(formatIdLine(this.currentId(ch)))
+        n++
+      }
     }
     if (compareIds(batch.lastId, ch.cursor) > 0) this.setCursor(ch, batch.lastId)
     if (n > 0) {

@@ -244,7 +244,7 @@ class Shard {
   constructor (
     private readonly host: ReaderHost,
     private readonly wakeKey: string,
-    private readonly pacing: Pacing,
+    private readonly pacing: Pacing
   ) {
     const opts = host.opts
     this.health = new ReaderHealth(host)
@@ -439,7 +439,7 @@ class Pacing {
   constructor (
     private readonly maxKeysPerSecond: number,
     private readonly shards: number,
-    private readonly logger: Logger,
+    private readonly logger: Logger
   ) {}
 
   /** Least time between two reads of a shard that lists `keys` keys, in ms. */
@@ -552,7 +552,7 @@ class NotifyReader implements LiveReader {
   constructor (
     private readonly host: ReaderHost,
     db: number,
-    instance: string,
+    instance: string
   ) {
     const opts = host.opts
     this.opts = opts
@@ -619,7 +619,7 @@ class NotifyReader implements LiveReader {
     // notification: read the key once it is in place.
     this.sub.subscribe(this.channelPrefix + k.key).then(
       () => { this.markDirty(k) },
-      () => { this.markDirty(k) },
+      () => { this.markDirty(k) }
     )
   }
 

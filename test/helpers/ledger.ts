@@ -88,6 +88,7 @@ export class Ledger {
     let stopping = false
     let rounds = 0
     const done = (async () => {
+      // eslint-disable-next-line no-unmodified-loop-condition -- stop() sets it while the loop awaits
       while (!stopping) {
         await this.write(perRound, { ...opts, pipeline: perRound })
         rounds++

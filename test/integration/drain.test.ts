@@ -34,6 +34,7 @@ t.test('SIGTERM with 500 open clients: final retry, resume on the other replica,
   let n = 0
   let writing = true
   const producer = (async () => {
+    // eslint-disable-next-line no-unmodified-loop-condition -- set false by the test while the loop awaits
     while (writing) {
       await redis.client.xadd(`${prefix}topic:news`, '*', 'data', `e${n++}`)
       await sleep(20)

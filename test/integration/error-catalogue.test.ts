@@ -34,7 +34,7 @@ async function exchange (url: string, text: string): Promise<{ status: number, h
 t.test('errors outside the catalogue: every refusal is JSON with a catalogue code', async t => {
   const gw = await startGateway({ CORS_ORIGINS: 'https://app.example', PUBLIC_TOPICS: 'pub' })
   t.teardown(() => gw.close())
-  const publisher = hsToken({ sub: 'svc', publish: ['topic:*'] } )
+  const publisher = hsToken({ sub: 'svc', publish: ['topic:*'] })
   const cases: Array<[string, string, number, string?]> = [
     ['POST /publish as text/plain', `POST /publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${publisher}\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello`, 415, 'SSEGW_ERR_PUBLISH_NOT_JSON'],
     ['POST /publish with no content type', `POST /publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${publisher}\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello`, 415, 'SSEGW_ERR_PUBLISH_NOT_JSON'],

@@ -23,8 +23,12 @@ async function run (t: Test, budget: number): Promise<{ calls: number, elapsedMs
   t.teardown(() => redis.stop())
   const prefix = uniquePrefix('pacing')
   const gw = await startGateway({
-    REDIS_URL: redis.url, KEY_PREFIX: prefix, READER_MODE: 'block', READER_SHARDS: String(SHARDS),
-    READER_BLOCK_MAX_KEYS_PER_SECOND: String(budget), LOG_LEVEL: 'info',
+    REDIS_URL: redis.url,
+    KEY_PREFIX: prefix,
+    READER_MODE: 'block',
+    READER_SHARDS: String(SHARDS),
+    READER_BLOCK_MAX_KEYS_PER_SECOND: String(budget),
+    LOG_LEVEL: 'info',
   })
   t.teardown(() => gw.close())
   const streams: RawStream[] = []

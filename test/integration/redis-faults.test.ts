@@ -341,4 +341,3 @@ t.test('restart with AOF: no gap, nothing lost, not ready while down, ready afte
   }
   t.equal(await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_data_lost_total'), 0, 'no data loss seen')
 })
-

@@ -137,7 +137,7 @@ t.test('run.sh: loopback only, Redis with AOF and no snapshots, stops what it st
   t.match(runSh, /--web\.listen-address="127\.0\.0\.1:/, 'Prometheus binds loopback')
   t.match(runSh, /trap cleanup EXIT/, 'cleans up on exit')
   t.notMatch(runSh, /pkill|killall/, 'stops processes by PID only')
-  t.ok(runSh.includes(`"http://127.0.0.1:$A_INTERNAL/readyz"`), 'waits for readiness')
+  t.ok(runSh.includes('"http://127.0.0.1:$A_INTERNAL/readyz"'), 'waits for readiness')
   t.ok((statSync(join(deploy, 'local/run.sh')).mode & 0o100) !== 0, 'executable')
 })
 

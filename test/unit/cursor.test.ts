@@ -30,22 +30,22 @@ const ms = fc.oneof(
   fc.bigInt({ min: 1_600_000_000_000n, max: 2_000_000_000_000n }),
   fc.bigInt({ min: 0n, max: U64_MAX }),
   // Where the codec switches between Number and BigInt arithmetic.
-  fc.constantFrom(0n, 1n, 35n, 36n, 10n ** 15n - 1n, 10n ** 15n, 36n ** 10n - 1n, 36n ** 10n, 2n ** 53n, U64_MAX),
+  fc.constantFrom(0n, 1n, 35n, 36n, 10n ** 15n - 1n, 10n ** 15n, 36n ** 10n - 1n, 36n ** 10n, 2n ** 53n, U64_MAX)
 )
 const seq = fc.oneof(
   fc.constant(0n),
   fc.bigInt({ min: 0n, max: 1000n }),
   fc.bigInt({ min: 0n, max: U64_MAX }),
-  fc.constantFrom(1n, 10n ** 15n, 36n ** 10n, U64_MAX - 1n, U64_MAX),
+  fc.constantFrom(1n, 10n ** 15n, 36n ** 10n, U64_MAX - 1n, U64_MAX)
 )
 const streamId = fc.oneof(
   { weight: 1, arbitrary: fc.constant('0-0') },
-  { weight: 9, arbitrary: fc.tuple(ms, seq).map(([m, s]) => `${m}-${s}`) },
+  { weight: 9, arbitrary: fc.tuple(ms, seq).map(([m, s]) => `${m}-${s}`) }
 )
 const channelName = fc.oneof(
   fc.string({ maxLength: 40 }).map(s => `topic:${s}`),
   fc.string({ unit: codePoint, maxLength: 40 }).map(s => `user:${s}`),
-  fc.string({ unit: codePoint, maxLength: 300 }),
+  fc.string({ unit: codePoint, maxLength: 300 })
 )
 
 t.test('channelHash: 6 base-36 characters, deterministic, FNV-1a over UTF-16 units (cursors from older replicas stay valid)', async t => {
@@ -79,7 +79,7 @@ t.test('round trip: every channel of a cursor decodes to the id it was encoded w
       strictEqual(isStreamId(cursor), false, 'never mistaken for a bare id')
       const decoded = decodeCursor(cursor)
       deepStrictEqual(decoded, { kind: 'channels', positions: new Map(channels.map(([name, id]) => [channelHash(name), id])) })
-    },
+    }
   ), { numRuns: 2000 })
   t.ok(maxChannels >= 8, `up to ${maxChannels} channels in ${runs} runs`)
   // The most a connection may hold by default (MAX_TOPICS_PER_CONNECTION) plus its user channel.
@@ -90,7 +90,7 @@ t.test('round trip: every channel of a cursor decodes to the id it was encoded w
       const d = decodeCursor(cursor)
       strictEqual(d?.kind === 'channels' && d.positions.size, 17)
       deepStrictEqual(d, { kind: 'channels', positions: new Map(channels.map(([name, id]) => [channelHash(name), id])) })
-    },
+    }
   ), { numRuns: 200 })
 })
 
@@ -152,7 +152,7 @@ t.test('decodeCursor never throws; whatever it accepts is a valid Redis id for e
       const i = at % c.length
       const mutated = op === 'replace' ? c.slice(0, i) + ch + c.slice(i + 1) : op === 'delete' ? c.slice(0, i) + c.slice(i + 1) : c.slice(0, i) + ch + c.slice(i)
       assertUsable(mutated)
-    },
+    }
   ), { numRuns: 2000 })
 })
 

@@ -14,7 +14,7 @@ t.test('any mix of add, re-add, remove and time passing reports exactly the due 
   const op = fc.oneof(
     fc.record({ kind: fc.constant('add' as const), item: fc.nat(30), at: fc.nat(300) }),
     fc.record({ kind: fc.constant('remove' as const), item: fc.nat(30) }),
-    fc.record({ kind: fc.constant('advance' as const), by: fc.nat(200) }),
+    fc.record({ kind: fc.constant('advance' as const), by: fc.nat(200) })
   )
   fc.assert(fc.property(fc.array(op, { minLength: 20, maxLength: 300 }), ops => {
     let now = 0

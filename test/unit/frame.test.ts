@@ -83,7 +83,7 @@ function spec (data: string): string {
 // like a field) mixed with any Unicode code point and plain ASCII.
 const tricky = fc.constantFrom(
   '\r', '\n', '\r\n', '\n\r', '\r\r', '\0', '\uFEFF', '\u{1F600}', '\u{10FFFF}', '\u{10000}', 'é', '€', '\u2028', '\u0085',
-  '\x7f', '\t', '\x1b', ' ', ':', ': ', 'data: forged', 'event: forged', 'id: forged', 'retry: 1', ':comment',
+  '\x7f', '\t', '\x1b', ' ', ':', ': ', 'data: forged', 'event: forged', 'id: forged', 'retry: 1', ':comment'
 )
 const plain = fc.constantFrom(...'abcxyzABC0189 .-_/@'.split(''))
 const text = fc.string({
@@ -100,12 +100,12 @@ const eventName = fc.oneof(
   { weight: 3, arbitrary: safeName },
   { weight: 2, arbitrary: text },
   { weight: 1, arbitrary: safeName.map(s => CONTROL_EVENT_PREFIX + s) },
-  { weight: 1, arbitrary: fc.constant(undefined) },
+  { weight: 1, arbitrary: fc.constant(undefined) }
 )
 const id = fc.oneof(
   { weight: 3, arbitrary: text },
   { weight: 2, arbitrary: fc.tuple(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.nat()).map(([ms, seq]) => `${ms}-${seq}`) },
-  { weight: 1, arbitrary: fc.stringMatching(/^1(\.[0-9a-z]{7,20})+$/) },
+  { weight: 1, arbitrary: fc.stringMatching(/^1(\.[0-9a-z]{7,20})+$/) }
 )
 
 type Build = 'shared-body' | 'format-event-with-id' | 'format-event-no-id'
@@ -160,7 +160,7 @@ t.test('framing property: exactly one event per frame; event name and id intact;
       const got = parseBytes(bytes, cuts)
       deepStrictEqual(got, expected)
     }),
-    { numRuns: 3000 },
+    { numRuns: 3000 }
   )
   // Guard against a vacuous property: every path was taken many times.
   t.ok(counts.framed > 3000, `frames framed and parsed: ${counts.framed} of ${counts.frames} in ${counts.runs} runs`)
@@ -225,6 +225,7 @@ t.test('every single cut of a frame (inside multi-byte characters too) parses to
 
 t.test('isValidEventName: exact rule (1..128 UTF-16 units, no C0 control or DEL, not under "gateway.")', async t => {
   fc.assert(fc.property(fc.oneof(text, safeName, fc.string({ unit: codePoint, minLength: 120, maxLength: 140 })), s => {
+    // eslint-disable-next-line no-control-regex -- the rule under test is about control characters
     const expected = s.length >= 1 && s.length <= MAX_EVENT_NAME_LENGTH && !/[\x00-\x1f\x7f]/.test(s) && !s.startsWith('gateway.')
     strictEqual(isValidEventName(s), expected, JSON.stringify(s))
     // An accepted name is always a safe field value.
@@ -331,7 +332,7 @@ t.test('a stream as a session writes it: retry, events, heartbeat, control event
     HEARTBEAT,
     formatEventBody('line1\r\nline2'), formatIdLine('1.abcdef2'),
     formatEvent('{"channels":["topic:a"]}', 'gateway.history-gap'),
-    formatRetry(1000),
+    formatRetry(1000)
   )
   t.same(parseBytes(stream), {
     events: [
