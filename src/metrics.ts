@@ -5,10 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
-export type DeliverySource = 'live' | 'replay'
-export type GapReason = 'trimmed' | 'missing' | 'ahead' | 'invalid-cursor' | 'reset'
-export type CloseReason = 'client-closed' | 'token-expired' | 'slow-client' | 'shutdown' | 'source-error'
-export type AuthFailure = 'missing' | 'invalid' | 'expired' | 'not-configured' | 'forbidden'
+import type { DeliverySource } from './core/protocol.js'
 
 export class Metrics {
   readonly registry = new Registry()

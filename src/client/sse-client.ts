@@ -58,7 +58,7 @@ export interface StorageLike {
   removeItem (key: string): void
 }
 
-export type GapReason = 'trimmed' | 'missing' | 'ahead' | 'invalid-cursor'
+export type GapReason = 'trimmed' | 'missing' | 'ahead' | 'invalid-cursor' | 'reset'
 
 /** One channel of a `gateway.gap` event: the app should refetch its state. */
 export interface GapChannel {

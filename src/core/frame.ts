@@ -6,6 +6,7 @@
  * line gets its own `data:` prefix; event names and ids are checked for CR, LF
  * and NUL before they are framed, never escaped after.
  */
+import { CONTROL_EVENT_PREFIX } from './protocol.js'
 
 const LINE_BREAK = /\r\n|\r|\n/
 
@@ -22,7 +23,7 @@ export function isSafeFieldValue (value: string): boolean {
  * Event names a producer may use: 1 to 128 characters, no control characters
  * (C0, DEL) at all. Names under `gateway.` are reserved for control events.
  */
-export const CONTROL_EVENT_PREFIX = 'gateway.'
+export { CONTROL_EVENT_PREFIX }
 export const MAX_EVENT_NAME_LENGTH = 128
 
 export function isValidEventName (name: string): boolean {

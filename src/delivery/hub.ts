@@ -16,6 +16,7 @@
 import type { Logger } from 'pino'
 import { chunkPayload, formatEventText, formatIdLine, httpChunkOfText, isValidEventName } from '../core/frame.js'
 import { ZERO_ID, compareIds, idBefore, idMs, isTimeCursor, type StreamId } from '../core/stream-id.js'
+import type { SkipReason } from '../core/protocol.js'
 import type { RawEntry, StreamSource } from '../source/stream-source.js'
 
 /** An entry as an event: its `event:` and `data:` lines, shared by every session. */
@@ -88,8 +89,6 @@ export interface Subscriber {
   /** The source lost these keys' history (a new epoch): each starts over from 0-0. */
   onReset (keys: readonly string[]): void
 }
-
-export type SkipReason = 'no-data' | 'bad-event-name' | 'too-large'
 
 export interface HubOptions {
   readonly maxEventBytes: number

@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { TopicPatterns, isValidSubject, topicsFromClaim } from '../core/channels.js'
 import type { JwtSettings } from '../core/config.js'
 import { Errors, GatewayError } from '../core/errors.js'
-import type { AuthFailure } from '../metrics.js'
+import type { AuthFailure } from '../core/protocol.js'
 
 export type TokenSource = 'header' | 'query' | 'cookie'
 

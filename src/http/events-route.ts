@@ -15,7 +15,8 @@ import type { Logger } from 'pino'
 import type { Hub } from '../delivery/hub.js'
 import type { Metrics } from '../metrics.js'
 import { AuthError, extractToken, verifyToken, type Principal } from './auth.js'
-import { CONTROL_EVENTS, Session, type HistoryRequest, type SessionContext, type SessionRegistry } from './session.js'
+import { CONTROL_EVENTS, unavailableMessage, unavailablePayload, type UnavailableReason } from '../core/protocol.js'
+import { Session, type HistoryRequest, type SessionContext, type SessionRegistry } from './session.js'
 
 export interface EventsRouteOptions {
   readonly config: Config
@@ -252,8 +253,6 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
   })
 }
 
-export type UnavailableReason = 'draining' | 'at-capacity' | 'source-unavailable'
-
 /**
  * This replica cannot serve the stream now. An EventSource (it asks for
  * `text/event-stream`) gives up for good on any non-200, so it gets a 200
@@ -263,18 +262,15 @@ export type UnavailableReason = 'draining' | 'at-capacity' | 'source-unavailable
  */
 function unavailable (request: FastifyRequest, reply: FastifyReply, reason: UnavailableReason, retryMs: number, metrics: Metrics): FastifyReply {
   metrics.unavailable.inc({ reason })
-  const message = reason === 'draining'
-    ? 'This replica is shutting down: reconnect.'
-    : reason === 'at-capacity' ? 'This replica is at its connection limit (MAX_CONNECTIONS): reconnect.' : 'The event source (Redis) is unreachable: reconnect shortly.'
   const accept = request.headers.accept
   if (typeof accept === 'string' && accept.includes('text/event-stream')) {
     reply.hijack()
     const res = reply.raw
     res.writeHead(200, { ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
     res.write(formatRetry(retryMs))
-    res.end(formatEvent(JSON.stringify({ reason, message }), CONTROL_EVENTS.unavailable))
+    res.end(formatEvent(unavailablePayload(reason), CONTROL_EVENTS.unavailable))
     return reply
   }
   return reply.code(503).header('retry-after', String(Math.max(1, Math.ceil(retryMs / 1000))))
-    .send(new GatewayError(Errors.UNAVAILABLE, message).toJSON())
+    .send(new GatewayError(Errors.UNAVAILABLE, unavailableMessage(reason)).toJSON())
 }

@@ -15,20 +15,14 @@ import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Channel } from '../core/channels.js'
 import { channelHash, encodeSegment, type DecodedCursor } from '../core/cursor.js'
-import { CONTROL_EVENT_PREFIX, HEARTBEAT, formatEvent, formatIdLine, formatRetry, httpChunk } from '../core/frame.js'
-import { ZERO_ID, compareIds, cursorForTime, idBefore, idMs, isTimeCursor, type StreamId } from '../core/stream-id.js'
+import { HEARTBEAT, formatEvent, formatIdLine, formatRetry, httpChunk } from '../core/frame.js'
+import { CONTROL_EVENTS, classifyGap, gapPayload, tokenExpiredPayload, type CloseReason, type DeliverySource, type GapNotice, type GapReason } from '../core/protocol.js'
+import { ZERO_ID, compareIds, cursorForTime, idMs, type StreamId } from '../core/stream-id.js'
 import { Deadlines, type DeadlineSlot } from '../core/deadlines.js'
 import type { Batch, Hub, Subscriber } from '../delivery/hub.js'
-import type { CloseReason, DeliverySource, GapReason, Metrics } from '../metrics.js'
+import type { Metrics } from '../metrics.js'
 
-export const CONTROL_EVENTS = {
-  /** Some channels lost history (or the cursor was unusable); data names them. */
-  gap: `${CONTROL_EVENT_PREFIX}gap`,
-  /** The token expired; the stream ends after this event. */
-  tokenExpired: `${CONTROL_EVENT_PREFIX}token-expired`,
-  /** This replica cannot serve the stream now (draining, full, Redis down); it ends with a `retry:`. */
-  unavailable: `${CONTROL_EVENT_PREFIX}unavailable`,
-} as const
+export { CONTROL_EVENTS }
 
 /** What every session of a replica shares: one object, not a copy per stream. */
 export interface SessionContext {
@@ -68,11 +62,6 @@ interface ChannelState {
   segment: string
   /** Cursor came from the client or the session fell behind: check retention before reading. */
   verify: boolean
-}
-
-interface GapNotice {
-  channel: string
-  reason: GapReason
 }
 
 const SESSION = Symbol('sse-gateway session')
@@ -317,8 +306,7 @@ export class Session implements Subscriber, DeadlineSlot {
 
   /** The token expired (called by the registry at `exp`): a last event, then the end. */
   expire (): void {
-    const data = JSON.stringify({ reason: 'token-expired', message: 'The access token expired: reconnect with a fresh token.' })
-    this.close('token-expired', formatEvent(data, CONTROL_EVENTS.tokenExpired))
+    this.close('token-expired', formatEvent(tokenExpiredPayload(), CONTROL_EVENTS.tokenExpired))
   }
 
   private unsubscribeAll (): void {
@@ -531,56 +519,19 @@ export class Session implements Subscriber, DeadlineSlot {
 
   /**
    * Checks that the entry at the cursor is still retained. If not, history
-   * may be lost: queue a gap notice and move the cursor to a documented point:
-   *  - trimmed (cursor older than the oldest entry, or the stream is gone):
-   *    from the oldest retained entry;
-   *  - ahead (cursor newer than the newest entry, e.g. after a failover to a
-   *    replica that was behind): from the newest entry;
-   *  - missing (within the retained range but deleted): right after the cursor.
+   * may be lost: {@link classifyGap} says why and where the cursor moves,
+   * and a gap notice is queued.
    */
   private async verify (ch: ChannelState): Promise<void> {
     ch.verify = false
     const { exists, head, tail } = await this.ctx.hub.inspect(ch.channel.key, ch.cursor)
     if (exists) return
-    // Just before the oldest retained entry: nothing can have been lost
-    // between there and the head. A gap moves the cursor here, so a client
-    // reconnecting with the gap event's id is not told the same thing twice.
-    const beforeHead = head === undefined ? ZERO_ID : idBefore(head)
-    // The resume cursor was made before the engine's current dataset began
-    // (Redis restarted without persistence, or was flushed, meanwhile):
-    // what this channel had then, and what was written while the client was
-    // away, may be gone, even where the channel was empty at connect and is
-    // empty now. Everything the engine holds now is after the cursor.
-    const epochMs = this.ctx.hub.epochMs
-    if (epochMs !== undefined && this.resumedFromMs !== undefined && this.resumedFromMs < epochMs && idMs(ch.cursor) < epochMs) {
-      this.setCursor(ch, beforeHead)
-      this.addGap(ch, 'reset')
-      return
-    }
-    if (ch.cursor === beforeHead) return
-    let reason: GapReason
-    if (ch.cursor === ZERO_ID) {
-      // The stream was empty when this cursor was set. If entries were
-      // removed since, some may never have been seen.
-      const removed = await this.ctx.hub.entriesRemoved(ch.channel.key)
-      if (removed === undefined || removed === 0) return
-      reason = 'trimmed'
-      this.setCursor(ch, beforeHead)
-    } else if (head === undefined || tail === undefined || compareIds(ch.cursor, head) < 0) {
-      reason = 'trimmed'
-      this.setCursor(ch, beforeHead)
-    } else if (compareIds(ch.cursor, tail) > 0) {
-      reason = 'ahead'
-      this.setCursor(ch, tail)
-    } else if (isTimeCursor(ch.cursor)) {
-      // A `since=` start that a multi-channel id carried before this
-      // channel's history was sent: it names a moment, and every entry after
-      // it is retained.
-      return
-    } else {
-      reason = 'missing'
-    }
-    this.addGap(ch, reason)
+    // An empty-at-connect cursor is lost only if entries were removed since.
+    const removed = ch.cursor === ZERO_ID && head !== undefined ? await this.ctx.hub.entriesRemoved(ch.channel.key) : undefined
+    const verdict = classifyGap({ cursor: ch.cursor, head, tail, removed, epochMs: this.ctx.hub.epochMs, resumedFromMs: this.resumedFromMs })
+    if (verdict === undefined) return
+    if (verdict.cursor !== ch.cursor) this.setCursor(ch, verdict.cursor)
+    this.addGap(ch, verdict.reason)
   }
 
   private flushGaps (): void {
@@ -588,7 +539,7 @@ export class Session implements Subscriber, DeadlineSlot {
     if (gaps === undefined || gaps.length === 0) return
     this.pendingGaps = undefined
     for (const g of gaps) this.ctx.metrics.gaps.inc({ reason: g.reason })
-    const data = JSON.stringify({ channels: gaps })
+    const data = gapPayload(gaps)
     const first = this.channels[0] as ChannelState
     // Carries the current cursor as its id, so a reconnect after it does not
     // report the same gap again.

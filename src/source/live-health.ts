@@ -7,9 +7,7 @@
  * once, and counted.
  */
 import type { Logger } from 'pino'
-
-/** Why live reads are not flowing. Also the label of the stall metric. */
-export type StallReason = 'reader-error' | 'probe-timeout' | 'probe-error' | 'not-standalone' | 'server-check'
+import type { StallReason } from '../core/protocol.js'
 
 export interface LiveHealthOptions {
   readonly logger: Pick<Logger, 'error' | 'info'>

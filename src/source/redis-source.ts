@@ -46,7 +46,8 @@ import { randomBytes } from 'node:crypto'
 import { Redis, type RedisOptions } from 'ioredis'
 import type { Logger } from 'pino'
 import { ZERO_ID, compareIds, type StreamId } from '../core/stream-id.js'
-import { LiveHealth, errorSummary, type StallReason } from './live-health.js'
+import type { StallReason } from '../core/protocol.js'
+import { LiveHealth, errorSummary } from './live-health.js'
 import type { EntriesListener, RawEntry, ResetListener, SourceState, StreamSource } from './stream-source.js'
 
 export interface RedisSourceOptions {

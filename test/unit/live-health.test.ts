@@ -1,5 +1,6 @@
 import t from 'tap'
-import { LiveHealth, type StallReason } from '../../src/source/live-health.js'
+import type { StallReason } from '../../src/core/protocol.js'
+import { LiveHealth } from '../../src/source/live-health.js'
 
 function health (): { h: LiveHealth, lines: Array<[string, string]>, stalls: StallReason[] } {
   const lines: Array<[string, string]> = []

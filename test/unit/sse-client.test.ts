@@ -12,12 +12,13 @@ import {
   streamUrl,
   type ConnectionState,
   type EventSourceLike,
+  type GapReason,
   type MessageEventLike,
   type StateDetail,
   type StorageLike,
   type TokenReason,
 } from '../../src/client/sse-client.js'
-import { CONTROL_EVENTS as SERVER_CONTROL_EVENTS } from '../../src/http/session.js'
+import { CONTROL_EVENTS as SERVER_CONTROL_EVENTS, type GapReason as ServerGapReason } from '../../src/core/protocol.js'
 
 class FakeEventSource implements EventSourceLike {
   static instances: FakeEventSource[] = []
@@ -129,6 +130,13 @@ function harness (t: Test, overrides: Partial<Parameters<typeof connect>[0]> = {
 
 t.test('the control event names are the gateway\'s', async t => {
   t.same(CONTROL_EVENTS, SERVER_CONTROL_EVENTS)
+})
+
+// The client's gap reasons are the gateway's, both ways (checked by tsc: the typecheck test).
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
+const gapReasonsMatch: Same<GapReason, ServerGapReason> = true
+t.test('the gap reasons are the gateway\'s', async t => {
+  t.equal(gapReasonsMatch, true)
 })
 
 t.test('first connect: topics and token in the URL, no cursor when none is stored', async t => {
