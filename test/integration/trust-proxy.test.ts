@@ -53,6 +53,20 @@ async function waitUp (url: string): Promise<void> {
 
 interface Proxy { url: string, proc: ChildProcess, dir: string }
 
+/**
+ * SIGTERM, then wait: nginx's master ends its workers on TERM (a SIGKILL
+ * would leave them running, and listening). SIGKILL only if it hangs.
+ */
+async function stopProxy (proxy: Proxy): Promise<void> {
+  const { proc } = proxy
+  if (proc.exitCode !== null || proc.signalCode !== null) return
+  const exited = new Promise<void>(resolve => proc.once('exit', () => { resolve() }))
+  proc.kill('SIGTERM')
+  const timer = setTimeout(() => { proc.kill('SIGKILL') }, 5000)
+  await exited
+  clearTimeout(timer)
+}
+
 async function startNginx (gw: TestGateway): Promise<Proxy> {
   const dir = mkdtempSync(join(tmpdir(), 'sse-trust-nginx-'))
   mkdirSync(join(dir, 'tmp'))
@@ -93,7 +107,10 @@ for (const [name, start, bin] of [['nginx', startNginx, 'nginx'], ['HAProxy', st
     const gw = await startGateway({ PUBLIC_TOPICS: 'pub', CONNECT_RATE_PER_IP: '2', TRUST_PROXY: deployTrustProxy() })
     t.teardown(() => gw.close())
     const proxy = await start(gw)
-    t.teardown(() => { proxy.proc.kill('SIGKILL'); rmSync(proxy.dir, { recursive: true, force: true }) })
+    t.teardown(async () => {
+      await stopProxy(proxy)
+      rmSync(proxy.dir, { recursive: true, force: true })
+    })
     // All at once: they land in one or two of the limiter's one-second windows.
     const began = Date.now()
     const statuses = await Promise.all(Array.from({ length: 8 }, async (_, i) => await connectStatus(proxy.url, `203.0.113.${i + 1}`)))
