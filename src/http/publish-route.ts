@@ -75,7 +75,8 @@ export async function publishRoute (app: FastifyInstance, opts: PublishRouteOpti
   // The body is JSON or nothing: without this, Fastify's text/plain parser
   // would hand the route a string (a 400 for the wrong reason, not a 415).
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: publishBodyLimit(config.maxEventBytes) }, app.getDefaultJsonParser('error', 'error'))
+  // (The route's bodyLimit bounds it.)
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'))
 
   app.addHook('onRequest', async (request: FastifyRequest) => {
     try {

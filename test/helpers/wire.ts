@@ -48,6 +48,11 @@ export class RawExchange {
     return this.data.toString('latin1')
   }
 
+  /** Writes more on the connection (a client that drips its request). */
+  write (text: string): void {
+    if (!this.ended) this.socket.write(text)
+  }
+
   close (): void {
     this.socket.destroy()
   }

@@ -5,28 +5,17 @@
  * limits race".
  */
 import t from 'tap'
-import { connect, type Socket } from 'node:net'
 import { startGateway } from '../helpers/gateway.js'
 import { startRedis, uniquePrefix } from '../helpers/redis.js'
 import { getJson, openStream, sleep, type RawStream } from '../helpers/sse.js'
 import { eventually, scrapeMetric } from '../helpers/extra.js'
 import { hsToken } from '../helpers/token.js'
+import { RawExchange } from '../helpers/wire.js'
 
 t.setTimeout(120000)
 
 const redis = await startRedis()
 t.teardown(() => redis.stop())
-
-function rawSocket (url: string, text: string): { socket: Socket, received: () => string, closed: () => boolean } {
-  const { hostname, port } = new URL(url)
-  let data = ''
-  let closed = false
-  const socket = connect({ host: hostname, port: Number(port) }, () => { socket.write(text) })
-  socket.on('data', (b: Buffer) => { data += b.toString('latin1') })
-  socket.on('close', () => { closed = true })
-  socket.on('error', () => {})
-  return { socket, received: () => data, closed: () => closed }
-}
 
 const streamRequest = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: gw\r\nAccept: text/event-stream\r\n\r\n`
 
@@ -37,12 +26,12 @@ t.test('pipelined requests leak sessions: a socket that pipelines streams and cl
   const { sessions, hub } = gw.gateway
 
   for (let round = 0; round < 3; round++) {
-    const pipelined = rawSocket(gw.url, streamRequest('/events?topic=pub').repeat(3) + streamRequest('/events?topic=other').repeat(3))
-    await eventually(() => pipelined.received().includes('retry:'), 10000, 'the first stream opens')
+    const pipelined = new RawExchange(gw.url, streamRequest('/events?topic=pub').repeat(3) + streamRequest('/events?topic=other').repeat(3))
+    await eventually(() => pipelined.text.includes('retry:'), 10000, 'the first stream opens')
     await sleep(300)
     t.equal(sessions.size, 1, `round ${round}: a request behind an open stream opens no second stream`)
     t.equal(hub.size, 1, `round ${round}: and reads no key for it`)
-    pipelined.socket.destroy()
+    pipelined.close()
     await eventually(() => sessions.size === 0 && hub.size === 0, 10000, 'every session of the socket ends with it')
   }
   t.equal(await scrapeMetric(gw.internalUrl, 'sse_gateway_connections_open'), 0, 'no stream counted open')
@@ -63,13 +52,13 @@ t.test('pipelined requests leak sessions: a stream pipelined behind a finished a
   const prefix = uniquePrefix('pipe')
   const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: prefix, PUBLIC_TOPICS: 'pub' })
   t.teardown(() => gw.close())
-  const c = rawSocket(gw.url, 'GET /nothing HTTP/1.1\r\nHost: gw\r\n\r\n' + streamRequest('/events?topic=pub'))
-  await eventually(() => c.received().includes('retry:'), 10000, 'the stream behind the 404 opens')
-  t.match(c.received(), /^HTTP\/1\.1 404/, 'the 404 first')
+  const c = new RawExchange(gw.url, 'GET /nothing HTTP/1.1\r\nHost: gw\r\n\r\n' + streamRequest('/events?topic=pub'))
+  await eventually(() => c.text.includes('retry:'), 10000, 'the stream behind the 404 opens')
+  t.match(c.text, /^HTTP\/1\.1 404/, 'the 404 first')
   t.equal(gw.gateway.sessions.size, 1)
   await redis.client.xadd(`${prefix}topic:pub`, '*', 'data', 'behind-404')
-  await eventually(() => c.received().includes('data: behind-404'), 10000, 'the event on the pipelined stream')
-  c.socket.destroy()
+  await eventually(() => c.text.includes('data: behind-404'), 10000, 'the event on the pipelined stream')
+  c.close()
   await eventually(() => gw.gateway.sessions.size === 0 && gw.gateway.hub.size === 0, 10000, 'ends with the socket')
 })
 
@@ -79,15 +68,15 @@ t.test('pipelined requests leak sessions: a POST /publish pipelined behind a str
   t.teardown(() => gw.close())
   const token = hsToken({ sub: 'svc', publish: ['topic:*'] })
   const body = JSON.stringify({ channel: 'topic:pub', data: 'behind' })
-  const c = rawSocket(gw.url, streamRequest('/events?topic=pub') +
+  const c = new RawExchange(gw.url, streamRequest('/events?topic=pub') +
     `POST /publish HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
-  t.teardown(() => c.socket.destroy())
-  await eventually(() => c.received().includes('retry:'), 10000, 'the stream opens')
+  t.teardown(() => c.close())
+  await eventually(() => c.text.includes('retry:'), 10000, 'the stream opens')
   await sleep(500)
   t.equal(await redis.client.xlen(`${prefix}topic:pub`), 0, 'the pipelined publish has not run')
   // The stream ahead ends (here: the replica drains it): the publish's turn.
   await gw.gateway.sessions.closeAll('shutdown', 100, 0)
-  await eventually(() => /HTTP\/1\.1 200 OK[\s\S]*"channel":"topic:pub"/.test(c.received().slice(c.received().indexOf('0\r\n\r\n'))), 10000, 'the publish answered after the stream')
+  await eventually(() => /HTTP\/1\.1 200 OK[\s\S]*"channel":"topic:pub"/.test(c.text.slice(c.text.indexOf('0\r\n\r\n'))), 10000, 'the publish answered after the stream')
   t.equal(await redis.client.xlen(`${prefix}topic:pub`), 1, 'published once')
 })
 
@@ -147,12 +136,12 @@ t.test('connection limits race: every failure path gives its slot back', async t
   const token = auth.authorization.slice('Bearer '.length)
   const pid = redis.pid as number
   process.kill(pid, 'SIGSTOP')
-  let leaving: Array<ReturnType<typeof rawSocket>> = []
+  let leaving: Array<RawExchange> = []
   try {
-    leaving = Array.from({ length: 5 }, () => rawSocket(gw.url, streamRequest(`/events?topic=t&token=${token}`)))
+    leaving = Array.from({ length: 5 }, () => new RawExchange(gw.url, streamRequest(`/events?topic=t&token=${token}`)))
     await sleep(400)
     t.equal(gw.gateway.sessions.size, 2, 'two slots reserved while subscribing')
-    for (const c of leaving) c.socket.destroy()
+    for (const c of leaving) c.close()
     await sleep(100)
   } finally {
     process.kill(pid, 'SIGCONT')
@@ -170,14 +159,14 @@ t.test('slow headers: a client that never finishes its headers is cut off after 
   const gw = await startGateway({ REDIS_URL: redis.url, KEY_PREFIX: uniquePrefix('slow'), PUBLIC_TOPICS: 'pub', HEADERS_TIMEOUT_MS: '2000' })
   t.teardown(() => gw.close())
   const started = Date.now()
-  const slow = Array.from({ length: 20 }, () => rawSocket(gw.url, 'GET /events?topic=pub HTTP/1.1\r\nHost: gw\r\n'))
-  const drip = setInterval(() => { for (const s of slow) if (!s.closed()) s.socket.write('X-A: b\r\n') }, 300)
-  t.teardown(() => { clearInterval(drip); for (const s of slow) s.socket.destroy() })
-  await eventually(() => slow.every(s => s.closed()), 15000, 'every slow client cut off')
+  const slow = Array.from({ length: 20 }, () => new RawExchange(gw.url, 'GET /events?topic=pub HTTP/1.1\r\nHost: gw\r\n'))
+  const drip = setInterval(() => { for (const s of slow) s.write('X-A: b\r\n') }, 300)
+  t.teardown(() => { clearInterval(drip); for (const s of slow) s.close() })
+  await eventually(() => slow.every(s => s.ended), 15000, 'every slow client cut off')
   const took = Date.now() - started
   t.ok(took >= 1500, `not before the timeout (${took} ms)`)
-  t.match(slow[0]?.received(), /^HTTP\/1\.1 408/, '408 in the catalogue shape')
-  t.match(slow[0]?.received(), /SSEGW_ERR_REQUEST_TIMEOUT/)
+  t.match(slow[0]?.text, /^HTTP\/1\.1 408/, '408 in the catalogue shape')
+  t.match(slow[0]?.text, /SSEGW_ERR_REQUEST_TIMEOUT/)
   t.equal(gw.gateway.sessions.size, 0)
   const ok = await getJson(`${gw.internalUrl}/readyz`)
   t.equal(ok.status, 200, 'the replica is fine')
