@@ -568,14 +568,24 @@ class NotifyReader implements LiveReader {
     this.sub = createClient(opts.url, {
       connectionName: 'sse-gateway:notify',
       maxRetriesPerRequest: null,
-      autoResubscribe: true,
+      // Our own resubscribe (below): ioredis's leaves its promise unhandled,
+      // and a reader closed during it (a fallback right after a reconnect)
+      // would end the process with an unhandled rejection.
+      autoResubscribe: false,
     })
     this.sub.on('error', () => { /* the command connection reports outages */ })
     this.sub.on('close', () => { if (!this.closed) host.connectionLost() })
     let connectedBefore = false
     this.sub.on('ready', () => {
-      // Notifications sent while we were away are lost: read every key again.
-      if (connectedBefore) for (const k of this.keys.values()) this.markDirty(k)
+      if (connectedBefore && !this.closed) {
+        // A new connection has no subscriptions: subscribe again, then read
+        // every key (notifications sent while we were away are lost).
+        const channels = [...this.keys.keys()].map(key => this.channelPrefix + key)
+        this.sub.subscribe(...channels).then(
+          () => { for (const k of this.keys.values()) this.markDirty(k) },
+          () => { /* closed or lost again: the next ready subscribes again */ }
+        )
+      }
       connectedBefore = true
     })
     // The raw form: ioredis then makes no strings of the channel and event;

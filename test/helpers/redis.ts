@@ -82,6 +82,20 @@ export async function startRedis (opts: TestRedisOptions = {}): Promise<TestRedi
     },
     async restart () {
       await launch()
+      // The test's own client must be back too before a test uses it: a
+      // command sent while it is still reconnecting can fail with
+      // "Connection is closed".
+      const deadline = Date.now() + 10000
+      for (;;) {
+        try {
+          if (client.status === 'end') await client.connect()
+          await client.ping()
+          return
+        } catch (err) {
+          if (Date.now() > deadline) throw err
+          await new Promise(resolve => setTimeout(resolve, 50))
+        }
+      }
     },
     async stop () {
       client.disconnect()
