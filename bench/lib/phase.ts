@@ -4,8 +4,8 @@
  * received, latency, CPU of every process. Used by the fan-out, per-user and
  * channel-scaling benches so both servers see exactly the same traffic.
  */
+import { ReclaimSampler, summarizeAgainstBursts, type HostReclaimSummary } from '../host-diagnostics/memory-reclaim.js'
 import { Window, latencySummary, progress, round, sleep, type WindowResult } from './common.js'
-import { ReclaimSampler, summarizeAgainstBursts, type HostReclaimSummary } from './host-reclaim.js'
 import type { LoadGen, StreamsSpec } from './loadgen.js'
 import { startServer, type BenchRedis, type ServerKind } from './procs.js'
 import { Pacer, RawProducer } from './producer.js'
@@ -29,7 +29,8 @@ export interface StreamingPhase {
   readonly durationMs: number
   /**
    * Set the window's events against the host's memory-reclaim bursts
-   * (host-reclaim.ts), counting events slower than this many ms.
+   * (../host-diagnostics/memory-reclaim.ts), counting events slower than
+   * this many ms. Unset: no sampling and no per-event trace.
    */
   readonly hostReclaimOverMs?: number
 }

@@ -1,15 +1,17 @@
 /**
- * The host's memory-management kernel threads, seen from a bench window.
+ * Host diagnostic: the host's memory-management kernel threads, seen from a
+ * bench window.
  *
  * On a small guest, a kernel thread that scans memory stalls everything on
  * it for a few milliseconds at a time: the server, Redis and the load
  * generator alike. DAMON's `kdamond` (proactive reclaim) is the one seen
  * here: with a 500 ms sampling interval it runs for 5-45 ms of CPU every
- * ~540 ms (bench/RESULTS.md, runs 25-28), and the events in flight meanwhile
- * arrive late, whatever server delivers them. A latency bench samples these threads' CPU time during its
- * window (every 2 ms, from /proc/<pid>/schedstat) and reports how many of its
- * slow events were in flight during one of their bursts, so a tail made by
- * the host can be told from one made by the server.
+ * ~540 ms (README.md beside this file), and the events in flight meanwhile
+ * arrive late, whatever server delivers them. A latency bench samples these
+ * threads' CPU time during its window (every 2 ms, from
+ * /proc/<pid>/schedstat) and reports how many of its slow events were in
+ * flight during one of their bursts, so a tail made by the host can be told
+ * from one made by the server.
  *
  * This is a diagnostic beside the figure, never a filter on it: the bench's
  * headline p99 counts every event.

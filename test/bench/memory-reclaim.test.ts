@@ -1,13 +1,14 @@
 /**
- * The latency benches' host diagnostic (bench/lib/host-reclaim.ts): finding
- * the memory-management kernel threads, grouping their CPU samples into
- * bursts, and setting a latency trace against those bursts.
+ * The latency benches' host diagnostic
+ * (bench/host-diagnostics/memory-reclaim.ts): finding the memory-management
+ * kernel threads, grouping their CPU samples into bursts, and setting a
+ * latency trace against those bursts.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { ReclaimSampler, damonSettings, groupBursts, reclaimThreads, summarizeAgainstBursts, type Burst } from '../../bench/lib/host-reclaim.js'
+import { ReclaimSampler, damonSettings, groupBursts, reclaimThreads, summarizeAgainstBursts, type Burst } from '../../bench/host-diagnostics/memory-reclaim.js'
 
 function tree (files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'sse-gw-host-'))
