@@ -12,7 +12,8 @@ import type { Logger } from 'pino'
 import type { Config } from './core/config.js'
 import { ConfigError, Errors, GatewayError, type ErrorSpec } from './core/errors.js'
 import { Hub } from './delivery/hub.js'
-import { registerJwt } from './http/auth.js'
+import type { TokenVerifier } from './auth/token-verifier.js'
+import { verifierFromConfig } from './auth/verifier-from-config.js'
 import { demoRoute, generatedJwtSettings } from './http/demo-route.js'
 import { eventsRoute, inTurn } from './http/events-route.js'
 import { publishRoute } from './http/publish-route.js'
@@ -33,6 +34,8 @@ export interface GatewayDeps {
   readonly metrics?: Metrics
   /** Where `POST /publish` writes. Defaults to the in-memory engine when that is the source, else Redis at `config.redisUrl`. */
   readonly publisher?: Publisher
+  /** Verifies tokens for `/events` and `/publish`. Defaults to the one `config.jwt` asks for (none when no key is set). */
+  readonly verifier?: TokenVerifier
 }
 
 export interface Gateway {
@@ -222,18 +225,18 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
         `Too many new streams from this address: at most ${config.connectRatePerIp} per second (CONNECT_RATE_PER_IP); retry in ${context.after}.`),
     })
   }
-  await registerJwt(server, config.jwt)
+  const verifier = deps.verifier ?? verifierFromConfig(config.jwt)
   server.setNotFoundHandler((request, reply) => {
     const e = new GatewayError(Errors.NOT_FOUND, `No route ${request.method} ${request.url.split('?')[0] ?? ''}: streams are at GET /events.`)
     return reply.code(404).send(e.toJSON())
   })
-  await server.register(eventsRoute, { config, hub, sessions, metrics, logger, isDraining: () => draining })
+  await server.register(eventsRoute, { config, verifier, hub, sessions, metrics, logger, isDraining: () => draining })
   const publisher = !config.publishEnabled
     ? undefined
     : deps.publisher ?? (source instanceof MemorySource
       ? new MemoryPublisher(source)
       : config.redisUrl !== undefined ? new RedisPublisher({ url: config.redisUrl }) : undefined)
-  if (publisher !== undefined) await server.register(publishRoute, { config, publisher, metrics, logger })
+  if (publisher !== undefined) await server.register(publishRoute, { config, verifier, publisher, metrics, logger })
   if (config.demoEnabled) await server.register(demoRoute, { config, logger, tokenSecret: demoJwt?.key })
   // fastify.close() would wait for open streams forever: end them first.
   server.addHook('preClose', async () => {

@@ -14,12 +14,18 @@ import { formatEvent, formatRetry } from '../core/frame.js'
 import type { Logger } from 'pino'
 import type { Hub } from '../delivery/hub.js'
 import type { Metrics } from '../metrics.js'
-import { AuthError, extractToken, verifyToken, type Principal } from './auth.js'
+import { AuthError } from '../auth/auth-error.js'
+import { authenticate, type Authentication } from '../auth/authenticate.js'
+import type { Principal } from '../auth/principal.js'
+import type { TokenVerifier } from '../auth/token-verifier.js'
+import { ANY_TOKEN_SOURCE, findToken } from './token-source.js'
 import { CONTROL_EVENTS, unavailableMessage, unavailablePayload, type UnavailableReason } from '../core/protocol.js'
 import { Session, type HistoryRequest, type SessionContext, type SessionRegistry } from './session.js'
 
 export interface EventsRouteOptions {
   readonly config: Config
+  /** Verifies tokens; `undefined` when no key is configured (only public topics can be read). */
+  readonly verifier: TokenVerifier | undefined
   readonly hub: Hub
   readonly sessions: SessionRegistry
   readonly metrics: Metrics
@@ -143,8 +149,10 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
   const publicTopics = new TopicPatterns(config.publicTopics)
   const retryMs = (): number => config.retryMs + Math.floor(Math.random() * (config.retryJitterMs + 1))
 
-  function authorize (request: FastifyRequest, topics: string[]): Principal | undefined {
-    const found = extractToken(request, config.tokenCookie)
+  const auth: Authentication = { verifier: opts.verifier, claims: config }
+
+  async function authorize (request: FastifyRequest, topics: string[]): Promise<Principal | undefined> {
+    const found = findToken(request, ANY_TOKEN_SOURCE, config.tokenCookie)
     if (found === undefined) {
       const needsToken = topics.length === 0 || topics.some(t => !publicTopics.matches(t))
       if (needsToken) {
@@ -152,7 +160,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       }
       return undefined
     }
-    return verifyToken(app, found.token, config.topicsClaim)
+    return await authenticate(auth, found.token, 'it cannot accept tokens; only public topics can be read without one.')
   }
 
   // No automatic HEAD route: a HEAD would open a session that never ends.
@@ -167,7 +175,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     let history: HistoryRequest | undefined
     try {
       const topics = parseTopics(query.topic, config.maxTopicsPerConnection)
-      principal = authorize(request, topics)
+      principal = await authorize(request, topics)
       const denied = topics.filter(t => !publicTopics.matches(t) && principal?.topics.matches(t) !== true)
       if (denied.length > 0) {
         throw new AuthError('forbidden', Errors.TOPIC_FORBIDDEN, `This token may not read ${denied.map(t => JSON.stringify(t)).join(', ')} (claim \`${config.topicsClaim}\`).`)

@@ -11,17 +11,22 @@
  * in a URL (logs) nor in an ambient cookie.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { TopicPatterns, topicsFromClaim } from '../core/channels.js'
 import type { Config } from '../core/config.js'
 import { Errors, GatewayError } from '../core/errors.js'
 import { parseChannel, validateEntry, type AppendOptions } from '../core/publish.js'
 import type { Logger } from 'pino'
 import type { Metrics } from '../metrics.js'
 import { PublisherUnavailableError, type Publisher } from '../source/publisher.js'
-import { AuthError, verifyClaims } from './auth.js'
+import { AuthError } from '../auth/auth-error.js'
+import { authenticate, type Authentication } from '../auth/authenticate.js'
+import type { Principal } from '../auth/principal.js'
+import type { TokenVerifier } from '../auth/token-verifier.js'
+import { HEADER_ONLY, findToken } from './token-source.js'
 
 export interface PublishRouteOptions {
   readonly config: Config
+  /** Verifies tokens; `undefined` when no key is configured (nobody can publish). */
+  readonly verifier: TokenVerifier | undefined
   readonly publisher: Publisher
   readonly metrics: Metrics
   readonly logger: Logger
@@ -56,16 +61,10 @@ function bodyError (err: FastifyError, maxEventBytes: number): GatewayError | Fa
   }
 }
 
-function bearerToken (request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization
-  if (typeof header !== 'string' || header.length === 0) return undefined
-  // A malformed Authorization header is an error, not "no token".
-  return /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] ?? ''
-}
-
 export async function publishRoute (app: FastifyInstance, opts: PublishRouteOptions): Promise<void> {
   const { config, publisher, metrics, logger } = opts
-  const claimsOf = new WeakMap<FastifyRequest, TopicPatterns>()
+  const auth: Authentication = { verifier: opts.verifier, claims: config }
+  const principalOf = new WeakMap<FastifyRequest, Principal>()
 
   app.setErrorHandler((err: FastifyError | GatewayError) => {
     // Thrown on to the app's error handler, which logs, counts and answers.
@@ -80,19 +79,15 @@ export async function publishRoute (app: FastifyInstance, opts: PublishRouteOpti
 
   app.addHook('onRequest', async (request: FastifyRequest) => {
     try {
-      const token = bearerToken(request)
-      if (token === undefined) {
+      const found = findToken(request, HEADER_ONLY, config.tokenCookie)
+      if (found === undefined) {
         throw new AuthError('missing', Errors.AUTH_MISSING_TOKEN, 'No token: send `Authorization: Bearer <jwt>` with a token whose `' + config.publishClaim + '` claim lists the channels it may publish to.')
       }
-      if (config.jwt === undefined) {
-        throw new AuthError('not-configured', Errors.AUTH_NOT_CONFIGURED, 'This gateway has no JWT key configured (JWT_SECRET or JWT_PUBLIC_KEY), so nobody can publish through it.')
-      }
-      const claims = verifyClaims(app, token)
-      const allowed = new TopicPatterns(topicsFromClaim(claims[config.publishClaim]))
-      if (allowed.empty) {
+      const principal = await authenticate(auth, found.token, 'nobody can publish through it.')
+      if (principal.publish.empty) {
         throw new AuthError('forbidden', Errors.PUBLISH_FORBIDDEN, `This token may not publish: it has no \`${config.publishClaim}\` claim listing channels (JWT_PUBLISH_CLAIM).`)
       }
-      claimsOf.set(request, allowed)
+      principalOf.set(request, principal)
     } catch (err) {
       if (err instanceof AuthError) metrics.authFailures.inc({ reason: err.reason })
       throw err
@@ -113,7 +108,7 @@ export async function publishRoute (app: FastifyInstance, opts: PublishRouteOpti
     // Permission before the rest of the entry: a channel outside the token's
     // patterns is refused whatever the event and data.
     const channel = parseChannel(config.keyPrefix, fields.channel)
-    if (claimsOf.get(request)?.matches(channel.name) !== true) {
+    if (principalOf.get(request)?.publish.matches(channel.name) !== true) {
       metrics.authFailures.inc({ reason: 'forbidden' })
       throw new AuthError('forbidden', Errors.PUBLISH_FORBIDDEN, `This token may not publish to ${JSON.stringify(channel.name)} (claim \`${config.publishClaim}\`).`)
     }

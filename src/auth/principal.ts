@@ -1,0 +1,33 @@
+/**
+ * Who a verified token speaks for, in the one shape both routes use: the
+ * user (`sub`), what it may read, what it may publish, and until when.
+ */
+import { TopicPatterns, topicsFromClaim } from '../core/channels.js'
+import type { Claims } from './token-verifier.js'
+
+/** The claim names the configuration chose (`JWT_TOPICS_CLAIM`, `JWT_PUBLISH_CLAIM`). */
+export interface ClaimNames {
+  readonly topicsClaim: string
+  readonly publishClaim: string
+}
+
+export interface Principal {
+  /** The user: its channel `user:<sub>` is part of every stream it opens. */
+  readonly sub: string | undefined
+  /** Topic patterns it may read (`GET /events`). */
+  readonly topics: TopicPatterns
+  /** Channel patterns it may publish to (`POST /publish`): empty for most tokens. */
+  readonly publish: TopicPatterns
+  /** `exp` in ms since epoch. */
+  readonly expiresAtMs: number
+}
+
+/** The principal of claims a {@link TokenVerifier} returned (`exp` is a number, `sub` valid or absent). */
+export function principalOf (claims: Claims, names: ClaimNames): Principal {
+  return {
+    sub: claims.sub as string | undefined,
+    topics: new TopicPatterns(topicsFromClaim(claims[names.topicsClaim])),
+    publish: new TopicPatterns(topicsFromClaim(claims[names.publishClaim])),
+    expiresAtMs: (claims.exp as number) * 1000,
+  }
+}
