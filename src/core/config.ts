@@ -8,20 +8,39 @@ import { isIP } from 'node:net'
 import { ConfigError } from './errors.js'
 import { isValidTopicName } from './channels.js'
 
-/** `proxies`: TRUST_PROXY's false, true or addresses (see parseTrustProxy). */
+/**
+ * How a setting's text is read, and so the type of its Config field: `int`
+ * number, `bool` boolean, `list` readonly string[] (comma-separated),
+ * `enum` one of its `values`, `string` and `secret` string (a secret is the
+ * same, but no message ever holds its value), `proxies` TRUST_PROXY's false,
+ * true or addresses (see parseTrustProxy).
+ */
 type Kind = 'string' | 'int' | 'bool' | 'list' | 'secret' | 'enum' | 'proxies'
 
-interface FieldSpec {
+interface SettingSpec {
   readonly env: string
   readonly kind: Kind
+  /** Used when the variable is unset or blank; without one the field may be undefined (a list is empty). */
   readonly default?: string
   readonly min?: number
   readonly max?: number
   readonly values?: readonly string[]
   readonly description: string
+  /** The Config field, when it is not the variable's name in camelCase. */
+  readonly field?: string
+  /** Not a Config field of its own: one input of that composite field (see {@link CompositeFields}). */
+  readonly partOf?: keyof CompositeFields
 }
 
-/** The schema, in the order the README lists it. */
+/**
+ * The schema, in the order the README lists it. Each setting is written once,
+ * here: its Config field (`READER_BLOCK_MS` is `readerBlockMs`, unless `field`
+ * names another) and that field's type are derived from its entry, and
+ * loadConfig fills it. To add a setting, add its entry; only a rule that
+ * looks at more than its own kind and bounds (a pattern, another setting) is
+ * written in loadConfig, and a value that is more than the parsed text goes
+ * in {@link DerivedFields}.
+ */
 export const SETTINGS = [
   { env: 'PORT', kind: 'int', default: '8080', min: 0, max: 65535, description: 'Port of the public HTTP listener (`/events`).' },
   { env: 'HOST', kind: 'string', default: '0.0.0.0', description: 'Address the public listener binds to (`::` for IPv6).' },
@@ -29,14 +48,14 @@ export const SETTINGS = [
   { env: 'INTERNAL_HOST', kind: 'string', default: '0.0.0.0', description: 'Address the internal listener binds to.' },
   { env: 'REDIS_URL', kind: 'secret', description: 'Redis to read streams from: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or `unix:///path/redis.sock`. Unset: the in-memory engine (one replica only, history lost on restart), for a first run.' },
   { env: 'KEY_PREFIX', kind: 'string', default: 'sse:', description: 'Prefix of every stream key: a user channel is `<prefix>user:<sub>`, a topic `<prefix>topic:<name>`.' },
-  { env: 'JWT_SECRET', kind: 'secret', description: 'HMAC secret for HS256/384/512 tokens, at least 32 characters. Set this or `JWT_PUBLIC_KEY`.' },
-  { env: 'JWT_PUBLIC_KEY', kind: 'secret', description: 'PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens. Set this or `JWT_SECRET`.' },
-  { env: 'JWT_ALGORITHMS', kind: 'list', description: 'Allowed `alg` values. Default: HS256,HS384,HS512 with a secret; the algorithms of the public key\'s type otherwise.' },
-  { env: 'JWT_AUDIENCE', kind: 'list', description: 'When set, a token\'s `aud` must contain one of these values.' },
-  { env: 'JWT_ISSUER', kind: 'list', description: 'When set, a token\'s `iss` must be one of these values.' },
-  { env: 'JWT_TOPICS_CLAIM', kind: 'string', default: 'topics', description: 'Claim listing the topics a token may read: an array or a space/comma-separated string of names and `*` patterns.' },
-  { env: 'JWT_PUBLISH_CLAIM', kind: 'string', default: 'publish', description: 'Claim listing the channels a token may publish to with `POST /publish`: an array or a space/comma-separated string of channel names and `*` patterns (`topic:*`, `user:*`, `topic:orders.*`). A token without it cannot publish.' },
-  { env: 'JWT_CLOCK_TOLERANCE_MS', kind: 'int', default: '0', min: 0, max: 300000, description: 'Clock skew allowed when checking `exp` and `nbf`, in milliseconds.' },
+  { env: 'JWT_SECRET', kind: 'secret', partOf: 'jwt', description: 'HMAC secret for HS256/384/512 tokens, at least 32 characters. Set this or `JWT_PUBLIC_KEY`.' },
+  { env: 'JWT_PUBLIC_KEY', kind: 'secret', partOf: 'jwt', description: 'PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens. Set this or `JWT_SECRET`.' },
+  { env: 'JWT_ALGORITHMS', kind: 'list', partOf: 'jwt', description: 'Allowed `alg` values. Default: HS256,HS384,HS512 with a secret; the algorithms of the public key\'s type otherwise.' },
+  { env: 'JWT_AUDIENCE', kind: 'list', partOf: 'jwt', description: 'When set, a token\'s `aud` must contain one of these values.' },
+  { env: 'JWT_ISSUER', kind: 'list', partOf: 'jwt', description: 'When set, a token\'s `iss` must be one of these values.' },
+  { env: 'JWT_TOPICS_CLAIM', kind: 'string', field: 'topicsClaim', default: 'topics', description: 'Claim listing the topics a token may read: an array or a space/comma-separated string of names and `*` patterns.' },
+  { env: 'JWT_PUBLISH_CLAIM', kind: 'string', field: 'publishClaim', default: 'publish', description: 'Claim listing the channels a token may publish to with `POST /publish`: an array or a space/comma-separated string of channel names and `*` patterns (`topic:*`, `user:*`, `topic:orders.*`). A token without it cannot publish.' },
+  { env: 'JWT_CLOCK_TOLERANCE_MS', kind: 'int', default: '0', min: 0, max: 300000, partOf: 'jwt', description: 'Clock skew allowed when checking `exp` and `nbf`, in milliseconds.' },
   { env: 'TOKEN_COOKIE', kind: 'string', default: 'sse_token', description: 'Name of the cookie a token may come in (for same-site browsers; refresh it and EventSource reconnects by itself).' },
   { env: 'PUBLIC_TOPICS', kind: 'list', description: 'Topics (names or `*` patterns) anyone may read without a token.' },
   { env: 'MAX_TOPICS_PER_CONNECTION', kind: 'int', default: '16', min: 1, max: 256, description: 'Most `topic` parameters one connection may ask for.' },
@@ -68,7 +87,7 @@ export const SETTINGS = [
   { env: 'DRAIN_WINDOW_MS', kind: 'int', default: '10000', min: 0, max: 600000, description: 'On SIGTERM, open streams are ended (with a jittered `retry:`) at random moments spread over this window, so other replicas are not stampeded.' },
   { env: 'LOG_LEVEL', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'pino log level.' },
   { env: 'DEMO_ENABLED', kind: 'bool', description: 'Serve the demo page (`/demo`, and `/` redirects to it) and the browser client (`/client/sse-client.js`); with no JWT key set, also development tokens (`/demo/token`) signed with a random per-process secret. Default: on when `REDIS_URL` is unset, off otherwise.' },
-] as const satisfies readonly FieldSpec[]
+] as const satisfies readonly SettingSpec[]
 
 export type SettingName = (typeof SETTINGS)[number]['env']
 
@@ -82,60 +101,62 @@ export interface JwtSettings {
   readonly clockToleranceMs: number
 }
 
-export interface Config {
-  readonly port: number
-  readonly host: string
-  readonly internalPort: number
-  readonly internalHost: string
-  /** Undefined when REDIS_URL is unset: the gateway runs on the in-memory engine. */
-  readonly redisUrl: string | undefined
-  readonly keyPrefix: string
+/** Fields made from several settings (each such setting names its field in `partOf`). */
+interface CompositeFields {
   /** Undefined when neither a secret nor a public key is set: only public topics can be read. */
   readonly jwt: JwtSettings | undefined
-  readonly topicsClaim: string
-  /** Claim listing the channels a token may publish to. */
-  readonly publishClaim: string
-  readonly tokenCookie: string
-  readonly publicTopics: readonly string[]
-  readonly maxTopicsPerConnection: number
-  readonly maxConnections: number
-  readonly maxConnectionsPerUser: number
-  readonly connectRatePerIp: number
+}
+
+/** Fields whose value is more than their setting's parsed text; loadConfig computes each. */
+interface DerivedFields extends CompositeFields {
   /** Fastify's `trustProxy`: false, true (every hop), or the proxies' addresses and CIDRs. */
   readonly trustProxy: boolean | readonly string[]
-  readonly headersTimeoutMs: number
-  readonly heartbeatIntervalMs: number
-  readonly retryMs: number
-  readonly retryJitterMs: number
-  readonly corsOrigins: readonly string[]
-  readonly readerMode: 'auto' | 'block' | 'notify'
-  readonly readerShards: number
-  readonly readerBlockMs: number
-  readonly readerBlockMaxKeysPerSecond: number
-  readonly readerCount: number
-  readonly readerProbeIntervalMs: number
-  readonly maxEventBytes: number
-  readonly catchupPageSize: number
-  readonly historyMaxEntries: number
-  readonly maxConcurrentCatchups: number
-  readonly slowClientBufferBytes: number
-  readonly slowClientTimeoutMs: number
-  readonly drainWindowMs: number
-  readonly publishEnabled: boolean
-  readonly publishTopicMaxEntries: number
-  readonly publishUserMaxEntries: number
-  readonly publishUserTtlSeconds: number
-  readonly logLevel: string
-  /** Serve `/demo`, `/demo/token` (when no JWT key is set) and `/client/sse-client.js`. */
+  /** Serve `/demo`, `/demo/token` (when no JWT key is set) and `/client/sse-client.js`; by default on when REDIS_URL is unset. */
   readonly demoEnabled: boolean
 }
+
+type Setting = (typeof SETTINGS)[number]
+
+/** `READER_BLOCK_MS` -> `readerBlockMs` (what {@link camelCase} does at run time). */
+type CamelCase<S extends string> = S extends `${infer Head}_${infer Tail}` ? `${Lowercase<Head>}${Capitalize<CamelCase<Tail>>}` : Lowercase<S>
+
+type FieldName<S extends Setting> = S extends { readonly field: infer F extends string } ? F : CamelCase<S['env']>
+
+/** The parsed value of a setting; `proxies` is still text here (DerivedFields has its Config type). */
+type KindValue<S extends Setting> =
+  S extends { readonly kind: 'int' } ? number
+    : S extends { readonly kind: 'bool' } ? boolean
+      : S extends { readonly kind: 'list' } ? readonly string[]
+        : S extends { readonly kind: 'enum', readonly values: ReadonlyArray<infer V> } ? V
+          : string
+
+/** Undefined when the variable is unset and the schema gives no default (a list is empty instead). */
+type SettingValue<S extends Setting> = S extends { readonly kind: 'list' } | { readonly default: string } ? KindValue<S> : KindValue<S> | undefined
+
+/** Every parsed setting, by variable name. */
+type ParsedSettings = { readonly [S in Setting as S['env']]: SettingValue<S> }
+
+/** One field per setting that is not part of a composite field. */
+type SettingFields = { readonly [S in Exclude<Setting, { readonly partOf: string }> as FieldName<S>]: SettingValue<S> }
+
+/**
+ * The validated, frozen settings: one field per entry of {@link SETTINGS}
+ * (its description is the field's documentation), with the composite and
+ * derived fields in their computed types.
+ */
+export interface Config extends Omit<SettingFields, keyof DerivedFields>, DerivedFields {}
 
 const HMAC = ['HS256', 'HS384', 'HS512']
 const ALL_ALGORITHMS = new Set([...HMAC, 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])
 
 type Raw = Record<string, string | undefined>
 
-function parseField (spec: FieldSpec, raw: string | undefined): string | number | boolean | string[] | undefined {
+/** `READER_BLOCK_MS` -> `readerBlockMs` (what {@link CamelCase} does to types). */
+function camelCase (env: string): string {
+  return env.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())
+}
+
+function parseField (spec: SettingSpec, raw: string | undefined): string | number | boolean | string[] | undefined {
   const value = raw === undefined || raw.trim() === '' ? spec.default : raw.trim()
   if (value === undefined) return spec.kind === 'list' ? [] : undefined
   switch (spec.kind) {
@@ -167,76 +188,46 @@ function parseField (spec: FieldSpec, raw: string | undefined): string | number 
  * entry point.
  */
 export function loadConfig (env: Raw): Config {
-  const v: Record<string, unknown> = {}
-  for (const spec of SETTINGS as readonly FieldSpec[]) v[spec.env] = parseField(spec, env[spec.env])
-  // Raw values keep newlines (PEM keys); the parsed ones are trimmed.
-  const str = (k: SettingName): string => v[k] as string
-  const num = (k: SettingName): number => v[k] as number
-  const list = (k: SettingName): string[] => v[k] as string[]
+  // Every setting is parsed (kind, bounds, choices) before any rule below runs,
+  // in schema order, so the first bad variable is the one named.
+  const parsed: Record<string, unknown> = {}
+  for (const spec of SETTINGS as readonly SettingSpec[]) parsed[spec.env] = parseField(spec, env[spec.env])
+  const v = parsed as ParsedSettings
 
-  const publicTopics = list('PUBLIC_TOPICS')
-  for (const p of publicTopics) {
+  // Rules beyond a setting's kind, one message each.
+  for (const p of v.PUBLIC_TOPICS) {
     if (p !== '*' && !isValidTopicName(p.replaceAll('*', 'x'))) {
       throw new ConfigError(`PUBLIC_TOPICS has "${p}", which is not a topic name or pattern (letters, digits, . _ - : @ / and *)`)
     }
   }
-  const cors = list('CORS_ORIGINS')
+  const cors = v.CORS_ORIGINS
   if (cors.includes('*') && cors.length > 1) throw new ConfigError('CORS_ORIGINS is either * alone or a list of exact origins, not both')
   for (const o of cors) {
     if (o !== '*' && !/^https?:\/\/[^/\s]+$/.test(o)) throw new ConfigError(`CORS_ORIGINS has "${o}": give origins as scheme://host[:port], with no path`)
   }
-  if (str('KEY_PREFIX') === undefined || /[\s]/.test(str('KEY_PREFIX'))) throw new ConfigError('KEY_PREFIX must not contain white space')
+  if (/[\s]/.test(v.KEY_PREFIX)) throw new ConfigError('KEY_PREFIX must not contain white space')
   // Identity providers often namespace custom claims as URLs (https://example.com/topics).
-  if (!/^[\x21-\x7e]{1,256}$/.test(str('JWT_TOPICS_CLAIM'))) throw new ConfigError(`JWT_TOPICS_CLAIM must be a claim name (printable ASCII, no spaces), got "${str('JWT_TOPICS_CLAIM')}"`)
-  if (!/^[\x21-\x7e]{1,256}$/.test(str('JWT_PUBLISH_CLAIM'))) throw new ConfigError(`JWT_PUBLISH_CLAIM must be a claim name (printable ASCII, no spaces), got "${str('JWT_PUBLISH_CLAIM')}"`)
-  if (str('JWT_PUBLISH_CLAIM') === str('JWT_TOPICS_CLAIM')) throw new ConfigError('JWT_PUBLISH_CLAIM and JWT_TOPICS_CLAIM must name different claims: reading and publishing are granted separately')
-  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(str('TOKEN_COOKIE'))) throw new ConfigError(`TOKEN_COOKIE must be a cookie name, got "${str('TOKEN_COOKIE')}"`)
+  if (!/^[\x21-\x7e]{1,256}$/.test(v.JWT_TOPICS_CLAIM)) throw new ConfigError(`JWT_TOPICS_CLAIM must be a claim name (printable ASCII, no spaces), got "${v.JWT_TOPICS_CLAIM}"`)
+  if (!/^[\x21-\x7e]{1,256}$/.test(v.JWT_PUBLISH_CLAIM)) throw new ConfigError(`JWT_PUBLISH_CLAIM must be a claim name (printable ASCII, no spaces), got "${v.JWT_PUBLISH_CLAIM}"`)
+  if (v.JWT_PUBLISH_CLAIM === v.JWT_TOPICS_CLAIM) throw new ConfigError('JWT_PUBLISH_CLAIM and JWT_TOPICS_CLAIM must name different claims: reading and publishing are granted separately')
+  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(v.TOKEN_COOKIE)) throw new ConfigError(`TOKEN_COOKIE must be a cookie name, got "${v.TOKEN_COOKIE}"`)
+  if (v.REDIS_URL !== undefined) checkRedisUrl(v.REDIS_URL)
 
-  const redisUrl = v.REDIS_URL as string | undefined
-  if (redisUrl !== undefined) checkRedisUrl(redisUrl)
+  // The derived fields, in this order (it decides which error comes first).
+  const derived: DerivedFields = {
+    // The key settings are read raw from env (jwtSettings trims them; a PEM keeps its newlines).
+    jwt: jwtSettings(env, v.JWT_ALGORITHMS, v.JWT_AUDIENCE, v.JWT_ISSUER, v.JWT_CLOCK_TOLERANCE_MS),
+    trustProxy: parseTrustProxy(v.TRUST_PROXY),
+    demoEnabled: v.DEMO_ENABLED ?? v.REDIS_URL === undefined,
+  }
 
-  return Object.freeze({
-    port: num('PORT'),
-    host: str('HOST'),
-    internalPort: num('INTERNAL_PORT'),
-    internalHost: str('INTERNAL_HOST'),
-    redisUrl,
-    keyPrefix: str('KEY_PREFIX'),
-    jwt: jwtSettings(env, list('JWT_ALGORITHMS'), list('JWT_AUDIENCE'), list('JWT_ISSUER'), num('JWT_CLOCK_TOLERANCE_MS')),
-    topicsClaim: str('JWT_TOPICS_CLAIM'),
-    publishClaim: str('JWT_PUBLISH_CLAIM'),
-    tokenCookie: str('TOKEN_COOKIE'),
-    publicTopics: Object.freeze(publicTopics),
-    maxTopicsPerConnection: num('MAX_TOPICS_PER_CONNECTION'),
-    maxConnections: num('MAX_CONNECTIONS'),
-    maxConnectionsPerUser: num('MAX_CONNECTIONS_PER_USER'),
-    connectRatePerIp: num('CONNECT_RATE_PER_IP'),
-    trustProxy: parseTrustProxy(str('TRUST_PROXY')),
-    headersTimeoutMs: num('HEADERS_TIMEOUT_MS'),
-    heartbeatIntervalMs: num('HEARTBEAT_INTERVAL_MS'),
-    retryMs: num('RETRY_MS'),
-    retryJitterMs: num('RETRY_JITTER_MS'),
-    corsOrigins: Object.freeze(cors),
-    readerMode: str('READER_MODE') as 'auto' | 'block' | 'notify',
-    readerShards: num('READER_SHARDS'),
-    readerBlockMs: num('READER_BLOCK_MS'),
-    readerBlockMaxKeysPerSecond: num('READER_BLOCK_MAX_KEYS_PER_SECOND'),
-    readerCount: num('READER_COUNT'),
-    readerProbeIntervalMs: num('READER_PROBE_INTERVAL_MS'),
-    maxEventBytes: num('MAX_EVENT_BYTES'),
-    catchupPageSize: num('CATCHUP_PAGE_SIZE'),
-    historyMaxEntries: num('HISTORY_MAX_ENTRIES'),
-    maxConcurrentCatchups: num('MAX_CONCURRENT_CATCHUPS'),
-    slowClientBufferBytes: num('SLOW_CLIENT_BUFFER_BYTES'),
-    slowClientTimeoutMs: num('SLOW_CLIENT_TIMEOUT_MS'),
-    drainWindowMs: num('DRAIN_WINDOW_MS'),
-    publishEnabled: v.PUBLISH_ENABLED as boolean,
-    publishTopicMaxEntries: num('PUBLISH_TOPIC_MAX_ENTRIES'),
-    publishUserMaxEntries: num('PUBLISH_USER_MAX_ENTRIES'),
-    publishUserTtlSeconds: num('PUBLISH_USER_TTL_SECONDS'),
-    logLevel: str('LOG_LEVEL'),
-    demoEnabled: (v.DEMO_ENABLED as boolean | undefined) ?? (env.REDIS_URL === undefined || env.REDIS_URL.trim() === ''),
-  })
+  const fields: Record<string, unknown> = {}
+  for (const spec of SETTINGS as readonly SettingSpec[]) {
+    if (spec.partOf !== undefined) continue
+    const value = parsed[spec.env]
+    fields[spec.field ?? camelCase(spec.env)] = Array.isArray(value) ? Object.freeze(value) : value
+  }
+  return Object.freeze({ ...fields, ...derived }) as unknown as Config
 }
 
 const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal'])
@@ -292,7 +283,7 @@ function checkRedisUrl (text: string): void {
   if (!/^\/?\d*$/.test(url.pathname)) throw new ConfigError('REDIS_URL has a path that is not a database number: end it with /0 to /15, or nothing')
 }
 
-function jwtSettings (env: Raw, algorithms: string[], audience: string[], issuer: string[], clockToleranceMs: number): JwtSettings | undefined {
+function jwtSettings (env: Raw, algorithms: readonly string[], audience: readonly string[], issuer: readonly string[], clockToleranceMs: number): JwtSettings | undefined {
   const secret = env.JWT_SECRET?.trim()
   const publicKey = env.JWT_PUBLIC_KEY?.trim()
   if (secret !== undefined && secret !== '' && publicKey !== undefined && publicKey !== '') {
@@ -347,7 +338,7 @@ function keyAlgorithms (type: string | undefined, curve: string | undefined): st
 
 /** The README table of settings, generated from {@link SETTINGS}. */
 export function settingsTable (): string {
-  const rows = (SETTINGS as readonly FieldSpec[]).map(s => {
+  const rows = (SETTINGS as readonly SettingSpec[]).map(s => {
     const def = s.default === undefined ? '' : `\`${s.default}\``
     return `| \`${s.env}\` | ${def} | ${s.description} |`
   })

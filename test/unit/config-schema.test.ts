@@ -1,0 +1,99 @@
+/**
+ * Each setting is written once, as its SETTINGS entry: the Config type is
+ * derived from the schema and loadConfig fills the fields from it. These
+ * tests pin that the derivation gives the types the code relies on (at
+ * compile time: `npm run typecheck`, run by test/static/typecheck.test.ts)
+ * and that every entry reaches its field at run time.
+ */
+import { generateKeyPairSync } from 'node:crypto'
+import { isDeepStrictEqual } from 'node:util'
+import t from 'tap'
+import { SETTINGS, loadConfig, type Config, type JwtSettings } from '../../src/core/config.js'
+import { ConfigError } from '../../src/core/errors.js'
+
+interface Spec { env: string, kind: string, default?: string, min?: number, max?: number, values?: readonly string[], field?: string, partOf?: string }
+const specs = SETTINGS as readonly Spec[]
+const SECRET = 'k'.repeat(32)
+const RSA = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString()
+
+// Compile-time checks: each element is `true` only when the derived type is
+// exactly the one named, so a wrong derivation fails the type check.
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
+const derivedTypes: [
+  Equal<Config['port'], number>, // int
+  Equal<Config['keyPrefix'], string>, // string with a default
+  Equal<Config['redisUrl'], string | undefined>, // no default: undefined when unset
+  Equal<Config['publicTopics'], readonly string[]>, // list: empty when unset, never undefined
+  Equal<Config['corsOrigins'], readonly string[]>,
+  Equal<Config['publishEnabled'], boolean>, // bool
+  Equal<Config['readerMode'], 'auto' | 'block' | 'notify'>, // enum: the union of its values
+  Equal<Config['logLevel'], 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'>,
+  Equal<Config['readerBlockMaxKeysPerSecond'], number>, // camelCase of a long name
+  Equal<Config['topicsClaim'], string>, // named by `field`
+  Equal<Config['publishClaim'], string>,
+  Equal<Config['jwt'], JwtSettings | undefined>, // composite: JWT_* settings
+  Equal<Config['trustProxy'], boolean | readonly string[]>, // derived: parsed TRUST_PROXY
+  Equal<Config['demoEnabled'], boolean>, // derived: its default follows REDIS_URL
+  Equal<Extract<keyof Config, `jwt${string}`>, 'jwt'>, // no field per JWT_* input (no copy of the secret)
+  Equal<Extract<keyof Config, `${string}_${string}` | Uppercase<string>>, never> // field names, not variable names
+] = [true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true]
+void derivedTypes
+
+/** The field a setting lands in: `partOf`'s composite field, `field`, or the camelCase of its name. */
+function fieldOf (s: Spec): string {
+  return s.partOf ?? s.field ?? s.env.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())
+}
+
+/** Values to try for a setting, from its kind and bounds; those its own rules refuse are skipped. */
+function candidates (s: Spec): string[] {
+  switch (s.kind) {
+    case 'int': return [s.min, s.max].filter(n => n !== undefined).map(String)
+    case 'bool': return ['true', 'false']
+    case 'enum': return [...(s.values ?? [])]
+    case 'list': return ['news', 'https://app.example.com', 'HS512']
+    case 'secret': return ['redis://redis.example:6380', 'x'.repeat(40), RSA]
+    case 'proxies': return ['true', '127.0.0.1']
+    default: return ['x-1']
+  }
+}
+
+// A field that another setting decides as well: DEMO_ENABLED's default is on
+// exactly when REDIS_URL is unset.
+const ALSO_CHANGES: Record<string, string[]> = { REDIS_URL: ['demoEnabled'] }
+
+t.test('env names are words joined by single underscores (the camelCase of the type and of loadConfig agree on those)', async t => {
+  for (const s of specs) t.match(s.env, /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$/, s.env)
+})
+
+t.test('the config has exactly one field per setting (composite settings share theirs), frozen', async t => {
+  const config = loadConfig({ JWT_SECRET: SECRET })
+  t.ok(Object.isFrozen(config))
+  const want = [...new Set(specs.map(fieldOf))].sort()
+  t.same(Object.keys(config).sort(), want)
+  t.equal(new Set(specs.filter(s => s.partOf === undefined).map(fieldOf)).size, specs.filter(s => s.partOf === undefined).length, 'no two settings share a field unless composite')
+})
+
+t.test('every schema entry maps to a Config field that loadConfig sets from it, and only that field', async t => {
+  for (const s of specs) {
+    // A JWT input shows in `jwt` once there is a key; the keys themselves start from none.
+    const base = s.partOf === 'jwt' && s.env !== 'JWT_SECRET' && s.env !== 'JWT_PUBLIC_KEY' ? { JWT_SECRET: SECRET } : {}
+    const before = loadConfig(base) as unknown as Record<string, unknown>
+    const field = fieldOf(s)
+    t.ok(field in before, `${s.env} has the field ${field}`)
+    let changedIt = false
+    for (const value of candidates(s)) {
+      let after: Record<string, unknown>
+      try {
+        after = loadConfig({ ...base, [s.env]: value }) as unknown as Record<string, unknown>
+      } catch (err) {
+        if (err instanceof ConfigError) continue
+        throw err
+      }
+      const changed = Object.keys(before).filter(k => !isDeepStrictEqual(before[k], after[k]))
+      const allowed = [field, ...(ALSO_CHANGES[s.env] ?? [])]
+      t.same(changed.filter(k => !allowed.includes(k)), [], `${s.env}=${value.slice(0, 30)} changes no other field`)
+      if (changed.includes(field)) changedIt = true
+    }
+    t.ok(changedIt, `some value of ${s.env} reaches config.${field} (if none of candidates() is valid for it, add one)`)
+  }
+})
