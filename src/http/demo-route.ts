@@ -85,9 +85,10 @@ export async function demoRoute (app: FastifyInstance, opts: DemoRouteOptions): 
       text: { publishClaim: config.publishClaim },
       json: { config: { tokenEndpoint: tokenSecret !== undefined, publishEnabled: config.publishEnabled, maxTopics: config.maxTopicsPerConnection } },
     })
-    // The page has no inline script or style: its own files come from
-    // 'self'. The nonce stays, so that any inline script would have to
-    // carry this response's (its JSON config, which never runs, does).
+    // No inline code or style: the page's script and style sheet are files
+    // from 'self'. Its script elements (the module, and the JSON config,
+    // which is data and never runs) carry this response's nonce; nothing
+    // inline runs without it.
     const nonce = randomBytes(16).toString('base64')
     securityHeaders(reply)
       .header('content-type', DEMO_PAGE.contentType)
