@@ -19,6 +19,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import t, { type Test } from 'tap'
 import { startGateway } from '../helpers/gateway.js'
 import { ensureBuilt } from '../helpers/process.js'
+import { hsToken } from '../helpers/token.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url))
@@ -225,4 +226,66 @@ t.test('/demo on a 390 px phone: no sideways scroll; the connect form refuses ba
   t.ok(existsSync(PHONE_SCREENSHOT), `screenshot saved to ${PHONE_SCREENSHOT}`)
 
   t.same(problems, [], 'no console errors, CSP violations or failed requests')
+})
+
+t.test('/demo with JWT_SECRET set: a pasted token; a refused one shows why and backs off, a fresh one is taken up', async t => {
+  if (!existsSync(CHROMIUM)) {
+    t.fail(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; .ci/run does it). This test must not be skipped.`)
+    return
+  }
+  ensureBuilt()
+  const gw = await startGateway({})
+  t.teardown(() => gw.close())
+  const context = await launch(t)
+  const page = context.pages()[0] ?? await context.newPage()
+  const problems = watchProblems(page)
+
+  await page.goto(`${gw.url}/demo`)
+  t.equal(await page.locator('#status-text').textContent(), 'disconnected', 'no token, no stream')
+  t.ok(await page.locator('textarea#token').isVisible(), 'the page asks for a token')
+
+  const claims = { sub: 'carol', topics: ['demo.*'], publish: ['topic:demo.*'] }
+  const checks: Array<[string, string, RegExp]> = [
+    ['no token', '', /^Paste a token first\.$/],
+    ['no JWT', 'hello', /^This is not a JWT/],
+    ['an expired token', hsToken({ ...claims, exp: Math.floor(Date.now() / 1000) - 60 }), /expired/],
+  ]
+  for (const [what, token, message] of checks) {
+    await page.fill('#token', token)
+    await page.click('#connect-btn')
+    t.match(await page.locator('#connect-error').textContent(), message, `${what}: refused by the form`)
+  }
+  t.equal(await page.locator('#token').getAttribute('aria-invalid'), 'true')
+  t.equal(await page.locator('#status-text').textContent(), 'disconnected', 'and nothing was opened')
+
+  // Signed with another secret: the form cannot tell, the gateway refuses.
+  await page.fill('#token', hsToken(claims, 'another-secret-0123456789-abcdefghijklmnopqrstuv'))
+  await page.fill('#topics', 'demo.news')
+  await page.click('#connect-btn')
+  const refused = page.locator('li.notice[data-kind="error"]', { hasText: 'The gateway refused the stream (401' })
+  await refused.waitFor({ timeout: 15000 })
+  t.match(await refused.textContent(), /Paste a fresh token/, 'the gateway\'s reason, and what to do')
+  t.equal(await page.locator('#status').getAttribute('data-state'), 'backing-off', 'backing off')
+  t.match(await page.locator('#status-text').textContent(), /^retrying in \d+ s$/)
+
+  // The next attempt reads the box again.
+  const good = hsToken(claims)
+  await page.fill('#token', good)
+  await page.locator('#status[data-state="open"]').waitFor({ timeout: 30000 })
+  t.equal(await page.locator('#who').textContent(), 'user:carol', 'the token\'s sub is the user channel')
+  const marker = `pasted-${Date.now()}`
+  const res = await fetch(`${gw.url}/publish`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${good}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ channel: 'topic:demo.news', event: 'note', data: marker }),
+  })
+  t.equal(res.status, 200)
+  const item = page.locator('li.event', { hasText: marker })
+  await item.waitFor({ timeout: 10000 })
+  t.equal(await item.locator('.channel').textContent(), 'topic:demo.news')
+
+  // The refused attempts are logged by the browser (a 401 and a JSON answer
+  // to EventSource); anything else is a problem.
+  const unexpected = problems.filter(p => !/^console: (Failed to load resource: the server responded with a status of 401|EventSource's response has a MIME type)/.test(p))
+  t.same(unexpected, [], 'no other console errors, CSP violations or failed requests')
 })
