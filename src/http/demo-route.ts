@@ -1,7 +1,8 @@
 /**
  * The demo, served when DEMO_ENABLED: `GET /demo` (the page; `/` redirects
- * to it), `GET /client/sse-client.js` (the client helper the page imports)
- * and, when the gateway signs with a generated secret (no JWT key was
+ * to it), its style sheet and browser modules under `/demo/`, `GET
+ * /client/sse-client.js` (the client helper the page imports; see
+ * demo-assets.ts for where the files are) and, when the gateway signs with a generated secret (no JWT key was
  * configured), `GET /demo/token` for development tokens.
  *
  * Security contract: `/demo/token` hands a token to anyone who can reach the
@@ -13,12 +14,11 @@
  * instead.
  */
 import { randomBytes } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config, JwtSettings } from '../core/config.js'
 import { Errors, GatewayError } from '../core/errors.js'
-import { demoPage } from './demo-page.js'
+import { DEMO_FILES, DEMO_PAGE, readDemoAsset, renderDemoPage, type DemoAsset } from './demo-assets.js'
 import { mintToken } from '../core/token.js'
 
 export interface DemoRouteOptions {
@@ -52,24 +52,12 @@ export function generatedJwtSettings (): JwtSettings {
   })
 }
 
-/**
- * The compiled client helper. Run from dist/ it sits next to this module's
- * folder; run from source (tests) it is taken from the build in dist/.
- */
-const CLIENT_CANDIDATES = [
-  new URL('../client/sse-client.js', import.meta.url),
-  new URL('../../dist/src/client/sse-client.js', import.meta.url),
-]
-
-async function loadClient (): Promise<string | undefined> {
-  for (const file of CLIENT_CANDIDATES) {
-    try {
-      const text = await readFile(file, 'utf8')
-      // The source map points at TypeScript sources the gateway does not serve.
-      return text.replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n')
-    } catch {}
+async function loadAsset (asset: DemoAsset): Promise<string> {
+  const text = await readDemoAsset(asset)
+  if (text === undefined) {
+    throw new GatewayError(Errors.NOT_FOUND, `${asset.path} is not built: run \`npm run build\` (it compiles src/client/ and src/demo/ to dist/ and copies the page's HTML and CSS there).`)
   }
-  return undefined
+  return text
 }
 
 function securityHeaders (reply: FastifyReply): FastifyReply {
@@ -88,41 +76,52 @@ export async function demoRoute (app: FastifyInstance, opts: DemoRouteOptions): 
 
   app.get('/', async (_request, reply) => reply.redirect('demo', 302))
 
+  // The page is filled in once (its sections depend on settings only); a
+  // response adds its nonce.
+  let page: ((nonce: string) => string) | undefined
   app.get('/demo', async (_request, reply) => {
+    page ??= renderDemoPage(await loadAsset(DEMO_PAGE), {
+      sections: { 'token-endpoint': tokenSecret !== undefined, publish: config.publishEnabled },
+      text: { publishClaim: config.publishClaim },
+      json: { config: { tokenEndpoint: tokenSecret !== undefined, publishEnabled: config.publishEnabled, maxTopics: config.maxTopicsPerConnection } },
+    })
+    // No inline code or style: the page's script and style sheet are files
+    // from 'self'. Its script elements (the module, and the JSON config,
+    // which is data and never runs) carry this response's nonce; nothing
+    // inline runs without it.
     const nonce = randomBytes(16).toString('base64')
     securityHeaders(reply)
-      .header('content-type', 'text/html; charset=utf-8')
+      .header('content-type', DEMO_PAGE.contentType)
       .header('cache-control', 'no-store')
       .header('content-security-policy', [
         "default-src 'none'",
         `script-src 'self' 'nonce-${nonce}'`,
-        `style-src 'nonce-${nonce}'`,
+        "style-src 'self'",
         "connect-src 'self'",
         'img-src data:',
         "base-uri 'none'",
         "form-action 'none'",
         "frame-ancestors 'none'",
       ].join('; '))
-    return demoPage({
-      nonce,
-      tokenEndpoint: tokenSecret !== undefined,
-      publishEnabled: config.publishEnabled,
-      topicsClaim: config.topicsClaim,
-      publishClaim: config.publishClaim,
-    })
+    return page(nonce)
   })
 
-  let client: string | undefined
-  app.get('/client/sse-client.js', async (_request, reply) => {
-    client ??= await loadClient()
-    if (client === undefined) {
-      throw new GatewayError(Errors.NOT_FOUND, 'The client helper is not built: run `npm run build` (it compiles src/client/sse-client.ts to dist/).')
-    }
-    return securityHeaders(reply)
-      .header('content-type', 'text/javascript; charset=utf-8')
-      .header('cache-control', 'no-cache')
-      .send(client)
-  })
+  // Read once, on first request: a gateway that was not built still starts
+  // and says what to do.
+  const files = new Map<string, string>()
+  for (const asset of DEMO_FILES) {
+    app.get(asset.path, async (_request, reply) => {
+      let text = files.get(asset.path)
+      if (text === undefined) {
+        text = await loadAsset(asset)
+        files.set(asset.path, text)
+      }
+      return securityHeaders(reply)
+        .header('content-type', asset.contentType)
+        .header('cache-control', 'no-cache')
+        .send(text)
+    })
+  }
 
   if (tokenSecret === undefined) return
   app.get('/demo/token', async (request: FastifyRequest, reply: FastifyReply) => {

@@ -16,6 +16,7 @@ import { SECRET } from './token.js'
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const MAIN = join(ROOT, 'dist', 'src', 'main.js')
 const PROBE = join(ROOT, 'test', 'helpers', 'memory-probe.mjs')
+const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
 
 /** A free TCP port on 127.0.0.1 (listen on 0, close, reuse the number). */
 export async function freePort (): Promise<number> {
@@ -69,8 +70,16 @@ export function ensureBuilt (): void {
   }
   try {
     if (isBuilt()) return
-    const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8' })
-    if (r.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed:\n${r.stdout}${r.stderr}`)
+    // The steps of `npm run build`: the gateway, the demo's browser code, the demo's HTML and CSS.
+    const steps: Array<[string, string[]]> = [
+      ['tsc -p tsconfig.build.json', [TSC, '-p', 'tsconfig.build.json']],
+      ['tsc -p tsconfig.demo.json', [TSC, '-p', 'tsconfig.demo.json']],
+      ['scripts/copy-demo-assets.mjs', [join(ROOT, 'scripts', 'copy-demo-assets.mjs')]],
+    ]
+    for (const [what, args] of steps) {
+      const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8' })
+      if (r.status !== 0) throw new Error(`${what} failed:\n${r.stdout}${r.stderr}`)
+    }
   } finally {
     rmdirSync(lock)
   }

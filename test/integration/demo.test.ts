@@ -51,8 +51,36 @@ t.test('first run: / redirects to /demo, a page with a strict CSP, the client mo
   t.match(html, /<title>sse-gateway · live demo<\/title>/)
   t.notMatch(html, /(?:src|href)="https?:/, 'no external resources')
   const tags = [...html.matchAll(/<(script|style)\b([^>]*)>/g)]
-  t.ok(tags.length >= 3 && tags.every(m => (m[2] ?? '').includes(`nonce="${nonce ?? ''}"`)), 'every inline script and style carries the nonce')
-  t.match(html, /from '\.\/client\/sse-client\.js'/, 'the page imports the client helper')
+  t.ok(tags.length >= 2 && tags.every(m => (m[2] ?? '').includes(`nonce="${nonce ?? ''}"`)), 'every script carries the nonce')
+  t.notMatch(html, /<style\b|\sstyle=/, 'no inline style: the style sheet is a file')
+  t.same([...html.matchAll(/<script\b([^>]*)>([^<]*)<\/script>/g)].filter(m => !/type="application\/json"/.test(m[1] ?? '') && (m[2] ?? '').trim() !== '').length, 0, 'no inline code: the only inline script is the JSON config')
+  t.match(html, /<link rel="stylesheet" href="demo\/demo\.css"/, 'its style sheet')
+  t.match(html, /<script type="module" src="demo\/demo\.js"/, 'its script, a module')
+  t.notMatch(html, /<textarea id="token"/, 'with demo tokens the page asks for a name, not a token')
+  t.notMatch(html, /\{\{|<!-- (?:if|else|end):/, 'the template is filled in')
+  t.match(csp, /style-src 'self'(;|$)/)
+
+  // The page's files, and every module they import, resolved as a browser
+  // resolves them: served, typed, and without a dangling source map.
+  const css = await fetch(new URL('demo/demo.css', `${gw.url}/demo`))
+  t.equal(css.status, 200)
+  t.match(css.headers.get('content-type'), /^text\/css; charset=utf-8/)
+  t.equal(css.headers.get('x-content-type-options'), 'nosniff')
+  t.match(await css.text(), /minmax\(0, 1fr\)/)
+  const modules = new Map<string, string>()
+  const queue = [new URL('demo/demo.js', `${gw.url}/demo`).href]
+  for (let href = queue.shift(); href !== undefined; href = queue.shift()) {
+    if (modules.has(href)) continue
+    const res = await fetch(href)
+    t.equal(res.status, 200, `${new URL(href).pathname} is served`)
+    t.match(res.headers.get('content-type'), /^text\/javascript; charset=utf-8/)
+    t.equal(res.headers.get('cache-control'), 'no-cache')
+    const text = await res.text()
+    t.notMatch(text, /sourceMappingURL/, `${new URL(href).pathname}: no dangling source map reference`)
+    modules.set(href, text)
+    for (const m of text.matchAll(/^import .* from '([^']+)'/gm)) queue.push(new URL(m[1] as string, href).href)
+  }
+  t.ok(modules.has(`${gw.url}/client/sse-client.js`), 'the page imports the client helper')
   const second = await fetch(`${gw.url}/demo`)
   t.not(/'nonce-([^']+)'/.exec(second.headers.get('content-security-policy') ?? '')?.[1], nonce, 'a new nonce per response')
 
