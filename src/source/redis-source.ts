@@ -43,6 +43,8 @@ import { sleep, type LiveReader, type LiveReaderOptions, type ReaderHost } from 
 import { LIVE_READERS, type LiveReaderKind } from './live-readers.js'
 import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, REQUEST_REPLY, connectionFor, type RedisConnectionFactory } from './redis-connection.js'
 import { RedisQueries } from './redis-queries.js'
+import { isPermanent, notificationsCoverStreams, readerBySetting, serverMode } from './server-check.js'
+import { claimEpoch, epochTimeMs } from './epoch.js'
 import type { EntriesListener, RawEntry, ResetListener, SourceState, StreamSource } from './stream-source.js'
 
 export interface RedisSourceOptions {
@@ -83,23 +85,12 @@ export interface RedisSourceOptions {
 
 export type ReaderMode = 'auto' | 'block' | 'notify'
 
-/**
- * Whether the server publishes keyspace notifications for stream commands:
- * `K` (keyspace channel) and `t` (streams) or `A` (all classes).
- */
-export function notificationsCoverStreams (flags: string): boolean {
-  return flags.includes('K') && (flags.includes('t') || flags.includes('A'))
-}
+export { notificationsCoverStreams }
 
 const DEFAULT_PROBE_INTERVAL_MS = 5000
 
 /** Probes in a row that must go unseen before live reads count as stopped. */
 const PROBE_MISSES = 2
-
-/** Errors that retrying the same command will not mend: no such command, no permission, a read-only replica. */
-function isPermanent (err: unknown): boolean {
-  return /unknown command|NOPERM|READONLY|syntax error|wrong number of arguments/i.test((err as Error)?.message ?? '')
-}
 
 async function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
@@ -222,19 +213,11 @@ export class RedisSource implements StreamSource {
    * suits it. Resolves with the reader mode to use.
    */
   private async checkServer (): Promise<'block' | 'notify'> {
-    let serverMode: string | undefined
-    try {
-      const info = String(await this.cmd.info('server'))
-      serverMode = /^redis_mode:(\S+)/m.exec(info)?.[1]
-    } catch (err) {
-      // INFO may be withheld (ACLs): the probe and the reads still tell.
-      if (!isPermanent(err)) throw err
-      if (/unknown command/i.test((err as Error).message)) serverMode = 'unknown'
-    }
-    this.health.serverMode(serverMode)
+    const mode = await serverMode(this.cmd)
+    this.health.serverMode(mode)
     // A Cluster node or a Sentinel: not readable by this version, and not
     // ready (LiveHealth says why); nothing more to check.
-    if (serverMode !== undefined && serverMode !== 'standalone') return 'block'
+    if (mode !== undefined && mode !== 'standalone') return 'block'
     await this.checkEpoch()
     if (this.opts.mode === 'block') return 'block'
     const wanted = await this.modeBySetting()
@@ -243,20 +226,11 @@ export class RedisSource implements StreamSource {
     return wanted ?? (this.opts.mode === 'notify' ? this.mode ?? 'notify' : 'block')
   }
 
-  /**
-   * The reader the server's `notify-keyspace-events` calls for, asked for or
-   * not (a server that does not publish them cannot be read by
-   * notification); undefined where CONFIG is refused (managed Redis).
-   */
+  /** The reader the server's setting calls for (see readerBySetting). */
   private async modeBySetting (): Promise<'block' | 'notify' | undefined> {
-    try {
-      const reply = await (this.cmd.config('GET', 'notify-keyspace-events') as Promise<unknown>)
-      return notificationsCoverStreams(Array.isArray(reply) ? String(reply[1] ?? '') : '') ? 'notify' : 'block'
-    } catch (err) {
-      if (!isPermanent(err)) throw err
+    return await readerBySetting(this.cmd, err => {
       if (this.mode === undefined && this.opts.mode === 'auto') this.opts.logger.info({ err: errorSummary(err) }, 'cannot read notify-keyspace-events; using blocking reads')
-      return undefined
-    }
+    })
   }
 
   /**
@@ -274,22 +248,17 @@ export class RedisSource implements StreamSource {
   }
 
   /**
-   * Sets the epoch if the dataset has none (`SET NX`, then `GET`: Redis 6.2
-   * has no `SET NX GET`) and compares it with the one this replica read
-   * under. A different one (or none where one was) means Redis may have lost
+   * Sets the epoch if the dataset has none (see claimEpoch) and compares it
+   * with the one this replica read under. A different one (or none where one was) means Redis may have lost
    * data: each watched key whose last read entry is gone, or that was still
    * empty, starts over from 0-0, and its sessions are told. A key whose
    * entry is still there lost nothing (the epoch alone was evicted or
    * deleted): its sessions read on, with no duplicate.
    */
   private async checkEpoch (): Promise<void> {
-    let value: string | null
+    let epoch: string
     try {
-      // Redis's clock, not ours: cursors hold Redis ids, and are compared with it.
-      const [seconds, micros] = await this.cmd.time() as [string | number, string | number]
-      const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
-      await this.cmd.set(this.epochKey, `${randomBytes(8).toString('hex')}:${now}`, 'NX')
-      value = await this.cmd.get(this.epochKey)
+      epoch = await claimEpoch(this.cmd, this.epochKey)
     } catch (err) {
       if (!isPermanent(err)) throw err
       if (!this.epochFailed) {
@@ -299,10 +268,7 @@ export class RedisSource implements StreamSource {
       return
     }
     this.epochFailed = false
-    const epoch = value ?? ''
-    const colon = epoch.indexOf(':')
-    const ms = Number(epoch.slice(colon + 1))
-    const epochMs = colon > 0 && Number.isFinite(ms) ? ms : undefined
+    const epochMs = epochTimeMs(epoch)
     const before = this.epoch
     if (before !== undefined && before !== epoch) {
       // Until the resets are done the old epoch stays: a check that fails
