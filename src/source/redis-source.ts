@@ -124,7 +124,7 @@ export class RedisSource implements StreamSource {
   private epochFailed = false
   private readonly instance = randomBytes(6).toString('hex')
   state: SourceState = 'connecting'
-  readonly health: LiveHealth
+  private readonly health: LiveHealth
   private readonly epochKey: string
   /** The epoch this replica read under (the key's whole value), once known. */
   private epoch: string | undefined
