@@ -20,15 +20,15 @@ import { publishRoute } from './http/publish-route.js'
 import { SessionRegistry } from './http/session.js'
 import { createLogger } from './log.js'
 import { Metrics } from './metrics.js'
-import { MemorySource } from './source/memory-source.js'
-import { MemoryPublisher } from './source/memory-publisher.js'
+import type { Engine, EngineHooks } from './source/engine.js'
+import { createEngine, engineOf } from './source/engines.js'
 import type { Publisher } from './source/publisher.js'
-import { RedisPublisher } from './source/redis-publisher.js'
-import { RedisSource } from './source/redis-source.js'
 import type { StreamSource } from './source/stream-source.js'
 
 export interface GatewayDeps {
-  /** Defaults to Redis at `config.redisUrl`, or the in-memory engine when it is unset. */
+  /** Defaults to the engine config asks for: Redis at `config.redisUrl`, or the in-memory engine when it is unset. */
+  readonly engine?: Engine
+  /** A source of the caller's own, in place of an engine's (see engineOf). */
   readonly source?: StreamSource
   readonly logger?: Logger
   readonly metrics?: Metrics
@@ -42,7 +42,7 @@ export interface Gateway {
   readonly config: Config
   readonly server: FastifyInstance
   readonly internal: FastifyInstance
-  /** The stream engine: a {@link MemorySource} (producers may append to it) when REDIS_URL is unset. */
+  /** The engine's source: a `MemorySource` (producers may append to it) when REDIS_URL is unset. */
   readonly source: StreamSource
   readonly hub: Hub
   readonly sessions: SessionRegistry
@@ -58,27 +58,9 @@ export interface Gateway {
   shutdown (windowMs?: number): Promise<void>
 }
 
-/**
- * Redis when REDIS_URL is set; otherwise the in-memory engine, with one
- * warning at start-up: it is a first-run mode, not a deployment.
- */
-function createSource (config: Config, logger: Logger, metrics: Metrics): StreamSource {
-  if (config.redisUrl === undefined) {
-    const memory = new MemorySource({ count: config.readerCount })
-    logger.warn({ engine: 'memory', maxEntriesPerStream: memory.defaultMaxLen },
-      'REDIS_URL is not set: running on the in-memory stream engine. Single replica only and not persistent: history is lost on restart, and several replicas would not share events. Set REDIS_URL to run in production or with more than one replica.')
-    return memory
-  }
-  return new RedisSource({
-    url: config.redisUrl,
-    keyPrefix: config.keyPrefix,
-    shards: config.readerShards,
-    blockMs: config.readerBlockMs,
-    maxKeysPerSecond: config.readerBlockMaxKeysPerSecond,
-    count: config.readerCount,
-    mode: config.readerMode,
-    logger: logger.child({ component: 'redis' }),
-    probeIntervalMs: config.readerProbeIntervalMs,
+/** What the engine reports, as metrics. */
+function engineHooks (metrics: Metrics): EngineHooks {
+  return {
     onRead: s => { metrics.xreadSeconds.observe(s) },
     onReaderError: () => { metrics.readerErrors.inc() },
     onReconnect: () => { metrics.redisReconnects.inc() },
@@ -89,7 +71,7 @@ function createSource (config: Config, logger: Logger, metrics: Metrics): Stream
       if (because !== 'start') metrics.readerModeChanges.inc({ mode, because })
     },
     onDataLost: () => { metrics.dataLost.inc() },
-  })
+  }
 }
 
 const CLIENT_ERRORS: Readonly<Record<string, readonly [ErrorSpec, string, string, string]>> = {
@@ -138,7 +120,10 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   if (demoJwt !== undefined) config = Object.freeze({ ...config, jwt: demoJwt })
   const logger = deps.logger ?? createLogger(config.logLevel)
   const metrics = deps.metrics ?? new Metrics()
-  const source = deps.source ?? createSource(config, logger, metrics)
+  const engine = deps.engine ?? (deps.source !== undefined
+    ? engineOf(deps.source, config)
+    : createEngine(config, { logger, hooks: engineHooks(metrics) }))
+  const source = engine.source
   const hub = new Hub(source, {
     maxEventBytes: config.maxEventBytes,
     maxConcurrentReads: config.maxConcurrentCatchups,
@@ -231,11 +216,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     return reply.code(404).send(e.toJSON())
   })
   await server.register(eventsRoute, { config, verifier, hub, sessions, metrics, logger, isDraining: () => draining })
-  const publisher = !config.publishEnabled
-    ? undefined
-    : deps.publisher ?? (source instanceof MemorySource
-      ? new MemoryPublisher(source)
-      : config.redisUrl !== undefined ? new RedisPublisher({ url: config.redisUrl }) : undefined)
+  const publisher = !config.publishEnabled ? undefined : deps.publisher ?? engine.createPublisher()
   if (publisher !== undefined) await server.register(publishRoute, { config, verifier, publisher, metrics, logger })
   if (config.demoEnabled) await server.register(demoRoute, { config, logger, tokenSecret: demoJwt?.key })
   // fastify.close() would wait for open streams forever: end them first.
@@ -252,10 +233,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   metrics.connectionsLimit.set(config.maxConnections)
   internal.get('/readyz', async (_request, reply) => {
     const ok = ready()
-    const engine = source instanceof MemorySource
-      ? { engine: 'memory' }
-      : { redis: source.state, live: source.liveReason ?? 'flowing', ...(source instanceof RedisSource && source.mode !== undefined ? { reader: source.mode } : {}) }
-    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not-ready', ...engine, draining })
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not-ready', ...engine.readiness(), draining })
   })
   internal.get('/metrics', async (_request, reply) => {
     reply.header('content-type', metrics.registry.contentType)

@@ -9,11 +9,12 @@
  *     sse-gateway publish --channel user:42 --data hello --url http://gateway:8080 --token "$JWT"
  */
 import { parseArgs } from 'node:util'
-import { Redis, type RedisOptions } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { GatewayError } from './core/errors.js'
 import { DEFAULT_MAX_DATA_BYTES, validateAppendOptions, validateEntry } from './core/publish.js'
 import { publish } from './producer.js'
 import { mintToken } from './core/token.js'
+import { connectionFor } from './source/redis-connection.js'
 
 const USAGE = `usage:
   sse-gateway token [--sub ID] [--topics 'a,b.*'] [--publish 'topic:*,user:*'] [--ttl SECONDS] [--aud A] [--iss I]
@@ -87,18 +88,14 @@ function safeUrl (url: string): string {
 }
 
 function redisClient (url: string): { client: Redis, lastError: () => Error | undefined } {
-  const options: RedisOptions = {
-    protocol: 2,
+  const client = connectionFor(url).connect({
     connectionName: 'sse-gateway:cli',
     connectTimeout: 5000,
     commandTimeout: 10000,
     maxRetriesPerRequest: 1,
     // A command line tool reports an unreachable server instead of waiting for it.
     retryStrategy: (times: number) => times > 2 ? null : 200,
-  }
-  const client = url.startsWith('unix://')
-    ? new Redis({ ...options, path: url.slice('unix://'.length) })
-    : new Redis(url, options)
+  })
   let last: Error | undefined
   client.on('error', (err: Error) => { last = err })
   return { client, lastError: () => last }

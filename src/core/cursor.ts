@@ -11,6 +11,7 @@
  * changes its topic list keeps the positions of the channels it still reads.
  * A connection with one channel uses the bare entry id (`1700000000000-0`).
  */
+import { fnv1a } from './hash.js'
 import { isStreamId, type StreamId } from './stream-id.js'
 
 export const CURSOR_VERSION = '1'
@@ -21,12 +22,7 @@ const SEGMENT = /^([0-9a-z]{6})([0-9a-z]{1,13})(?:_([0-9a-z]{1,13}))?$/
 
 /** 6 base-36 digits of the FNV-1a hash of a channel name. */
 export function channelHash (name: string): string {
-  let h = 0x811c9dc5
-  for (let i = 0; i < name.length; i++) {
-    h ^= name.charCodeAt(i)
-    h = Math.imul(h, 0x01000193) >>> 0
-  }
-  return (h % HASH_SPACE).toString(36).padStart(HASH_WIDTH, '0')
+  return (fnv1a(name) % HASH_SPACE).toString(36).padStart(HASH_WIDTH, '0')
 }
 
 function decimalToBase36 (decimal: string): string {

@@ -4,10 +4,11 @@
  * single write (one round trip, and a reader never sees a per-user stream
  * that has entries but no expiry).
  */
-import { Redis, type RedisOptions } from 'ioredis'
+import type { Redis } from 'ioredis'
 import type { AppendOptions } from '../core/publish.js'
 import type { StreamId } from '../core/stream-id.js'
 import { PublisherUnavailableError, type Publisher } from './publisher.js'
+import { connectionFor, type RedisConnectionFactory } from './redis-connection.js'
 
 /**
  * The part of an ioredis client (`Redis` or `Cluster`, any recent major) the
@@ -48,6 +49,8 @@ export interface RedisPublisherOptions {
   readonly url: string
   /** Per-command timeout in ms (default 5000). */
   readonly commandTimeoutMs?: number
+  /** How to reach Redis; defaults to the factory for `url` (see connectionFor). */
+  readonly connection?: RedisConnectionFactory
 }
 
 function isReplyError (err: unknown): boolean {
@@ -64,18 +67,13 @@ export class RedisPublisher implements Publisher {
   private readonly client: Redis
 
   constructor (opts: RedisPublisherOptions) {
-    const options: RedisOptions = {
-      protocol: 2,
+    this.client = (opts.connection ?? connectionFor(opts.url)).connect({
       lazyConnect: true,
       connectionName: 'sse-gateway:publish',
       maxRetriesPerRequest: 1,
       commandTimeout: opts.commandTimeoutMs ?? 5000,
       connectTimeout: 5000,
-      retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 6), 5000),
-    }
-    this.client = opts.url.startsWith('unix://')
-      ? new Redis({ ...options, path: opts.url.slice('unix://'.length) })
-      : new Redis(opts.url, options)
+    })
     // Failures reach the caller of publish(); the event only must not go unhandled.
     this.client.on('error', () => {})
   }

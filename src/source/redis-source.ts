@@ -1,27 +1,18 @@
 /**
- * Redis Streams as the event source.
+ * Redis Streams as the event source: the Redis engine's read side, composed
+ * of a connection factory (redis-connection.ts), one live reader at a time
+ * (live-readers.ts: blocking-reader.ts or notify-reader.ts) and the history
+ * queries (redis-queries.ts). What is here is what ties them together: the
+ * command connection, which reader suits the server, the proof of flow and
+ * the epoch.
  *
- * Live reading: keys are spread over a few shards; each shard owns one
- * dedicated blocking connection running `XREAD COUNT c BLOCK b STREAMS ...`
- * with an explicit last id per key (never `$`: re-sent after a reconnect it
- * skips what was written during the outage). Ordinary commands (XRANGE,
- * XREVRANGE, the wake XADD) use one separate, auto-pipelined connection.
+ * Ordinary commands (XRANGE, XREVRANGE, the wake and probe XADDs) use one
+ * command connection, auto-pipelined, separate from the readers' own.
  *
- * A key added while its shard is blocked must be read at once, not after the
- * BLOCK timeout. `CLIENT UNBLOCK` needs admin rights that managed Redis often
- * withholds, so every shard also reads its own wake stream
- * (`<prefix>__gateway:wake:<instance>:<shard>`); an XADD to it ends the
- * blocked read, and the next read lists the new key. That needs only write
- * access under the key prefix.
- *
- * Every blocking XREAD lists all of its shard's keys, and Redis pays for each
- * listed key on every call: right for a few busy keys (topics), wrong for
- * thousands of quiet ones (per-user channels). When the server publishes
- * keyspace notifications for streams (`notify-keyspace-events` with `K` and
- * `t`), the notify reader is used instead: it subscribes to the keyspace
- * channel of each watched key and reads, with explicit ids, only the keys
- * that changed. Notifications are at-most-once, so every key is read again
- * after the subscriber reconnects, and once right after it is subscribed.
+ * The reader: `block` (sharded blocking XREAD) reads any Redis; `notify`
+ * (keyspace notifications) reads only the keys that changed, when the
+ * server publishes notifications for streams; `auto` takes notify when the
+ * server has them on, and follows the setting both ways while it runs.
  *
  * Live reads must prove they flow (see LiveHealth): every
  * READER_PROBE_INTERVAL_MS a probe entry is written where the live reader
@@ -43,15 +34,24 @@
  * it at resume (see Session).
  */
 import { randomBytes } from 'node:crypto'
-import { Redis, type RedisOptions } from 'ioredis'
+import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
-import { ZERO_ID, compareIds, type StreamId } from '../core/stream-id.js'
+import { ZERO_ID, type StreamId } from '../core/stream-id.js'
 import type { StallReason } from '../core/protocol.js'
 import { LiveHealth, errorSummary } from './live-health.js'
+import { sleep, type LiveReader, type LiveReaderOptions, type ReaderHost } from './live-reader.js'
+import { LIVE_READERS, type LiveReaderKind } from './live-readers.js'
+import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, REQUEST_REPLY, connectionFor, type RedisConnectionFactory } from './redis-connection.js'
+import { RedisQueries } from './redis-queries.js'
+import { isPermanent, notificationsCoverStreams, readerBySetting, serverMode } from './server-check.js'
+import { claimEpoch, epochTimeMs } from './epoch.js'
 import type { EntriesListener, RawEntry, ResetListener, SourceState, StreamSource } from './stream-source.js'
 
 export interface RedisSourceOptions {
+  /** `redis://`, `rediss://` or `unix:///path/redis.sock`. */
   readonly url: string
+  /** How to reach Redis; defaults to the factory for `url` (see connectionFor). */
+  readonly connection?: RedisConnectionFactory
   readonly keyPrefix: string
   readonly shards: number
   readonly blockMs: number
@@ -83,333 +83,14 @@ export interface RedisSourceOptions {
   readonly onDataLost?: () => void
 }
 
-type XReadReply = Array<[string, Array<[string, string[]]>]> | null
-
 export type ReaderMode = 'auto' | 'block' | 'notify'
 
-/** Reads watched keys live and reports their entries to its host. */
-interface LiveReader {
-  add (key: string, afterId: StreamId): void
-  remove (key: string): void
-  /** Resolves once an entry written now has been read live (a proof of flow). */
-  probe (): Promise<void>
-  /** Every key and the last id read live of it: where a reader that replaces this one starts. */
-  positions (): Iterable<[string, StreamId]>
-  close (): Promise<void>
-}
+export { notificationsCoverStreams }
 
-/**
- * Probes waiting for the id of their entry to be read. Every waiter is kept
- * until an id at or past its own is read, so probes that overlap (one timed
- * out, the next under way) each settle.
- */
-class ProbeWaiters {
-  /** The newest id read of the probe stream. */
-  private seen: StreamId = ZERO_ID
-  private readonly waiting: Array<{ id: StreamId, resolve: () => void }> = []
+const DEFAULT_PROBE_INTERVAL_MS = 5000
 
-  /** Resolves once `id` (or a later one) has been read. */
-  async until (id: StreamId): Promise<void> {
-    if (compareIds(this.seen, id) >= 0) return
-    await new Promise<void>(resolve => { this.waiting.push({ id, resolve }) })
-  }
-
-  /** An id of the probe stream was read. */
-  read (id: StreamId): void {
-    if (compareIds(id, this.seen) <= 0) return
-    this.seen = id
-    for (let i = this.waiting.length - 1; i >= 0; i--) {
-      const w = this.waiting[i] as { id: StreamId, resolve: () => void }
-      if (compareIds(w.id, id) <= 0) {
-        this.waiting.splice(i, 1)
-        w.resolve()
-      }
-    }
-  }
-
-  get pending (): boolean {
-    return this.waiting.length > 0
-  }
-}
-
-/** What a live reader gets from the source: callbacks, not the source. */
-interface ReaderHost {
-  readonly opts: RedisSourceOptions
-  readonly health: LiveHealth
-  /** Entries of a watched key, in order (dropped once this reader is replaced). */
-  emit (key: string, entries: RawEntry[]): void
-  /** Settled while live reads may go on; pending after a reconnect until the server is checked. */
-  gate (): Promise<void> | undefined
-  /** Any connection to Redis closed: Redis may have restarted. */
-  connectionLost (): void
-  /** Appends to `key` (a wake or probe stream, MAXLEN 1, short expiry): its id. */
-  append (key: string): Promise<StreamId>
-}
-
-type Xread = (...args: string[]) => Promise<XReadReply>
-
-const RECONNECT_BASE_MS = 100
-const RECONNECT_MAX_MS = 5000
-const WATCHDOG_GRACE_MS = 5000
-
-function connectionOptions (extra: RedisOptions): RedisOptions {
-  return {
-    // RESP2 keeps XREAD/XRANGE replies in one known shape on every server.
-    protocol: 2,
-    lazyConnect: false,
-    retryStrategy: (times: number) => Math.min(RECONNECT_BASE_MS * 2 ** Math.min(times, 10), RECONNECT_MAX_MS) + Math.floor(Math.random() * 100),
-    ...extra,
-  }
-}
-
-/** Connections whose commands must answer or fail (not wait out an outage). */
-const REQUEST_REPLY: RedisOptions = { maxRetriesPerRequest: 1, enableOfflineQueue: true, commandTimeout: 10000 }
-
-function createClient (url: string, extra: RedisOptions): Redis {
-  if (url.startsWith('unix://')) return new Redis({ ...connectionOptions(extra), path: url.slice('unix://'.length) })
-  return new Redis(url, connectionOptions(extra))
-}
-
-/**
- * Outage bookkeeping shared by the readers: the first failure is logged once,
- * every failure counted, retries back off exponentially, and the recovery is
- * logged once.
- */
-class ReaderHealth {
-  private failing = false
-  private backoff = RECONNECT_BASE_MS
-
-  constructor (private readonly host: ReaderHost) {}
-
-  /** Records a failed read; resolves when it is time to try again. */
-  async failed (err: unknown): Promise<void> {
-    if (!this.failing) {
-      this.failing = true
-      this.host.opts.logger.error({ err: errorSummary(err) }, 'stream reader lost Redis; retrying with backoff, reading resumes from explicit ids')
-    }
-    this.host.health.readerFailed(this, err)
-    this.host.opts.onReaderError?.()
-    await sleep(this.backoff)
-    this.backoff = Math.min(this.backoff * 2, RECONNECT_MAX_MS)
-  }
-
-  /** Records a read that answered, with its round trip since `started`. */
-  succeeded (started: bigint): void {
-    this.host.opts.onRead?.(Number(process.hrtime.bigint() - started) / 1e9)
-    if (this.failing) {
-      this.failing = false
-      this.host.opts.logger.info('stream reader reading again')
-      this.host.health.readerSucceeded(this)
-    }
-    this.backoff = RECONNECT_BASE_MS
-  }
-
-  forget (): void {
-    this.host.health.forget(this)
-  }
-}
-
-/**
- * Emits the entries of a read of `key` that follow `current` (a read can
- * repeat ones already seen, and a key re-added during the read may have a
- * newer position) and returns the new position, or undefined when nothing
- * was new.
- */
-function advance (host: ReaderHost, key: string, current: StreamId, entries: Array<[string, string[]]>): StreamId | undefined {
-  const first = entries[0]
-  if (first === undefined) return undefined
-  const fresh = compareIds(first[0], current) > 0 ? entries : entries.filter(e => compareIds(e[0], current) > 0)
-  const last = fresh[fresh.length - 1]
-  if (last === undefined) return undefined
-  host.emit(key, fresh.map(toEntry))
-  return last[0]
-}
-
-class Shard {
-  readonly keys = new Map<string, StreamId>()
-  private readonly conn: Redis
-  private wakeId: StreamId = '0-0'
-  private inFlight = false
-  private wakeQueued = false
-  private idle: (() => void) | undefined
-  private closed = false
-  private readonly health: ReaderHealth
-  private lost: ((err: Error) => void) | undefined
-  /** performance.now() when the last XREAD was sent. */
-  private lastSentAt = -Infinity
-  /** Probes waiting for their wake entry to be read. */
-  private readonly probes = new ProbeWaiters()
-  /** Probes under way: an idle shard reads its wake stream for them. */
-  private probing = 0
-
-  constructor (
-    private readonly host: ReaderHost,
-    private readonly wakeKey: string,
-    private readonly pacing: Pacing
-  ) {
-    const opts = host.opts
-    this.health = new ReaderHealth(host)
-    this.conn = createClient(opts.url, {
-      connectionName: 'sse-gateway:reader',
-      enableAutoPipelining: false,
-      // Our loop re-issues the read with fresh explicit ids after a reconnect;
-      // ioredis must not replay the old command on its own.
-      autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: null,
-    })
-    this.conn.on('error', () => { /* reported by the read loop */ })
-    // ioredis drops an in-flight command on disconnect without settling it
-    // (autoResendUnfulfilledCommands is off): fail the read ourselves.
-    this.conn.on('close', () => {
-      const lost = this.lost
-      this.lost = undefined
-      lost?.(new Error('Redis connection closed during XREAD'))
-      if (!this.closed) host.connectionLost()
-    })
-    void this.loop()
-  }
-
-  add (key: string, afterId: StreamId): void {
-    this.keys.set(key, afterId)
-    this.wake()
-  }
-
-  remove (key: string): void {
-    // No wake: the key leaves the list at the next read, within READER_BLOCK_MS.
-    this.keys.delete(key)
-  }
-
-  /**
-   * Writes an entry to this shard's wake stream and resolves once the read
-   * loop has read it: the shard's connection answers and its loop turns.
-   * An idle shard (no keys) reads its wake stream alone for it.
-   */
-  async probe (): Promise<void> {
-    this.probing++
-    try {
-      this.resumeIfIdle()
-      await this.probes.until(await this.host.append(this.wakeKey))
-    } finally {
-      this.probing--
-    }
-  }
-
-  positions (): Iterable<[string, StreamId]> {
-    return this.keys
-  }
-
-  private resumeIfIdle (): boolean {
-    const resume = this.idle
-    if (resume === undefined) return false
-    this.idle = undefined
-    resume()
-    return true
-  }
-
-  private wake (): void {
-    if (this.resumeIfIdle()) return
-    if (!this.inFlight || this.wakeQueued) return
-    this.wakeQueued = true
-    // Coalesce every key added in this tick into one wake.
-    process.nextTick(() => {
-      this.host.append(this.wakeKey).catch(() => { /* logged once by the source */ })
-    })
-  }
-
-  private async loop (): Promise<void> {
-    while (!this.closed) {
-      if (this.keys.size === 0 && this.probing === 0) {
-        // Nothing to read, so nothing can fail: an earlier failure no longer
-        // holds readiness (the next read, if any, tells again).
-        this.health.forget()
-        await new Promise<void>(resolve => { this.idle = resolve })
-        continue
-      }
-      // Redis spends about 2 µs per key an XREAD lists, blocked or not: with
-      // thousands of keys, reading again at once would take a Redis core.
-      // Wait out this shard's share of the key budget instead; entries then
-      // arrive in bigger batches, and keys added meanwhile join this read.
-      // One wait per read: keys added during it must not push it further.
-      const wait = this.lastSentAt + this.pacing.intervalMs(this.keys.size + 1) - performance.now()
-      if (wait >= 1) {
-        this.pacing.paced(this.keys.size, wait)
-        await sleep(wait)
-        if (this.closed) return
-        if (this.keys.size === 0 && this.probing === 0) continue
-      }
-      // After a reconnect: no read until the source has checked the server
-      // (right before the read, with the positions as the check left them).
-      const gate = this.host.gate()
-      if (gate !== undefined) {
-        await gate
-        continue
-      }
-      this.lastSentAt = performance.now()
-      const opts = this.host.opts
-      const args: string[] = ['COUNT', String(opts.count), 'BLOCK', String(opts.blockMs), 'STREAMS']
-      const ids: string[] = []
-      for (const [key, id] of this.keys) { args.push(key); ids.push(id) }
-      args.push(this.wakeKey)
-      ids.push(this.wakeId)
-      args.push(...ids)
-      this.inFlight = true
-      this.wakeQueued = false
-      const started = process.hrtime.bigint()
-      let reply: XReadReply
-      let watchdog: NodeJS.Timeout | undefined
-      try {
-        const read = (this.conn as unknown as { xread: Xread }).xread(...args)
-        const lost = new Promise<never>((_resolve, reject) => { this.lost = reject })
-        // Watchdog: a read that outlives BLOCK by this much is on a dead
-        // connection (a silent network failure, a frozen server): drop it
-        // and reconnect.
-        watchdog = setTimeout(() => {
-          this.conn.disconnect(true)
-          this.lost?.(new Error(`XREAD gave no answer within READER_BLOCK_MS + ${WATCHDOG_GRACE_MS} ms`))
-        }, opts.blockMs + WATCHDOG_GRACE_MS)
-        watchdog.unref()
-        reply = await Promise.race([read, lost])
-        clearTimeout(watchdog)
-        this.lost = undefined
-      } catch (err) {
-        clearTimeout(watchdog)
-        this.lost = undefined
-        this.inFlight = false
-        if (this.closed) return
-        await this.health.failed(err)
-        continue
-      }
-      this.inFlight = false
-      this.health.succeeded(started)
-      if (reply === null) continue
-      for (const [key, entries] of reply) {
-        if (key === this.wakeKey) {
-          const last = entries[entries.length - 1]
-          if (last !== undefined) {
-            this.wakeId = last[0]
-            this.probes.read(last[0])
-          }
-          continue
-        }
-        const current = this.keys.get(key)
-        if (current === undefined) continue
-        const next = advance(this.host, key, current, entries)
-        if (next !== undefined) this.keys.set(key, next)
-      }
-    }
-  }
-
-  async close (): Promise<void> {
-    this.closed = true
-    this.health.forget()
-    this.resumeIfIdle()
-    this.conn.disconnect()
-  }
-}
-
-function toEntry (e: [string, string[]]): RawEntry {
-  return { id: e[0], fields: e[1] }
-}
+/** Probes in a row that must go unseen before live reads count as stopped. */
+const PROBE_MISSES = 2
 
 async function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
@@ -422,363 +103,28 @@ async function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
   }
 }
 
-function sleep (ms: number): Promise<void> {
-  return new Promise(resolve => setTimeout(resolve, ms).unref())
-}
-
-/** FNV-1a, for placing a key on a shard. */
-function shardOf (key: string, shards: number): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193) >>> 0
-  return h % shards
-}
-
-/** The blocking reader's key budget (READER_BLOCK_MAX_KEYS_PER_SECOND), shared by its shards. */
-class Pacing {
-  private logged = false
-
-  constructor (
-    private readonly maxKeysPerSecond: number,
-    private readonly shards: number,
-    private readonly logger: Logger
-  ) {}
-
-  /** Least time between two reads of a shard that lists `keys` keys, in ms. */
-  intervalMs (keys: number): number {
-    return this.maxKeysPerSecond > 0 ? keys * this.shards * 1000 / this.maxKeysPerSecond : 0
-  }
-
-  paced (keys: number, waitMs: number): void {
-    if (this.logged) return
-    this.logged = true
-    this.logger.info({ keysInShard: keys, shards: this.shards, waitMs: Math.round(waitMs), maxKeysPerSecond: this.maxKeysPerSecond },
-      'the blocking reader lists many keys and now waits between reads to spare Redis (READER_BLOCK_MAX_KEYS_PER_SECOND); live events can wait that long. For many quiet keys, enable keyspace notifications (notify-keyspace-events Kt) for the notify reader (logged once)')
-  }
-}
-
-class ShardedReader implements LiveReader {
-  private readonly shards: Shard[]
-  private readonly owner = new Map<string, Shard>()
-
-  constructor (host: ReaderHost, instance: string) {
-    const opts = host.opts
-    const pacing = new Pacing(opts.maxKeysPerSecond ?? 0, opts.shards, opts.logger)
-    this.shards = Array.from({ length: opts.shards }, (_, i) =>
-      new Shard(host, `${opts.keyPrefix}__gateway:wake:${instance}:${i}`, pacing))
-  }
-
-  add (key: string, afterId: StreamId): void {
-    let shard = this.owner.get(key)
-    if (shard === undefined) {
-      shard = this.shards[shardOf(key, this.shards.length)] as Shard
-      this.owner.set(key, shard)
-    }
-    shard.add(key, afterId)
-  }
-
-  remove (key: string): void {
-    const shard = this.owner.get(key)
-    if (shard === undefined) return
-    this.owner.delete(key)
-    shard.remove(key)
-  }
-
-  /** Every shard reads an entry written to its wake stream now. */
-  async probe (): Promise<void> {
-    await Promise.all(this.shards.map(s => s.probe()))
-  }
-
-  * positions (): Iterable<[string, StreamId]> {
-    for (const shard of this.shards) yield * shard.positions()
-  }
-
-  async close (): Promise<void> {
-    await Promise.all(this.shards.map(s => s.close()))
-  }
-}
-
-/** The keyspace event of an XADD. */
-const XADD = Buffer.from('xadd')
-
-/** Keys per XREAD of the notify reader. */
-const NOTIFY_BATCH = 256
-
 /**
- * A key the notify reader follows. Its flags and the reader's queue of dirty
- * keys replace two Sets of key strings: a Set's table is reallocated as it
- * grows and shrinks with every burst, and both the tables and the keys in
- * flight were still alive at young-generation collections, so each one
- * copied and promoted them (the per-user p99 tail, bench/RESULTS.md, Q2).
- * Objects that live as long as the key do not.
+ * The Redis engine's read side (see the file header). Its readers are made
+ * from the table in live-readers.ts and get callbacks (ReaderHost), never
+ * this object.
  */
-class NotifyKey {
-  dirty = false
-  reading = false
-  removed = false
-  constructor (readonly key: string, public afterId: StreamId) {}
-}
-
-/** The notify reader's own probe stream: read like a watched key, never emitted. */
-class ProbeKey extends NotifyKey {
-  readonly waiters = new ProbeWaiters()
-}
-
-class NotifyReader implements LiveReader {
-  private readonly keys = new Map<string, NotifyKey>()
-  /**
-   * XREADs on a connection of their own, not the auto-pipelined command
-   * connection: behind auto-pipelining the replies' strings outlived
-   * several young-generation collections (1.4 MB promoted per scavenge at
-   * 5,000 events/s against 0.3 MB here), and the longer scavenges that
-   * followed were the per-user p99 tail (bench/RESULTS.md, Q2).
-   */
-  private readonly reader: Redis
-  /** Keys to read, each once (its `dirty` flag); swapped with `spare` at each flush. */
-  private dirty: NotifyKey[] = []
-  private spare: NotifyKey[] = []
-  private readonly sub: Redis
-  private readonly channelPrefix: string
-  private readonly countText: string
-  private scheduled = false
-  private closed = false
-  private readonly health: ReaderHealth
-  private readonly opts: RedisSourceOptions
-  private readonly flushNow = (): void => {
-    this.scheduled = false
-    this.flush()
-  }
-
-  private readonly probeKey: ProbeKey
-
-  constructor (
-    private readonly host: ReaderHost,
-    db: number,
-    instance: string
-  ) {
-    const opts = host.opts
-    this.opts = opts
-    this.health = new ReaderHealth(host)
-    this.countText = String(opts.count)
-    // A read fails during an outage (the loop backs off and marks its keys
-    // again) instead of waiting forever.
-    this.reader = createClient(opts.url, { ...REQUEST_REPLY, connectionName: 'sse-gateway:notify-reader', enableAutoPipelining: false })
-    this.reader.on('error', () => { /* reported by the read loop */ })
-    this.reader.on('close', () => { if (!this.closed) host.connectionLost() })
-    this.channelPrefix = `__keyspace@${db}__:`
-    this.sub = createClient(opts.url, {
-      connectionName: 'sse-gateway:notify',
-      maxRetriesPerRequest: null,
-      // Our own resubscribe (below): ioredis's leaves its promise unhandled,
-      // and a reader closed during it (a fallback right after a reconnect)
-      // would end the process with an unhandled rejection.
-      autoResubscribe: false,
-    })
-    this.sub.on('error', () => { /* the command connection reports outages */ })
-    this.sub.on('close', () => { if (!this.closed) host.connectionLost() })
-    let connectedBefore = false
-    this.sub.on('ready', () => {
-      if (connectedBefore && !this.closed) {
-        // A new connection has no subscriptions: subscribe again, then read
-        // every key (notifications sent while we were away are lost).
-        const channels = [...this.keys.keys()].map(key => this.channelPrefix + key)
-        this.sub.subscribe(...channels).then(
-          () => { for (const k of this.keys.values()) this.markDirty(k) },
-          () => { /* closed or lost again: the next ready subscribes again */ }
-        )
-      }
-      connectedBefore = true
-    })
-    // The raw form: ioredis then makes no strings of the channel and event;
-    // the key is decoded straight from the bytes after the prefix, only to
-    // look it up.
-    const prefixBytes = Buffer.byteLength(this.channelPrefix)
-    this.sub.on('messageBuffer', (channel: Buffer, event: Buffer) => {
-      if (!event.equals(XADD)) return
-      const k = this.keys.get(channel.toString('utf8', prefixBytes))
-      if (k !== undefined) this.markDirty(k)
-    })
-    // Read only when its notification comes: a probe proves the whole path.
-    this.probeKey = new ProbeKey(`${opts.keyPrefix}__gateway:probe:${instance}`, ZERO_ID)
-    this.subscribe(this.probeKey)
-  }
-
-  /**
-   * Writes a probe entry and resolves once a notification made the reader
-   * read it: notifications arrive and reads answer.
-   */
-  async probe (): Promise<void> {
-    await this.probeKey.waiters.until(await this.host.append(this.probeKey.key))
-  }
-
-  * positions (): Iterable<[string, StreamId]> {
-    for (const k of this.keys.values()) if (k !== this.probeKey) yield [k.key, k.afterId]
-  }
-
-  add (key: string, afterId: StreamId): void {
-    const known = this.keys.get(key)
-    if (known !== undefined) {
-      known.afterId = afterId
-      this.markDirty(known)
-      return
-    }
-    this.subscribe(new NotifyKey(key, afterId))
-  }
-
-  private subscribe (k: NotifyKey): void {
-    this.keys.set(k.key, k)
-    // Entries written before the subscription took effect sent no
-    // notification: read the key once it is in place.
-    this.sub.subscribe(this.channelPrefix + k.key).then(
-      () => { this.markDirty(k) },
-      () => { this.markDirty(k) }
-    )
-  }
-
-  remove (key: string): void {
-    const k = this.keys.get(key)
-    if (k === undefined) return
-    this.keys.delete(key)
-    k.removed = true
-    this.sub.unsubscribe(this.channelPrefix + key).catch(() => {})
-  }
-
-  private markDirty (k: NotifyKey): void {
-    if (this.closed || k.removed || k.dirty) return
-    k.dirty = true
-    this.dirty.push(k)
-    this.scheduleFlush()
-  }
-
-  /** Gathers every notification of this turn of the event loop into few reads. */
-  private scheduleFlush (): void {
-    if (this.scheduled) return
-    this.scheduled = true
-    setImmediate(this.flushNow)
-  }
-
-  private flush (): void {
-    const queued = this.dirty
-    this.dirty = this.spare
-    let batch: NotifyKey[] = []
-    for (const k of queued) {
-      if (k.removed) {
-        k.dirty = false
-        continue
-      }
-      // Being read: read again once that read is back (it stays dirty).
-      if (k.reading) {
-        this.dirty.push(k)
-        continue
-      }
-      k.dirty = false
-      k.reading = true
-      batch.push(k)
-      if (batch.length === NOTIFY_BATCH) {
-        void this.read(batch)
-        batch = []
-      }
-    }
-    queued.length = 0
-    this.spare = queued
-    if (batch.length > 0) void this.read(batch)
-  }
-
-  private async read (batch: NotifyKey[]): Promise<void> {
-    // After a reconnect: no read until the source has checked the server;
-    // the ids are taken after it (a reset moves them back to 0-0).
-    const gate = this.host.gate()
-    if (gate !== undefined) await gate
-    if (this.closed) return
-    const n = batch.length
-    const args: string[] = new Array<string>(3 + 2 * n)
-    args[0] = 'COUNT'
-    args[1] = this.countText
-    args[2] = 'STREAMS'
-    for (let i = 0; i < n; i++) {
-      const k = batch[i] as NotifyKey
-      args[3 + i] = k.key
-      args[3 + n + i] = k.afterId
-    }
-    const started = process.hrtime.bigint()
-    let reply: XReadReply
-    try {
-      reply = await (this.reader as unknown as { xread: Xread }).xread(...args)
-    } catch (err) {
-      for (const k of batch) k.reading = false
-      if (this.closed) return
-      await this.health.failed(err)
-      for (const k of batch) this.markDirty(k)
-      // Every key of the failed read left meanwhile: nothing will read, so
-      // nothing can succeed; the failure no longer holds readiness.
-      if (this.dirty.length === 0) this.health.forget()
-      return
-    }
-    this.health.succeeded(started)
-    for (const k of batch) k.reading = false
-    for (const [key, entries] of reply ?? []) {
-      const k = this.keys.get(key)
-      if (k === undefined) continue
-      if (k === this.probeKey) {
-        this.probed(entries)
-        continue
-      }
-      // The key's own string: the reply's copy dies young.
-      k.afterId = advance(this.host, k.key, k.afterId, entries) ?? k.afterId
-      // A full page: there may be more.
-      if (entries.length >= this.opts.count) this.markDirty(k)
-    }
-    // Notifications that arrived during the read.
-    if (this.dirty.length > 0) this.scheduleFlush()
-  }
-
-  private probed (entries: Array<[string, string[]]>): void {
-    const k = this.probeKey
-    const last = entries[entries.length - 1]
-    if (last === undefined) return
-    if (compareIds(last[0], k.afterId) > 0) k.afterId = last[0]
-    k.waiters.read(last[0])
-  }
-
-  async close (): Promise<void> {
-    this.closed = true
-    this.health.forget()
-    this.sub.disconnect()
-    this.reader.disconnect()
-  }
-}
-
-/**
- * Whether the server publishes keyspace notifications for stream commands:
- * `K` (keyspace channel) and `t` (streams) or `A` (all classes).
- */
-export function notificationsCoverStreams (flags: string): boolean {
-  return flags.includes('K') && (flags.includes('t') || flags.includes('A'))
-}
-
-const DEFAULT_PROBE_INTERVAL_MS = 5000
-
-/** Probes in a row that must go unseen before live reads count as stopped. */
-const PROBE_MISSES = 2
-
-/** Errors that retrying the same command will not mend: no such command, no permission, a read-only replica. */
-function isPermanent (err: unknown): boolean {
-  return /unknown command|NOPERM|READONLY|syntax error|wrong number of arguments/i.test((err as Error)?.message ?? '')
-}
-
 export class RedisSource implements StreamSource {
   private readonly cmd: Redis
+  private readonly queries: RedisQueries
+  /** What every live reader is made with (settings, connections, health). */
+  private readonly readerOptions: LiveReaderOptions
   private reader: LiveReader | undefined
   /** Watched keys and the id they were watched from. */
   private readonly watched = new Map<string, StreamId>()
   private listener: EntriesListener = () => {}
   private resetListener: ResetListener = () => {}
   /** The live reading strategy in use, once {@link start} has chosen it. */
-  mode: 'block' | 'notify' | undefined
+  mode: LiveReaderKind | undefined
   private wakeFailed = false
   private epochFailed = false
   private readonly instance = randomBytes(6).toString('hex')
   state: SourceState = 'connecting'
-  readonly health: LiveHealth
+  private readonly health: LiveHealth
   private readonly epochKey: string
   /** The epoch this replica read under (the key's whole value), once known. */
   private epoch: string | undefined
@@ -805,7 +151,23 @@ export class RedisSource implements StreamSource {
     this.health = new LiveHealth({ logger: opts.logger, onStall: opts.onStall })
     this.epochKey = `${opts.keyPrefix}__gateway:epoch`
     this.probeIntervalMs = opts.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS
-    this.cmd = createClient(opts.url, { ...REQUEST_REPLY, connectionName: 'sse-gateway:commands', enableAutoPipelining: true })
+    const connection = opts.connection ?? connectionFor(opts.url)
+    this.cmd = connection.connect({ ...REQUEST_REPLY, connectionName: 'sse-gateway:commands', enableAutoPipelining: true })
+    this.queries = new RedisQueries(this.cmd)
+    this.readerOptions = {
+      connection,
+      keyPrefix: opts.keyPrefix,
+      instance: this.instance,
+      db: this.cmd.options.db ?? 0,
+      shards: opts.shards,
+      blockMs: opts.blockMs,
+      maxKeysPerSecond: opts.maxKeysPerSecond ?? 0,
+      count: opts.count,
+      logger: opts.logger,
+      health: this.health,
+      onRead: opts.onRead,
+      onReaderError: opts.onReaderError,
+    }
     this.cmd.on('ready', () => {
       if (this.state !== 'ready') opts.logger.info('redis ready')
       this.state = 'ready'
@@ -851,19 +213,11 @@ export class RedisSource implements StreamSource {
    * suits it. Resolves with the reader mode to use.
    */
   private async checkServer (): Promise<'block' | 'notify'> {
-    let serverMode: string | undefined
-    try {
-      const info = String(await this.cmd.info('server'))
-      serverMode = /^redis_mode:(\S+)/m.exec(info)?.[1]
-    } catch (err) {
-      // INFO may be withheld (ACLs): the probe and the reads still tell.
-      if (!isPermanent(err)) throw err
-      if (/unknown command/i.test((err as Error).message)) serverMode = 'unknown'
-    }
-    this.health.serverMode(serverMode)
+    const mode = await serverMode(this.cmd)
+    this.health.serverMode(mode)
     // A Cluster node or a Sentinel: not readable by this version, and not
     // ready (LiveHealth says why); nothing more to check.
-    if (serverMode !== undefined && serverMode !== 'standalone') return 'block'
+    if (mode !== undefined && mode !== 'standalone') return 'block'
     await this.checkEpoch()
     if (this.opts.mode === 'block') return 'block'
     const wanted = await this.modeBySetting()
@@ -872,20 +226,11 @@ export class RedisSource implements StreamSource {
     return wanted ?? (this.opts.mode === 'notify' ? this.mode ?? 'notify' : 'block')
   }
 
-  /**
-   * The reader the server's `notify-keyspace-events` calls for, asked for or
-   * not (a server that does not publish them cannot be read by
-   * notification); undefined where CONFIG is refused (managed Redis).
-   */
+  /** The reader the server's setting calls for (see readerBySetting). */
   private async modeBySetting (): Promise<'block' | 'notify' | undefined> {
-    try {
-      const reply = await (this.cmd.config('GET', 'notify-keyspace-events') as Promise<unknown>)
-      return notificationsCoverStreams(Array.isArray(reply) ? String(reply[1] ?? '') : '') ? 'notify' : 'block'
-    } catch (err) {
-      if (!isPermanent(err)) throw err
+    return await readerBySetting(this.cmd, err => {
       if (this.mode === undefined && this.opts.mode === 'auto') this.opts.logger.info({ err: errorSummary(err) }, 'cannot read notify-keyspace-events; using blocking reads')
-      return undefined
-    }
+    })
   }
 
   /**
@@ -903,22 +248,17 @@ export class RedisSource implements StreamSource {
   }
 
   /**
-   * Sets the epoch if the dataset has none (`SET NX`, then `GET`: Redis 6.2
-   * has no `SET NX GET`) and compares it with the one this replica read
-   * under. A different one (or none where one was) means Redis may have lost
+   * Sets the epoch if the dataset has none (see claimEpoch) and compares it
+   * with the one this replica read under. A different one (or none where one was) means Redis may have lost
    * data: each watched key whose last read entry is gone, or that was still
    * empty, starts over from 0-0, and its sessions are told. A key whose
    * entry is still there lost nothing (the epoch alone was evicted or
    * deleted): its sessions read on, with no duplicate.
    */
   private async checkEpoch (): Promise<void> {
-    let value: string | null
+    let epoch: string
     try {
-      // Redis's clock, not ours: cursors hold Redis ids, and are compared with it.
-      const [seconds, micros] = await this.cmd.time() as [string | number, string | number]
-      const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
-      await this.cmd.set(this.epochKey, `${randomBytes(8).toString('hex')}:${now}`, 'NX')
-      value = await this.cmd.get(this.epochKey)
+      epoch = await claimEpoch(this.cmd, this.epochKey)
     } catch (err) {
       if (!isPermanent(err)) throw err
       if (!this.epochFailed) {
@@ -928,10 +268,7 @@ export class RedisSource implements StreamSource {
       return
     }
     this.epochFailed = false
-    const epoch = value ?? ''
-    const colon = epoch.indexOf(':')
-    const ms = Number(epoch.slice(colon + 1))
-    const epochMs = colon > 0 && Number.isFinite(ms) ? ms : undefined
+    const epochMs = epochTimeMs(epoch)
     const before = this.epoch
     if (before !== undefined && before !== epoch) {
       // Until the resets are done the old epoch stays: a check that fails
@@ -1016,9 +353,7 @@ export class RedisSource implements StreamSource {
   private useReader (mode: 'block' | 'notify', because: 'start' | 'server-setting' | 'probe-timeout'): void {
     const old = this.reader
     const previous = this.mode
-    const reader: LiveReader = mode === 'notify'
-      ? new NotifyReader(this.hostFor(() => this.reader === reader), this.cmd.options.db ?? 0, this.instance)
-      : new ShardedReader(this.hostFor(() => this.reader === reader), this.instance)
+    const reader: LiveReader = LIVE_READERS[mode](this.readerOptions, this.hostFor(() => this.reader === reader))
     const positions = new Map(old?.positions() ?? this.watched)
     this.reader = reader
     this.mode = mode
@@ -1042,8 +377,6 @@ export class RedisSource implements StreamSource {
 
   private hostFor (current: () => boolean): ReaderHost {
     return {
-      opts: this.opts,
-      health: this.health,
       emit: (key, entries) => {
         // A replaced reader's last reads are dropped: the new one reads them again.
         if (current()) this.listener(key, entries)
@@ -1187,49 +520,27 @@ export class RedisSource implements StreamSource {
   }
 
   async tail (key: string): Promise<StreamId | undefined> {
-    const r = await this.cmd.xrevrange(key, '+', '-', 'COUNT', 1)
-    return r[0]?.[0]
+    return await this.queries.tail(key)
   }
 
   async head (key: string): Promise<StreamId | undefined> {
-    const r = await this.cmd.xrange(key, '-', '+', 'COUNT', 1)
-    return r[0]?.[0]
+    return await this.queries.head(key)
   }
 
   async newestIds (key: string, count: number): Promise<StreamId[]> {
-    // COUNT 0 answers nil, not an empty list.
-    if (count <= 0) return []
-    const r = await this.cmd.xrevrange(key, '+', '-', 'COUNT', count)
-    return (r ?? []).map(e => e[0])
+    return await this.queries.newestIds(key, count)
   }
 
   async range (key: string, afterId: StreamId, count: number): Promise<RawEntry[]> {
-    if (count <= 0) return []
-    const r = await this.cmd.xrange(key, `(${afterId}`, '+', 'COUNT', count)
-    return (r ?? []).map(toEntry)
+    return await this.queries.range(key, afterId, count)
   }
 
   async entriesRemoved (key: string): Promise<number | undefined> {
-    let info: unknown
-    try {
-      info = await this.cmd.xinfo('STREAM', key)
-    } catch (err) {
-      if (/no such key/i.test((err as Error).message)) return 0
-      throw err
-    }
-    const flat = Array.isArray(info) ? info as unknown[] : []
-    const field = (name: string): number | undefined => {
-      const i = flat.indexOf(name)
-      return i === -1 ? undefined : Number(flat[i + 1])
-    }
-    const added = field('entries-added')
-    const length = field('length')
-    return added === undefined || length === undefined ? undefined : added - length
+    return await this.queries.entriesRemoved(key)
   }
 
   async has (key: string, id: StreamId): Promise<boolean> {
-    const r = await this.cmd.xrange(key, id, id)
-    return r.length > 0
+    return await this.queries.has(key, id)
   }
 
   async close (): Promise<void> {

@@ -19,11 +19,17 @@ export type SourceState = 'connecting' | 'ready' | 'down'
 /** The engine lost the history of these watched keys (a new epoch): each starts over from 0-0. */
 export type ResetListener = (keys: readonly string[]) => void
 
-export interface StreamSource {
+/**
+ * The live side of an engine: which keys are read live, and the one listener
+ * their new entries go to. Readiness asks it whether live reads flow.
+ */
+export interface LiveFeed {
   /** Prepares live reading; called once before the first `watch`. */
   start? (): Promise<void>
   /** Sets the one listener that receives entries of watched keys. */
   setListener (listener: EntriesListener): void
+  /** Sets the one listener told when the engine lost its data. */
+  setResetListener? (listener: ResetListener): void
   /**
    * Starts reading `key` live from just after `afterId`. The first entries
    * reported are the ones after `afterId`: none is skipped, even if written
@@ -32,6 +38,24 @@ export interface StreamSource {
   watch (key: string, afterId: StreamId): void
   /** Stops reading `key`; entries already in flight for it may still arrive. */
   unwatch (key: string): void
+  /** Number of keys being read live. */
+  readonly watchedKeys: number
+  /** Connection state, for readiness. */
+  readonly state: SourceState
+  /**
+   * Why live reads do not flow although connected (a reader failing, a
+   * probe not seen in time, a server that cannot be read), or undefined
+   * when they flow. Readiness needs both. Engines without a live feed to
+   * prove leave it out.
+   */
+  readonly liveReason?: string | undefined
+}
+
+/**
+ * The history side of an engine: reads of what a stream holds, for resume,
+ * catch-up and gap detection. Every call is one round trip (or none).
+ */
+export interface HistoryQueries {
   /** Newest entry id, or `undefined` if the stream is empty or absent. */
   tail (key: string): Promise<StreamId | undefined>
   /** Oldest retained entry id, or `undefined` if the stream is empty or absent. */
@@ -49,24 +73,16 @@ export interface StreamSource {
   entriesRemoved (key: string): Promise<number | undefined>
   /** Whether an entry with exactly this id is retained. */
   has (key: string, id: StreamId): Promise<boolean>
-  /** Connection state, for readiness. */
-  readonly state: SourceState
-  /**
-   * Why live reads do not flow although connected (a reader failing, a
-   * probe not seen in time, a server that cannot be read), or undefined
-   * when they flow. Readiness needs both. Engines without a live feed to
-   * prove leave it out.
-   */
-  readonly liveReason?: string | undefined
   /**
    * When the engine's current dataset began (ms, the engine's clock): a
    * cursor older than it points into history the engine may have lost.
    * Undefined where the engine cannot lose history without trimming.
    */
   readonly epochMs?: number | undefined
-  /** Sets the one listener told when the engine lost its data. */
-  setResetListener? (listener: ResetListener): void
-  /** Number of keys being read live. */
-  readonly watchedKeys: number
+}
+
+/** An engine's whole read side: its live feed and its history queries. */
+export interface StreamSource extends LiveFeed, HistoryQueries {
+  /** Stops live reads and releases connections; called once. */
   close (): Promise<void>
 }

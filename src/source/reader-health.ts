@@ -1,0 +1,47 @@
+/**
+ * Outage bookkeeping of one live reader: the first failure is logged once,
+ * every failure counted, retries back off exponentially, and the recovery
+ * is logged once. Readiness (LiveHealth) holds the reader failing until a
+ * read of it succeeds.
+ */
+import { errorSummary } from './live-health.js'
+import type { LiveReaderOptions } from './live-reader.js'
+import { sleep } from './live-reader.js'
+import { RECONNECT_BASE_MS, RECONNECT_MAX_MS } from './redis-connection.js'
+
+export type ReaderHealthOptions = Pick<LiveReaderOptions, 'logger' | 'health' | 'onRead' | 'onReaderError'>
+
+export class ReaderHealth {
+  private failing = false
+  private backoff = RECONNECT_BASE_MS
+
+  constructor (private readonly opts: ReaderHealthOptions) {}
+
+  /** Records a failed read; resolves when it is time to try again. */
+  async failed (err: unknown): Promise<void> {
+    if (!this.failing) {
+      this.failing = true
+      this.opts.logger.error({ err: errorSummary(err) }, 'stream reader lost Redis; retrying with backoff, reading resumes from explicit ids')
+    }
+    this.opts.health.readerFailed(this, err)
+    this.opts.onReaderError?.()
+    await sleep(this.backoff)
+    this.backoff = Math.min(this.backoff * 2, RECONNECT_MAX_MS)
+  }
+
+  /** Records a read that answered, with its round trip since `started` (process.hrtime.bigint()). */
+  succeeded (started: bigint): void {
+    this.opts.onRead?.(Number(process.hrtime.bigint() - started) / 1e9)
+    if (this.failing) {
+      this.failing = false
+      this.opts.logger.info('stream reader reading again')
+      this.opts.health.readerSucceeded(this)
+    }
+    this.backoff = RECONNECT_BASE_MS
+  }
+
+  /** The reader has nothing to read or is gone: its failure no longer holds readiness. */
+  forget (): void {
+    this.opts.health.forget(this)
+  }
+}

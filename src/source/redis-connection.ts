@@ -1,0 +1,70 @@
+/**
+ * How the gateway opens a connection to Redis: one factory for every
+ * connection it holds (the command connection, each live reader's, the
+ * publisher's) and for the command line's. A factory knows where Redis is
+ * and how to reach it; the caller says what the connection is for (its
+ * name, its timeouts, whether commands wait out an outage).
+ *
+ * One implementation today, {@link standaloneConnection}: one Redis at a
+ * `redis://`, `rediss://` or `unix:///path/redis.sock` URL. A Sentinel
+ * connection (ioredis `{ sentinels, name }`, so a failover moves every
+ * connection to the new primary) is one more file implementing
+ * {@link RedisConnectionFactory}, plus its line in {@link connectionFor}.
+ */
+import { Redis, type RedisOptions } from 'ioredis'
+
+/** Opens connections to one Redis deployment. */
+export interface RedisConnectionFactory {
+  /**
+   * A new connection with the gateway's defaults (RESP2, reconnect with
+   * backoff and jitter) under `options` (which win). Connects at once
+   * unless `options.lazyConnect`.
+   */
+  connect (options: RedisOptions): Redis
+}
+
+/** First reconnect delay, in ms; doubled per attempt. */
+export const RECONNECT_BASE_MS = 100
+/** Longest wait between reconnect attempts (before jitter), in ms. */
+export const RECONNECT_MAX_MS = 5000
+
+/**
+ * Exponential backoff with up to 100 ms of jitter, so the replicas that lost
+ * one Redis do not all come back in the same millisecond.
+ */
+export function reconnectDelayMs (times: number): number {
+  return Math.min(RECONNECT_BASE_MS * 2 ** Math.min(times, 10), RECONNECT_MAX_MS) + Math.floor(Math.random() * 100)
+}
+
+/** What every connection starts from; a caller's options override them. */
+export const BASE_OPTIONS: Readonly<RedisOptions> = Object.freeze({
+  // RESP2 keeps XREAD/XRANGE replies in one known shape on every server.
+  protocol: 2,
+  lazyConnect: false,
+  retryStrategy: reconnectDelayMs,
+})
+
+/**
+ * For connections whose commands must answer or fail, not wait out an
+ * outage (the command connection, the notify reader's reads).
+ */
+export const REQUEST_REPLY: Readonly<RedisOptions> = Object.freeze({ maxRetriesPerRequest: 1, enableOfflineQueue: true, commandTimeout: 10000 })
+
+/** One standalone Redis (a primary, or a replica of one) at `url`. */
+export function standaloneConnection (url: string): RedisConnectionFactory {
+  const socket = url.startsWith('unix://') ? url.slice('unix://'.length) : undefined
+  return {
+    connect (options) {
+      const merged = { ...BASE_OPTIONS, ...options }
+      return socket !== undefined ? new Redis({ ...merged, path: socket }) : new Redis(url, merged)
+    },
+  }
+}
+
+/**
+ * The connection factory for a REDIS_URL. Each deployment kind that needs
+ * its own way to connect adds one line here (a Sentinel URL scheme, say).
+ */
+export function connectionFor (url: string): RedisConnectionFactory {
+  return standaloneConnection(url)
+}

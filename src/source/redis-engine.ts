@@ -1,0 +1,39 @@
+/**
+ * The Redis engine: a connection factory for REDIS_URL (redis-connection.ts),
+ * shared by the source (its command connection and live readers) and the
+ * publisher.
+ */
+import type { Config } from '../core/config.js'
+import type { Engine, EngineDeps } from './engine.js'
+import { connectionFor } from './redis-connection.js'
+import { RedisPublisher } from './redis-publisher.js'
+import { RedisSource } from './redis-source.js'
+
+/** Made when REDIS_URL is set. */
+export function redisEngine (config: Config, deps: EngineDeps): Engine {
+  const url = config.redisUrl as string
+  const connection = connectionFor(url)
+  const hooks = deps.hooks ?? {}
+  const source = new RedisSource({
+    url,
+    connection,
+    keyPrefix: config.keyPrefix,
+    shards: config.readerShards,
+    blockMs: config.readerBlockMs,
+    maxKeysPerSecond: config.readerBlockMaxKeysPerSecond,
+    count: config.readerCount,
+    mode: config.readerMode,
+    logger: deps.logger.child({ component: 'redis' }),
+    probeIntervalMs: config.readerProbeIntervalMs,
+    ...hooks,
+  })
+  return {
+    source,
+    createPublisher: () => new RedisPublisher({ url, connection }),
+    readiness: () => ({
+      redis: source.state,
+      live: source.liveReason ?? 'flowing',
+      ...(source.mode !== undefined ? { reader: source.mode } : {}),
+    }),
+  }
+}

@@ -1,0 +1,27 @@
+import t from 'tap'
+import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, reconnectDelayMs, standaloneConnection } from '../../src/source/redis-connection.js'
+
+t.test('reconnect delays back off exponentially to a ceiling, with at most 100 ms of jitter', async t => {
+  for (let times = 0; times < 30; times++) {
+    const floor = Math.min(RECONNECT_BASE_MS * 2 ** Math.min(times, 10), RECONNECT_MAX_MS)
+    const delays = Array.from({ length: 50 }, () => reconnectDelayMs(times))
+    t.ok(delays.every(d => Number.isInteger(d) && d >= floor && d < floor + 100), `attempt ${times}: ${Math.min(...delays)}..${Math.max(...delays)} ms`)
+  }
+})
+
+t.test('a unix:// URL connects to the socket path; redis:// to host, port and db', async t => {
+  const unix = standaloneConnection('unix:///tmp/x/redis.sock').connect({ lazyConnect: true })
+  t.equal(unix.options.path, '/tmp/x/redis.sock')
+  t.equal(unix.options.protocol, 2, 'RESP2 by default')
+  const tcp = standaloneConnection('redis://:pw@example.invalid:6380/3').connect({ lazyConnect: true, connectionName: 'n' })
+  t.equal(tcp.options.host, 'example.invalid')
+  t.equal(tcp.options.port, 6380)
+  t.equal(tcp.options.db, 3)
+  t.equal(tcp.options.password, 'pw')
+  t.equal(tcp.options.connectionName, 'n', 'the caller\'s options are kept')
+  t.equal(tcp.options.retryStrategy, reconnectDelayMs, 'the shared reconnect strategy unless the caller gives one')
+  const own = (): null => null
+  t.equal(standaloneConnection('redis://x').connect({ lazyConnect: true, retryStrategy: own }).options.retryStrategy, own, 'a caller\'s own strategy wins')
+  unix.disconnect()
+  tcp.disconnect()
+})
