@@ -16,7 +16,10 @@ import type { Hub } from '../delivery/hub.js'
 import type { Metrics } from '../metrics.js'
 import { AuthError, extractToken, verifyToken, type Principal } from './auth.js'
 import { CONTROL_EVENTS, unavailableMessage, unavailablePayload, type UnavailableReason } from '../core/protocol.js'
-import { Session, type HistoryRequest, type SessionContext, type SessionRegistry } from './session.js'
+import { jitteredRetryMs } from '../core/retry.js'
+import { Http1StreamWriter } from './http1-writer.js'
+import { Session, type HistoryRequest, type SessionContext } from './session.js'
+import type { SessionRegistry } from './session-registry.js'
 
 export interface EventsRouteOptions {
   readonly config: Config
@@ -134,14 +137,13 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     hub,
     metrics,
     logger,
-    registry: sessions,
     retryMs: config.retryMs,
     pageSize: config.catchupPageSize,
-    maxBufferedBytes: config.slowClientBufferBytes,
     slowClientTimeoutMs: config.slowClientTimeoutMs,
+    onEnd: session => { sessions.delete(session) },
   }
   const publicTopics = new TopicPatterns(config.publicTopics)
-  const retryMs = (): number => config.retryMs + Math.floor(Math.random() * (config.retryJitterMs + 1))
+  const retryMs = (): number => jitteredRetryMs(config.retryMs, config.retryJitterMs)
 
   function authorize (request: FastifyRequest, topics: string[]): Principal | undefined {
     const found = extractToken(request, config.tokenCookie)
@@ -190,6 +192,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       ? header
       : typeof query.lastEventId === 'string' && query.lastEventId.length > 0 ? query.lastEventId : undefined
 
+    const writer = new Http1StreamWriter(reply.raw, connection, config.slowClientBufferBytes)
     const session = new Session(context, {
       id: randomUUID(),
       user: principal?.sub,
@@ -199,7 +202,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       // Accepted until exp + tolerance, so it must not be cut off before then
       // (else a client is accepted and ended at once, over and over).
       expiresAtMs: principal === undefined ? undefined : principal.expiresAtMs + (config.jwt?.clockToleranceMs ?? 0),
-    })
+    }, writer)
     // The limits are checked and the slot taken in one step, before the
     // first await; from here every path that does not open the stream
     // ends the session, which gives the slot back.
@@ -209,7 +212,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     if (refused === 'user-limit') {
       throw new GatewayError(Errors.TOO_MANY_CONNECTIONS, `This user already has ${config.maxConnectionsPerUser} open streams on this replica (MAX_CONNECTIONS_PER_USER): close one, or share one stream across tabs.`)
     }
-    session.bindConnection(connection)
+    session.bindConnection()
     if (session.closed) {
       // The client left before we got here.
       reply.hijack()
@@ -233,21 +236,18 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       return reply
     }
     reply.hijack()
-    const res = reply.raw
     try {
-      res.writeHead(200, { ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
-      connection.setNoDelay(true)
-      connection.setKeepAlive(true, 30000)
-      connection.setTimeout(0)
+      writer.open({ ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
       metrics.connectionsOpened.inc()
       metrics.connectionsOpen.inc()
       for (const ch of channels) metrics.subscriptions.inc({ kind: ch.kind })
-      session.start(res, retryMs(), request.id)
+      session.start(retryMs(), request.id)
+      if (session.expiresAtMs !== undefined) sessions.expireAt(session, session.expiresAtMs)
     } catch (err) {
       // After hijack() nobody else reports it: log, and let the client retry.
       logger.error({ reqId: request.id, err }, 'cannot start the stream')
       session.close('source-error')
-      res.destroy()
+      writer.destroy()
     }
     return reply
   })
