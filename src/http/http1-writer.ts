@@ -13,6 +13,18 @@ const WRITER = Symbol('sse-gateway stream writer')
 /** A connection and the writer of the stream it carries (see {@link Http1StreamWriter.bind}). */
 type WriterSocket = Socket & { [WRITER]?: Http1StreamWriter | undefined }
 
+/**
+ * Where a writer is, in one field (idle memory per stream): not open yet;
+ * open, writing through the response (which sends the headers, and on a
+ * pipelined connection waits for its turn on the socket); open, framing its
+ * own chunks onto the connection; ended.
+ */
+const NOT_OPEN = 0
+const THROUGH_RESPONSE = 1
+const DIRECT = 2
+const ENDED = 3
+type Phase = typeof NOT_OPEN | typeof THROUGH_RESPONSE | typeof DIRECT | typeof ENDED
+
 function closeWriterOfSocket (this: WriterSocket): void {
   this[WRITER]?.owner?.onClosed()
 }
@@ -27,14 +39,11 @@ export class Http1StreamWriter implements StreamWriter {
   /** @internal read by the shared close listener. */
   owner: StreamWriterOwner | undefined
   lastWriteAt = 0
-  private opened = false
-  private ended = false
+  private phase: Phase = NOT_OPEN
   /** Only `pendingBatch`, or only `pending`: one batch alone is written as its shared chunk. */
   private pending: Buffer[] | undefined
   private pendingBytes = 0
   private pendingBatch: Batch | undefined
-  /** Set once the headers are out: from then on this stream frames its own chunks (see flush). */
-  private socket: Socket | undefined
   private flushQueued = false
 
   /**
@@ -79,7 +88,7 @@ export class Http1StreamWriter implements StreamWriter {
     connection.setNoDelay(true)
     connection.setKeepAlive(true, 30000)
     connection.setTimeout(0)
-    this.opened = true
+    this.phase = THROUGH_RESPONSE
   }
 
   /**
@@ -105,23 +114,24 @@ export class Http1StreamWriter implements StreamWriter {
   awaitDrain (): void {
     // Writes after the first go to the socket itself (see flush): its drain.
     // A closure only for a stream that stopped reading, not per stream.
-    const writable = this.socket ?? this.res
+    const writable = this.phase === DIRECT ? this.connection : this.res
     writable.once('drain', () => {
-      if (!this.ended) this.owner?.onDrain()
+      if (this.phase !== ENDED) this.owner?.onDrain()
     })
   }
 
   end (lastFrame?: string | Buffer): void {
-    if (this.ended) return
-    this.ended = true
+    const was = this.phase
+    if (was === ENDED) return
+    this.phase = ENDED
     const connection = this.connection as WriterSocket
     if (connection[WRITER] === this) {
       connection[WRITER] = undefined
       connection.off('close', closeWriterOfSocket)
     }
     const res = this.res
-    if (this.opened && !res.destroyed && !res.writableEnded) {
-      this.flush()
+    if (was !== NOT_OPEN && !res.destroyed && !res.writableEnded) {
+      this.send(was)
       if (lastFrame !== undefined) res.write(lastFrame)
       res.end()
     }
@@ -132,7 +142,7 @@ export class Http1StreamWriter implements StreamWriter {
   }
 
   private writable (): boolean {
-    return this.opened && !this.ended && !this.res.destroyed
+    return (this.phase === THROUGH_RESPONSE || this.phase === DIRECT) && !this.res.destroyed
   }
 
   private append (buf: Buffer): void {
@@ -174,6 +184,14 @@ export class Http1StreamWriter implements StreamWriter {
    */
   flush (): void {
     this.flushQueued = false
+    if (this.phase !== ENDED) this.send(this.phase)
+  }
+
+  /**
+   * Writes what is queued, in `phase` (the writer's, or the one it ended
+   * in); tells the owner if that backs the stream up, unless it has ended.
+   */
+  private send (phase: Phase): void {
     const res = this.res
     const chunks = this.pending
     const shared = this.pendingBatch
@@ -184,7 +202,7 @@ export class Http1StreamWriter implements StreamWriter {
     // Nothing to send; and a chunk of size 0 would end the response.
     if (shared === undefined && (chunks === undefined || bytes === 0)) return
     if (res.destroyed || res.writableEnded) return
-    const socket = this.socket
+    const socket = phase === DIRECT ? this.connection : undefined
     if (socket?.destroyed === true) return
     if (socket !== undefined && res.chunkedEncoding) {
       socket.write(shared !== undefined ? shared.encoded(httpChunkOfText) : httpChunk(chunks as Buffer[], bytes))
@@ -197,13 +215,14 @@ export class Http1StreamWriter implements StreamWriter {
         res.write(body)
         // On a pipelined connection the response may still wait for the
         // socket (its bytes queue inside it): go on through it until then.
-        if (res.socket !== null) this.socket = res.socket
+        // Its socket is the connection the request came on.
+        if (res.socket !== null && this.phase === THROUGH_RESPONSE) this.phase = DIRECT
       }
     }
     this.lastWriteAt = Date.now()
     // The socket is not draining: the owner stops taking live events and
     // lets Redis hold them. Memory stays at about the limit plus one batch.
-    if (!this.ended && res.writableLength >= this.maxBufferedBytes) this.owner?.onBackedUp()
+    if (this.phase !== ENDED && res.writableLength >= this.maxBufferedBytes) this.owner?.onBackedUp()
   }
 }
 
