@@ -28,7 +28,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { Redis } from 'ioredis'
-import { chunkPayload, httpChunkOfText } from '../src/core/frame.js'
+import { chunkPayload, httpChunkOfText } from '../src/http/http1-chunk.js'
 import { notificationsCoverStreams } from '../src/source/redis-source.js'
 
 const PORT = Number(process.env.PORT ?? 8081)

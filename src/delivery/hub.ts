@@ -14,7 +14,7 @@
  * therefore one mechanism.
  */
 import type { Logger } from 'pino'
-import { chunkPayload, formatEventText, formatIdLine, httpChunkOfText, isValidEventName } from '../core/frame.js'
+import { formatEventText, formatIdLine, isValidEventName } from '../core/frame.js'
 import { ZERO_ID, compareIds, idBefore, idMs, isTimeCursor, type StreamId } from '../core/stream-id.js'
 import type { SkipReason } from '../core/protocol.js'
 import type { RawEntry, StreamSource } from '../source/stream-source.js'
@@ -39,7 +39,8 @@ export class DeliveryEvent {
 /** Entries read together, as events, in order. */
 export class Batch {
   private framed_: Buffer | undefined
-  private chunk_: Buffer | undefined
+  private encodedBy: ((framedText: string) => Buffer) | undefined
+  private encoded_: Buffer | undefined
 
   constructor (
     readonly events: readonly DeliveryEvent[],
@@ -54,20 +55,32 @@ export class Batch {
    * writes one buffer N times instead of framing N times.
    */
   framed (): Buffer {
-    // A view into the chunk, made only for the few writes that need it.
-    this.framed_ ??= chunkPayload(this.chunk())
+    this.framed_ ??= Buffer.from(this.framedText(), 'utf8')
     return this.framed_
   }
 
-  /** {@link framed} as one HTTP/1.1 chunk, ready for the socket. */
-  chunk (): Buffer {
-    if (this.chunk_ === undefined) {
-      // One string, encoded once: one allocation per batch.
-      let text = ''
-      for (const ev of this.events) text += ev.text + formatIdLine(ev.id)
-      this.chunk_ = httpChunkOfText(text)
+  /**
+   * {@link framed} as a transport puts it on the wire (an HTTP/1.1 writer:
+   * one chunk), made by `encode` from the framed text on first use and
+   * shared like {@link framed}: a fan-out to N streams encodes once. One
+   * slot, kept for the first `encode` asked: a replica serves one transport
+   * that needs this (a second kind gets a fresh encoding each time).
+   */
+  encoded (encode: (framedText: string) => Buffer): Buffer {
+    if (this.encodedBy === encode) return this.encoded_ as Buffer
+    const bytes = encode(this.framedText())
+    if (this.encodedBy === undefined) {
+      this.encodedBy = encode
+      this.encoded_ = bytes
     }
-    return this.chunk_
+    return bytes
+  }
+
+  /** One string for the whole batch, encoded by the caller once: one allocation per batch. */
+  private framedText (): string {
+    let text = ''
+    for (const ev of this.events) text += ev.text + formatIdLine(ev.id)
+    return text
   }
 }
 

@@ -20,7 +20,10 @@ import type { Principal } from '../auth/principal.js'
 import type { TokenVerifier } from '../auth/token-verifier.js'
 import { ANY_TOKEN_SOURCE, findToken } from './token-source.js'
 import { CONTROL_EVENTS, unavailableMessage, unavailablePayload, type UnavailableReason } from '../core/protocol.js'
-import { Session, type HistoryRequest, type SessionContext, type SessionRegistry } from './session.js'
+import { jitteredRetryMs } from '../core/retry.js'
+import { Http1StreamWriter } from './http1-writer.js'
+import { Session, type HistoryRequest, type SessionContext } from './session.js'
+import type { SessionRegistry } from './session-registry.js'
 
 export interface EventsRouteOptions {
   readonly config: Config
@@ -140,14 +143,13 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     hub,
     metrics,
     logger,
-    registry: sessions,
     retryMs: config.retryMs,
     pageSize: config.catchupPageSize,
-    maxBufferedBytes: config.slowClientBufferBytes,
     slowClientTimeoutMs: config.slowClientTimeoutMs,
+    onEnd: session => { sessions.delete(session) },
   }
   const publicTopics = new TopicPatterns(config.publicTopics)
-  const retryMs = (): number => config.retryMs + Math.floor(Math.random() * (config.retryJitterMs + 1))
+  const retryMs = (): number => jitteredRetryMs(config.retryMs, config.retryJitterMs)
 
   const auth: Authentication = { verifier: opts.verifier, claims: config }
 
@@ -198,6 +200,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       ? header
       : typeof query.lastEventId === 'string' && query.lastEventId.length > 0 ? query.lastEventId : undefined
 
+    const writer = new Http1StreamWriter(reply.raw, connection, config.slowClientBufferBytes)
     const session = new Session(context, {
       id: randomUUID(),
       user: principal?.sub,
@@ -207,7 +210,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       // Accepted until exp + tolerance, so it must not be cut off before then
       // (else a client is accepted and ended at once, over and over).
       expiresAtMs: principal === undefined ? undefined : principal.expiresAtMs + (config.jwt?.clockToleranceMs ?? 0),
-    })
+    }, writer)
     // The limits are checked and the slot taken in one step, before the
     // first await; from here every path that does not open the stream
     // ends the session, which gives the slot back.
@@ -217,7 +220,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     if (refused === 'user-limit') {
       throw new GatewayError(Errors.TOO_MANY_CONNECTIONS, `This user already has ${config.maxConnectionsPerUser} open streams on this replica (MAX_CONNECTIONS_PER_USER): close one, or share one stream across tabs.`)
     }
-    session.bindConnection(connection)
+    session.bindConnection()
     if (session.closed) {
       // The client left before we got here.
       reply.hijack()
@@ -241,21 +244,18 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       return reply
     }
     reply.hijack()
-    const res = reply.raw
     try {
-      res.writeHead(200, { ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
-      connection.setNoDelay(true)
-      connection.setKeepAlive(true, 30000)
-      connection.setTimeout(0)
+      writer.open({ ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
       metrics.connectionsOpened.inc()
       metrics.connectionsOpen.inc()
       for (const ch of channels) metrics.subscriptions.inc({ kind: ch.kind })
-      session.start(res, retryMs(), request.id)
+      session.start(retryMs(), request.id)
+      if (session.expiresAtMs !== undefined) sessions.expireAt(session, session.expiresAtMs)
     } catch (err) {
       // After hijack() nobody else reports it: log, and let the client retry.
       logger.error({ reqId: request.id, err }, 'cannot start the stream')
       session.close('source-error')
-      res.destroy()
+      writer.destroy()
     }
     return reply
   })

@@ -1,5 +1,6 @@
 /**
- * One open SSE stream: its channels, a cursor per channel, and the socket.
+ * One open SSE stream: its channels, a cursor per channel, and the writer
+ * that owns its bytes (stream-writer.ts).
  *
  * Delivery rule (the whole of it): a batch from the hub is written only if it
  * directly follows this session's cursor for that channel. Otherwise the
@@ -7,20 +8,24 @@
  * socket was not draining) and it catches up from the source with paged,
  * exclusive range reads until its cursor reaches the hub's live position.
  * Each event's id is compared with the cursor, so an entry is never written
- * twice, and nothing is buffered in memory beyond the socket's own buffer:
- * Redis is the buffer.
+ * twice, and nothing is buffered in memory beyond the transport's own
+ * buffer: Redis is the buffer.
+ *
+ * The session never touches a socket: it writes through its
+ * {@link StreamWriter}, which tells it when the client stops reading, when
+ * it drains and when the connection closes.
  */
-import type { ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Channel } from '../core/channels.js'
 import { channelHash, encodeSegment, type DecodedCursor } from '../core/cursor.js'
-import { HEARTBEAT, formatEvent, formatIdLine, formatRetry, httpChunk } from '../core/frame.js'
+import { HEARTBEAT, formatEvent, formatIdLine, formatRetry } from '../core/frame.js'
 import { CONTROL_EVENTS, classifyGap, gapPayload, tokenExpiredPayload, type CloseReason, type DeliverySource, type GapNotice, type GapReason } from '../core/protocol.js'
 import { ZERO_ID, compareIds, cursorForTime, idMs, type StreamId } from '../core/stream-id.js'
-import { Deadlines, type DeadlineSlot } from '../core/deadlines.js'
+import type { DeadlineSlot } from '../core/deadlines.js'
 import type { Batch, Hub, Subscriber } from '../delivery/hub.js'
 import type { Metrics } from '../metrics.js'
+import type { RegisteredSession } from './session-registry.js'
+import type { StreamWriter, StreamWriterOwner } from './stream-writer.js'
 
 export { CONTROL_EVENTS }
 
@@ -31,10 +36,12 @@ export interface SessionContext {
   readonly logger: Pick<Logger, 'debug' | 'info' | 'warn'>
   readonly retryMs: number
   readonly pageSize: number
-  readonly maxBufferedBytes: number
   readonly slowClientTimeoutMs: number
-  /** Open sessions: heartbeats, token expiry, shutdown. */
-  readonly registry: SessionRegistry
+  /**
+   * Called once when a session ends, whether it opened or not (the
+   * registry gives its slot back). One function for every session.
+   */
+  readonly onEnd: (session: Session) => void
 }
 
 export interface SessionOptions {
@@ -64,25 +71,16 @@ interface ChannelState {
   verify: boolean
 }
 
-const SESSION = Symbol('sse-gateway session')
-
-/** A connection and the session it carries (see Session.bindConnection). */
-type SessionSocket = Socket & { [SESSION]?: Session | undefined }
-
-function closeSessionOfSocket (this: SessionSocket): void {
-  this[SESSION]?.close('client-closed')
-}
-
 /** Above this many channels a session looks channels up in a Map instead of scanning. */
 const SCAN_LIMIT = 8
 
 /**
- * Per open stream the gateway keeps this object, its channel states and the
- * socket; everything shared lives in {@link SessionContext}. Idle memory per
+ * Per open stream the gateway keeps this object, its channel states and its
+ * writer; everything shared lives in {@link SessionContext}. Idle memory per
  * stream is one of the benchmarked figures (bench/idle-memory.ts), so fields
  * that most streams never use start out empty.
  */
-export class Session implements Subscriber, DeadlineSlot {
+export class Session implements Subscriber, StreamWriterOwner, RegisteredSession, DeadlineSlot {
   readonly id: string
   readonly user: string | undefined
   private readonly ctx: SessionContext
@@ -96,19 +94,11 @@ export class Session implements Subscriber, DeadlineSlot {
    * made after it. Undefined when not resuming, or when every position is 0-0.
    */
   private resumedFromMs: number | undefined
-  private readonly expiresAtMs: number | undefined
-  private res: ServerResponse | undefined
+  /** Token expiry (ms since epoch), as given; the registry ends the stream then. */
+  readonly expiresAtMs: number | undefined
+  private readonly writer: StreamWriter
   private started = false
   private closed_ = false
-  /** The connection the request came on; the session ends when it does. */
-  private connection: SessionSocket | undefined
-  private pending: Buffer[] | undefined
-  private pendingBytes = 0
-  /** What is pending is exactly this batch's shared framing. */
-  private pendingBatch: Batch | undefined
-  /** Set once the headers are out: from then on this stream frames its own chunks (see flush). */
-  private socket: Socket | undefined
-  private flushQueued = false
   private paused = false
   private catchingUp = false
   private catchUpAgain = false
@@ -116,13 +106,12 @@ export class Session implements Subscriber, DeadlineSlot {
   private slowTimer: NodeJS.Timeout | undefined
   private readonly openedAt = Date.now()
   eventsSent = 0
-  /** Coarse time of the last write, for heartbeats (set by the registry's clock). */
-  lastWriteAt = 0
   deadlineAt = 0
   deadlineIndex = -1
 
-  constructor (ctx: SessionContext, opts: SessionOptions) {
+  constructor (ctx: SessionContext, opts: SessionOptions, writer: StreamWriter) {
     this.ctx = ctx
+    this.writer = writer
     this.id = opts.id
     this.user = opts.user
     this.expiresAtMs = opts.expiresAtMs
@@ -150,22 +139,12 @@ export class Session implements Subscriber, DeadlineSlot {
   }
 
   /**
-   * Ties the session to the connection its request came on, from the moment
-   * it is counted: whatever happens to the response (it may still wait behind
-   * an earlier one on a pipelined connection, and then it never sees the
-   * socket close), the session ends when the connection does.
+   * Ends the session when its connection ends, from the moment it is
+   * counted (see {@link StreamWriter.bind}); closes it at once if the
+   * connection is already gone.
    */
-  bindConnection (socket: Socket): void {
-    const s = socket as SessionSocket
-    this.connection = s
-    if (s.destroyed) {
-      this.close('client-closed')
-      return
-    }
-    // One shared listener and a field on the socket, not a closure per
-    // session: idle memory per stream is a benchmarked figure.
-    s[SESSION] = this
-    s.on('close', closeSessionOfSocket)
+  bindConnection (): void {
+    this.writer.bind(this)
   }
 
   /**
@@ -224,12 +203,10 @@ export class Session implements Subscriber, DeadlineSlot {
     })
   }
 
-  /** Takes the response whose headers were just written and starts the stream. */
-  start (res: ServerResponse, retryMs: number, reqId?: string): void {
-    this.res = res
+  /** Starts the stream once its writer is open: a `retry:`, then catch-up and live events. */
+  start (retryMs: number, reqId?: string): void {
     this.started = true
-    this.write(formatRetry(retryMs))
-    if (this.expiresAtMs !== undefined) this.ctx.registry.expireAt(this, this.expiresAtMs)
+    this.writer.write(formatRetry(retryMs))
     // Debug: at a thousand connects a second, one info line per stream (at
     // its close, with everything) is enough.
     this.ctx.logger.debug({ session: this.id, reqId, user: this.user, channels: this.channels.length, resumed: this.resumed }, 'session opened')
@@ -266,9 +243,45 @@ export class Session implements Subscriber, DeadlineSlot {
     if (this.started) void this.catchUp()
   }
 
+  /** A comment line if nothing was written for `intervalMs` (called by the registry's timer). */
   heartbeat (now: number, intervalMs: number): void {
-    if (this.closed_ || this.res === undefined || now - this.lastWriteAt < intervalMs) return
-    this.write(HEARTBEAT)
+    if (this.closed_ || !this.started || now - this.writer.lastWriteAt < intervalMs) return
+    this.writer.write(HEARTBEAT)
+  }
+
+  /** @internal (StreamWriterOwner) the connection closed. */
+  onClosed (): void {
+    this.close('client-closed')
+  }
+
+  /**
+   * @internal (StreamWriterOwner) the client is not reading: stop taking
+   * live events and let Redis hold them until the writer drains.
+   */
+  onBackedUp (): void {
+    if (this.closed_ || this.paused) return
+    this.paused = true
+    this.ctx.metrics.slowClientPauses.inc()
+    for (const ch of this.channels) ch.verify = true
+    this.writer.awaitDrain()
+    this.slowTimer = setTimeout(closeSlowSession, this.ctx.slowClientTimeoutMs, this)
+    this.slowTimer.unref()
+  }
+
+  /** @internal (StreamWriterOwner) drained after a pause: catch up from the source. */
+  onDrain (): void {
+    if (this.closed_) return
+    clearTimeout(this.slowTimer)
+    this.paused = false
+    void this.catchUp()
+  }
+
+  /** @internal the client stayed backed up for SLOW_CLIENT_TIMEOUT_MS. */
+  closeSlow (): void {
+    this.ctx.metrics.slowClientCloses.inc()
+    this.ctx.logger.warn({ session: this.id, user: this.user, bufferedBytes: this.writer.bufferedBytes }, 'closing a client that stopped reading')
+    this.close('slow-client')
+    this.writer.destroy()
   }
 
   /** Ends the stream: an optional last frame, then the response ends. Idempotent. */
@@ -276,18 +289,8 @@ export class Session implements Subscriber, DeadlineSlot {
     if (this.closed_) return
     this.closed_ = true
     clearTimeout(this.slowTimer)
-    const connection = this.connection
-    if (connection !== undefined && connection[SESSION] === this) {
-      connection[SESSION] = undefined
-      connection.off('close', closeSessionOfSocket)
-    }
     this.unsubscribeAll()
-    const res = this.res
-    if (res !== undefined && !res.destroyed && !res.writableEnded) {
-      this.flush()
-      if (lastFrame !== undefined) res.write(lastFrame)
-      res.end()
-    }
+    this.writer.end(lastFrame)
     if (this.started) {
       const m = this.ctx.metrics
       const seconds = (Date.now() - this.openedAt) / 1000
@@ -296,7 +299,7 @@ export class Session implements Subscriber, DeadlineSlot {
       m.connectionDuration.observe(seconds)
       this.ctx.logger.info({ session: this.id, user: this.user, channels: this.channels.length, resumed: this.resumed, events: this.eventsSent, durationMs: Math.round(seconds * 1000), reason }, 'session closed')
     }
-    this.ctx.registry.delete(this)
+    this.ctx.onEnd(this)
   }
 
   /** Ends the stream with a `retry:` (used when draining). */
@@ -341,14 +344,14 @@ export class Session implements Subscriber, DeadlineSlot {
     if (this.channels.length === 1 && first !== undefined && compareIds(first.id, ch.cursor) > 0) {
       // A batch is in id order, so all of it follows the cursor; the event id
       // is the entry id, so the hub's shared framing is exactly our bytes.
-      this.write(batch.framed(), batch)
+      this.writer.writeBatch(batch)
       n = batch.events.length
     } else {
       for (const ev of batch.events) {
         if (compareIds(ev.id, ch.cursor) <= 0) continue
         this.setCursor(ch, ev.id)
-        this.write(ev.body)
-        this.write(formatIdLine(this.currentId(ch)))
+        this.writer.write(ev.body)
+        this.writer.write(formatIdLine(this.currentId(ch)))
         n++
       }
     }
@@ -357,99 +360,6 @@ export class Session implements Subscriber, DeadlineSlot {
       this.eventsSent += n
       this.ctx.metrics.delivered[source].inc(n)
     }
-  }
-
-  /**
-   * Queues bytes for the socket. Everything queued in one tick goes out as
-   * one `res.write`: one chunk of the chunked response and one entry in the
-   * socket's write queue, however many events it holds (fewer syscalls, and
-   * a slow client's buffer holds payload, not per-write bookkeeping).
-   */
-  private write (chunk: string | Buffer, batch?: Batch): void {
-    if (this.res === undefined || this.res.destroyed) return
-    const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk
-    if (this.pending === undefined) {
-      this.pending = [buf]
-      this.pendingBatch = batch
-    } else {
-      this.pending.push(buf)
-      this.pendingBatch = undefined
-    }
-    this.pendingBytes += buf.length
-    if (!this.flushQueued) {
-      this.flushQueued = true
-      // A shared function and an argument, not a closure per session.
-      queueFlush(this)
-    }
-  }
-
-  /**
-   * Writes what was queued (see write); @internal, called on the next tick.
-   *
-   * The first write goes through the response, which sends the headers with
-   * it. After that the stream frames its own chunks and writes each to the
-   * socket in one call: the response's `write` would queue the size line,
-   * the bytes and the CRLF as separate pieces, cork the socket and send them
-   * with `writev` on the next tick, which at one event per stream per write
-   * was the largest part of a delivery's cost. A batch shared by many
-   * streams is framed as a chunk once ({@link Batch.chunk}). Bytes still
-   * leave in the order they were queued, and `res.end()` writes the last
-   * chunk as usual. Without chunked encoding (an HTTP/1.0 client: the body
-   * ends with the connection) the bytes go out as they are.
-   */
-  flush (): void {
-    this.flushQueued = false
-    const res = this.res
-    const chunks = this.pending
-    if (chunks === undefined || chunks.length === 0 || res === undefined) return
-    this.pending = undefined
-    const shared = this.pendingBatch
-    this.pendingBatch = undefined
-    const bytes = this.pendingBytes
-    this.pendingBytes = 0
-    // Nothing to send; and a chunk of size 0 would end the response.
-    if (bytes === 0 || res.destroyed || res.writableEnded) return
-    const socket = this.socket
-    if (socket?.destroyed === true) return
-    if (socket !== undefined && res.chunkedEncoding) {
-      socket.write(shared !== undefined ? shared.chunk() : httpChunk(chunks, bytes))
-    } else {
-      const body = chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, bytes)
-      if (socket !== undefined) socket.write(body)
-      else {
-        res.write(body)
-        // On a pipelined connection the response may still wait for the
-        // socket (its bytes queue inside it): go on through it until then.
-        if (res.socket !== null) this.socket = res.socket
-      }
-    }
-    this.lastWriteAt = Date.now()
-    this.checkBackPressure()
-  }
-
-  private checkBackPressure (): void {
-    const res = this.res
-    if (this.closed_ || this.paused || res === undefined || res.writableLength < this.ctx.maxBufferedBytes) return
-    // The socket is not draining: stop taking live events and let Redis hold
-    // them. Memory stays at about maxBufferedBytes plus one batch.
-    this.paused = true
-    this.ctx.metrics.slowClientPauses.inc()
-    for (const ch of this.channels) ch.verify = true
-    // Writes after the first go to the socket itself (see flush): its drain.
-    const writable = this.socket ?? res
-    writable.once('drain', () => {
-      if (this.closed_) return
-      clearTimeout(this.slowTimer)
-      this.paused = false
-      void this.catchUp()
-    })
-    this.slowTimer = setTimeout(() => {
-      this.ctx.metrics.slowClientCloses.inc()
-      this.ctx.logger.warn({ session: this.id, user: this.user, bufferedBytes: res.writableLength }, 'closing a client that stopped reading')
-      this.close('slow-client')
-      res.destroy()
-    }, this.ctx.slowClientTimeoutMs)
-    this.slowTimer.unref()
   }
 
   /**
@@ -543,111 +453,11 @@ export class Session implements Subscriber, DeadlineSlot {
     const first = this.channels[0] as ChannelState
     // Carries the current cursor as its id, so a reconnect after it does not
     // report the same gap again.
-    this.write(formatEvent(data, CONTROL_EVENTS.gap, this.currentId(first)))
+    this.writer.write(formatEvent(data, CONTROL_EVENTS.gap, this.currentId(first)))
     this.ctx.logger.info({ session: this.id, user: this.user, gaps }, 'history gap reported')
   }
 }
 
-/**
- * Sessions with bytes queued this tick, flushed together on the next one:
- * one nextTick for a whole fan-out, not one per stream.
- */
-const toFlush: Session[] = []
-let flushScheduled = false
-
-function queueFlush (session: Session): void {
-  toFlush.push(session)
-  if (!flushScheduled) {
-    flushScheduled = true
-    process.nextTick(flushQueued)
-  }
-}
-
-function flushQueued (): void {
-  flushScheduled = false
-  // A flush may queue more (a closing stream); they are taken in this pass.
-  for (let i = 0; i < toFlush.length; i++) (toFlush[i] as Session).flush()
-  toFlush.length = 0
-}
-
-/** Why {@link SessionRegistry.reserve} refused a session. */
-export type ReserveRefusal = 'at-capacity' | 'user-limit'
-
-/**
- * Every session of this replica, from the moment it is admitted: heartbeats,
- * token expiry, shutdown and the connection limits.
- */
-export class SessionRegistry {
-  private readonly sessions = new Set<Session>()
-  private readonly perUser = new Map<string, number>()
-  private readonly timer: NodeJS.Timeout
-  /** Token expiry of every open session, under one timer. */
-  private readonly expiries = new Deadlines<Session>(session => { session.expire() })
-
-  constructor (private readonly heartbeatIntervalMs: number) {
-    // One timer for all sessions; a session idle for a full interval gets a comment.
-    this.timer = setInterval(() => {
-      const now = Date.now()
-      for (const s of this.sessions) s.heartbeat(now, this.heartbeatIntervalMs)
-    }, Math.max(250, Math.floor(heartbeatIntervalMs / 2)))
-    this.timer.unref()
-  }
-
-  /** Sessions admitted: open, or still subscribing. */
-  get size (): number {
-    return this.sessions.size
-  }
-
-  /** Sessions of one user (token `sub`) on this replica, open or subscribing. */
-  countFor (user: string): number {
-    return this.perUser.get(user) ?? 0
-  }
-
-  /**
-   * Admits `session` if the limits allow it, counting it at once: the check
-   * and the count are one step, with no await between them, so concurrent
-   * connects cannot all pass a limit that only one more fits under. The
-   * slot is given back by the session's close(), which every path that
-   * does not open the stream must call.
-   */
-  reserve (session: Session, maxSessions: number, maxPerUser: number): ReserveRefusal | undefined {
-    if (this.sessions.size >= maxSessions) return 'at-capacity'
-    if (session.user !== undefined && this.countFor(session.user) >= maxPerUser) return 'user-limit'
-    this.sessions.add(session)
-    if (session.user !== undefined) this.perUser.set(session.user, this.countFor(session.user) + 1)
-    return undefined
-  }
-
-  /** Ends `session` with `gateway.token-expired` at `atMs` (ms since epoch). */
-  expireAt (session: Session, atMs: number): void {
-    if (this.sessions.has(session)) this.expiries.add(session, atMs)
-  }
-
-  delete (session: Session): void {
-    this.expiries.remove(session)
-    if (!this.sessions.delete(session) || session.user === undefined) return
-    const n = this.countFor(session.user) - 1
-    if (n > 0) this.perUser.set(session.user, n)
-    else this.perUser.delete(session.user)
-  }
-
-  /** Ends every session with a `retry:`, each at its own moment within `windowMs`. */
-  async closeAll (reason: CloseReason, retryMs: number, retryJitterMs: number, windowMs = 0): Promise<void> {
-    const all = [...this.sessions]
-    if (windowMs <= 0) {
-      for (const s of all) s.closeWithRetry(reason, retryMs + Math.floor(Math.random() * retryJitterMs))
-      return
-    }
-    await Promise.all(all.map(s => new Promise<void>(resolve => {
-      setTimeout(() => {
-        s.closeWithRetry(reason, retryMs + Math.floor(Math.random() * retryJitterMs))
-        resolve()
-      }, Math.floor(Math.random() * windowMs))
-    })))
-  }
-
-  stop (): void {
-    clearInterval(this.timer)
-    this.expiries.stop()
-  }
+function closeSlowSession (session: Session): void {
+  session.closeSlow()
 }

@@ -21,12 +21,10 @@ import {
   formatEventBody,
   formatIdLine,
   formatRetry,
-  chunkPayload,
-  httpChunk,
-  httpChunkOfText,
   isSafeFieldValue,
   isValidEventName,
 } from '../../src/core/frame.js'
+import { chunkPayload, httpChunk, httpChunkOfText } from '../../src/http/http1-chunk.js'
 
 /** Any Unicode scalar value (astral included, no lone surrogate). */
 const codePoint = fc.integer({ min: 0, max: 0x10ffff }).filter(c => c < 0xd800 || c > 0xdfff).map(c => String.fromCodePoint(c))
