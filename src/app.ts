@@ -124,7 +124,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     ? engineOf(deps.source, config)
     : createEngine(config, { logger, hooks: engineHooks(metrics) }))
   const source = engine.source
-  const hub = new Hub(source, {
+  const hub = new Hub(source, source, {
     maxEventBytes: config.maxEventBytes,
     maxConcurrentReads: config.maxConcurrentCatchups,
     logger: logger.child({ component: 'hub' }),

@@ -17,7 +17,7 @@ import type { Logger } from 'pino'
 import { formatEventText, formatIdLine, isValidEventName } from '../core/frame.js'
 import { ZERO_ID, compareIds, idBefore, idMs, isTimeCursor, type StreamId } from '../core/stream-id.js'
 import type { SkipReason } from '../core/protocol.js'
-import type { RawEntry, StreamSource } from '../source/stream-source.js'
+import type { HistoryQueries, LiveFeed, RawEntry } from '../source/stream-source.js'
 
 /** An entry as an event: its `event:` and `data:` lines, shared by every session. */
 export class DeliveryEvent {
@@ -165,18 +165,23 @@ export class Hub {
   private lagFromMs = -1
   private readonly reads: Semaphore
 
-  constructor (private readonly source: StreamSource, private readonly opts: HubOptions) {
+  /**
+   * `live` tells the hub about new entries of the keys it watches; `history`
+   * answers its catch-up and gap questions. One engine's source is both, but
+   * the hub asks each only its own kind of question.
+   */
+  constructor (private readonly live: LiveFeed, private readonly history: HistoryQueries, private readonly opts: HubOptions) {
     this.reads = new Semaphore(opts.maxConcurrentReads)
-    source.setListener((key, entries) => { this.dispatch(key, entries) })
-    source.setResetListener?.(keys => { this.reset(keys) })
+    live.setListener((key, entries) => { this.dispatch(key, entries) })
+    live.setResetListener?.(keys => { this.reset(keys) })
   }
 
   /**
-   * When the source's current dataset began (see StreamSource.epochMs):
+   * When the source's current dataset began (see HistoryQueries.epochMs):
    * a resume cursor older than this may point into lost history.
    */
   get epochMs (): number | undefined {
-    return this.source.epochMs
+    return this.history.epochMs
   }
 
   /**
@@ -215,11 +220,11 @@ export class Hub {
     let state = this.keys.get(key)
     if (state === undefined) {
       const fresh: KeyState = { one: undefined, many: undefined, position: ZERO_ID, ready: READY }
-      fresh.ready = this.source.tail(key).then(tail => {
+      fresh.ready = this.history.tail(key).then(tail => {
         fresh.position = tail ?? ZERO_ID
         fresh.ready = READY
         // Still wanted? Every subscriber may have left while we waited.
-        if (this.keys.get(key) === fresh) this.source.watch(key, fresh.position)
+        if (this.keys.get(key) === fresh) this.live.watch(key, fresh.position)
       })
       this.keys.set(key, fresh)
       state = fresh
@@ -240,7 +245,7 @@ export class Hub {
     if (state === undefined) return
     if (removeSubscriber(state, subscriber)) {
       this.keys.delete(key)
-      this.source.unwatch(key)
+      this.live.unwatch(key)
     }
   }
 
@@ -262,7 +267,7 @@ export class Hub {
 
   private async readPageNow (key: string, afterId: StreamId, count: number): Promise<Page> {
     const [entries, head] = await this.reads.run(() => Promise.all([
-      this.source.range(key, afterId, count), this.source.head(key),
+      this.history.range(key, afterId, count), this.history.head(key),
     ]))
     // 0-0 and a since= moment name no entry: nothing to check them against.
     const named = afterId !== ZERO_ID && !isTimeCursor(afterId)
@@ -281,20 +286,20 @@ export class Hub {
    * multi-channel `Last-Event-ID`, and a cursor naming no entry reads as a gap.
    */
   async cursorForLast (key: string, count: number): Promise<StreamId> {
-    const ids = await this.reads.run(() => this.source.newestIds(key, count + 1))
+    const ids = await this.reads.run(() => this.history.newestIds(key, count + 1))
     return ids.length <= count ? ZERO_ID : ids[count] as StreamId
   }
 
-  /** Entries ever removed from `key` (see StreamSource.entriesRemoved). */
+  /** Entries ever removed from `key` (see HistoryQueries.entriesRemoved). */
   async entriesRemoved (key: string): Promise<number | undefined> {
-    return await this.reads.run(() => this.source.entriesRemoved(key))
+    return await this.reads.run(() => this.history.entriesRemoved(key))
   }
 
   /** What is retained of `key` around `cursor`: for gap detection. */
   async inspect (key: string, cursor: StreamId): Promise<Inspection> {
     return await this.shared(`inspect\u0000${key}\u0000${cursor}`, async () => {
       const [exists, head, tail] = await this.reads.run(() => Promise.all([
-        this.source.has(key, cursor), this.source.head(key), this.source.tail(key),
+        this.history.has(key, cursor), this.history.head(key), this.history.tail(key),
       ]))
       return { exists, head, tail }
     })

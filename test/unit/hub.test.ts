@@ -21,7 +21,7 @@ function setup (): { source: MemorySource, hub: Hub, calls: Record<string, numbe
       return await original.apply(source, args)
     }
   }
-  const hub = new Hub(source, { maxEventBytes: 65536, maxConcurrentReads: 4, logger: pino({ level: 'silent' }) })
+  const hub = new Hub(source, source, { maxEventBytes: 65536, maxConcurrentReads: 4, logger: pino({ level: 'silent' }) })
   return { source, hub, calls }
 }
 

@@ -158,7 +158,7 @@ function setup (t: Test, opts: { pageSize?: number, slowClientTimeoutMs?: number
   const source = new TestSource()
   const metrics = new Metrics({ defaultMetrics: false })
   const logger = pino({ level: 'silent' })
-  const hub = new Hub(source, { maxEventBytes: 65536, maxConcurrentReads: 4, logger })
+  const hub = new Hub(source, source, { maxEventBytes: 65536, maxConcurrentReads: 4, logger })
   const registry = new SessionRegistry(60000)
   const ended: Session[] = []
   const ctx: SessionContext = {
