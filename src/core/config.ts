@@ -342,7 +342,7 @@ export function redisAccessFrom (env: Raw, url: string | undefined, io: ConfigIo
     return text === undefined || text === '' ? undefined : text
   }
   const set = ACCESS_SETTINGS.filter(name => value(name) !== undefined)
-  if (set.length === 0) return Object.freeze({})
+  if (set.length === 0 && url?.startsWith('rediss:') !== true) return Object.freeze({})
   if (url === undefined) throw new ConfigError(`${set.join(', ')} ${set.length > 1 ? 'are' : 'is'} set but REDIS_URL is not: they are for the connection to Redis`)
   const read = io.readFile ?? ((path: string) => readFileSync(path, 'utf8'))
   const readSetting = (name: string, path: string, what: string): string => {
