@@ -106,8 +106,9 @@ async function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
 /** TLS errors that mean the server's certificate was not trusted or did not match. */
 const CERTIFICATE_ERRORS = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_UNTRUSTED|CERT_HAS_EXPIRED|ERR_TLS_CERT_ALTNAME_INVALID)$/
 
-/** What to set when a TLS handshake failed on the server's certificate ('' otherwise). */
-function tlsHint (err: Error): string {
+/** What to set when the TLS handshake or the login failed ('' otherwise). The error's own text never holds the password. */
+function connectHint (err: Error): string {
+  if (/^(WRONGPASS|NOAUTH)/.test(err.message)) return ': Redis refused the login; check the user and password (REDIS_USERNAME, REDIS_PASSWORD or REDIS_PASSWORD_FILE, or those in REDIS_URL)'
   const code = (err as { code?: unknown }).code
   if (typeof code !== 'string' || !CERTIFICATE_ERRORS.test(code)) return ''
   return code === 'ERR_TLS_CERT_ALTNAME_INVALID'
@@ -188,7 +189,7 @@ export class RedisSource implements StreamSource {
       this.state = 'ready'
     })
     this.cmd.on('error', (err: Error) => {
-      if (this.state !== 'down') opts.logger.error({ err: errorSummary(err) }, `redis unreachable${tlsHint(err)}`)
+      if (this.state !== 'down') opts.logger.error({ err: errorSummary(err) }, `redis unreachable${connectHint(err)}`)
       this.state = 'down'
     })
     this.cmd.on('close', () => { this.connectionLost() })
