@@ -79,9 +79,9 @@ t.test('rediss:// with REDIS_TLS_CA_FILE: every connection speaks TLS, events fl
   t.equal((await getJson(`${gw.internalUrl}/readyz`)).status, 200, 'the probe keeps it ready')
 
   // The command line takes the same variables.
-  const run = await new Promise<{ code: number | null, stdout: string, stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'publish', '--channel', 'topic:news', '--data', 'from-cli', '--prefix', prefix], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', REDIS_URL: url, REDIS_TLS_CA_FILE: ca.caCert, REDIS_USERNAME: 'gateway', REDIS_PASSWORD_FILE: passwordFile },
+  const cli = async (args: string[], env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string }> => await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, 'publish', '--channel', 'topic:news', '--data', 'from-cli', '--prefix', prefix, ...args], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stdout = ''
@@ -91,8 +91,12 @@ t.test('rediss:// with REDIS_TLS_CA_FILE: every connection speaks TLS, events fl
     child.on('error', reject)
     child.on('close', code => { resolve({ code, stdout, stderr }) })
   })
+  const run = await cli([], { REDIS_URL: url, REDIS_TLS_CA_FILE: ca.caCert, REDIS_USERNAME: 'gateway', REDIS_PASSWORD_FILE: passwordFile })
   t.equal(run.code, 0, `the CLI publishes over TLS (${run.stderr})`)
   t.match(run.stdout, /^\d+-\d+\n$/, 'and prints the entry id')
+  const plain = await cli(['--redis', 'redis://127.0.0.1:1'], { REDIS_TLS_CA_FILE: ca.caCert })
+  t.equal(plain.code, 2, 'the CLI refuses TLS settings with a redis:// URL')
+  t.match(plain.stderr, /REDIS_TLS_CA_FILE is set but the Redis URL \(--redis or REDIS_URL\) is not a rediss:\/\/ URL/)
 })
 
 t.test('mutual TLS: with REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE the server lets the gateway in; without them it does not', async t => {
