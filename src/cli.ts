@@ -10,7 +10,8 @@
  */
 import { parseArgs } from 'node:util'
 import type { Redis } from 'ioredis'
-import { GatewayError } from './core/errors.js'
+import { redisAccessFrom, type RedisAccess } from './core/config.js'
+import { ConfigError, GatewayError } from './core/errors.js'
 import { DEFAULT_MAX_DATA_BYTES, validateAppendOptions, validateEntry } from './core/publish.js'
 import { publish } from './producer.js'
 import { mintToken } from './core/token.js'
@@ -87,8 +88,18 @@ function safeUrl (url: string): string {
   }
 }
 
+/** Credentials and TLS from the gateway's own variables (REDIS_PASSWORD, REDIS_TLS_CA_FILE...), for `url`. */
+function redisAccess (url: string): RedisAccess {
+  try {
+    return redisAccessFrom(process.env, url)
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message.replace('REDIS_URL', 'the Redis URL (--redis or REDIS_URL)'))
+    throw err
+  }
+}
+
 function redisClient (url: string): { client: Redis, lastError: () => Error | undefined } {
-  const client = connectionFor(url).connect({
+  const client = connectionFor(url, redisAccess(url)).connect({
     connectionName: 'sse-gateway:cli',
     connectTimeout: 5000,
     commandTimeout: 10000,

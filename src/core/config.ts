@@ -3,7 +3,8 @@
  * once at start-up and frozen. Each field's description is its documentation
  * (the README settings table is generated from it and checked by a test).
  */
-import { createPublicKey, type KeyObject } from 'node:crypto'
+import { X509Certificate, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { ConfigError } from './errors.js'
 import { isValidTopicName } from './channels.js'
@@ -47,6 +48,12 @@ export const SETTINGS = [
   { env: 'INTERNAL_PORT', kind: 'int', default: '9090', min: 0, max: 65535, description: 'Port of the internal listener (`/metrics`, `/livez`, `/readyz`); keep it off the load balancer.' },
   { env: 'INTERNAL_HOST', kind: 'string', default: '0.0.0.0', description: 'Address the internal listener binds to.' },
   { env: 'REDIS_URL', kind: 'secret', description: 'Redis to read streams from: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or `unix:///path/redis.sock`. Unset: the in-memory engine (one replica only, history lost on restart), for a first run.' },
+  { env: 'REDIS_USERNAME', kind: 'string', partOf: 'redisAccess', description: 'ACL user the gateway authenticates as (Redis 6+), when it is not in `REDIS_URL` (give it in one place, not both). Needs a password. Unset: the `default` user. The rights each reader mode needs: README, "TLS and ACL".' },
+  { env: 'REDIS_PASSWORD', kind: 'secret', partOf: 'redisAccess', description: 'Password of that user (or the server\'s `requirepass`), when it is not in `REDIS_URL`. Set this, `REDIS_PASSWORD_FILE` or a password in the URL: one of them.' },
+  { env: 'REDIS_PASSWORD_FILE', kind: 'string', partOf: 'redisAccess', description: 'File holding the password (a mounted Secret), read at start-up; one trailing newline is stripped. Instead of `REDIS_PASSWORD`.' },
+  { env: 'REDIS_TLS_CA_FILE', kind: 'string', partOf: 'redisAccess', description: 'PEM file of the CA certificate(s) that signed the Redis server\'s certificate, for `rediss://` to a server with a private CA; it replaces the system\'s CAs for Redis. Unset: the system\'s public CAs. The server\'s certificate must name the host in `REDIS_URL`.' },
+  { env: 'REDIS_TLS_CERT_FILE', kind: 'string', partOf: 'redisAccess', description: 'PEM client certificate, for a Redis that requires one (`tls-auth-clients yes`: mutual TLS). Set with `REDIS_TLS_KEY_FILE`; needs `rediss://`.' },
+  { env: 'REDIS_TLS_KEY_FILE', kind: 'string', partOf: 'redisAccess', description: 'PEM private key (not encrypted) of `REDIS_TLS_CERT_FILE`.' },
   { env: 'KEY_PREFIX', kind: 'string', default: 'sse:', description: 'Prefix of every stream key: a user channel is `<prefix>user:<sub>`, a topic `<prefix>topic:<name>`.' },
   { env: 'JWT_SECRET', kind: 'secret', partOf: 'jwt', description: 'HMAC secret for HS256/384/512 tokens, at least 32 characters. Set this or `JWT_PUBLIC_KEY`.' },
   { env: 'JWT_PUBLIC_KEY', kind: 'secret', partOf: 'jwt', description: 'PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens. Set this or `JWT_SECRET`.' },
@@ -101,10 +108,36 @@ export interface JwtSettings {
   readonly clockToleranceMs: number
 }
 
+/**
+ * How every connection to Redis authenticates and encrypts, whatever the
+ * deployment (standalone, Sentinel, Cluster): files already read, checked,
+ * and never logged. Built from the settings in one place ({@link redisAccessFrom});
+ * connection factories turn it into client options.
+ */
+export interface RedisAccess {
+  /** ACL user; undefined: the `default` user (or the one in REDIS_URL). */
+  readonly username?: string
+  /** Password (a secret); undefined: none, or the one in REDIS_URL. */
+  readonly password?: string
+  /** Set for `rediss://`: what the TLS handshake needs beyond the system's CAs. */
+  readonly tls?: RedisTls
+}
+
+/** PEM texts for the TLS handshake with Redis. */
+export interface RedisTls {
+  /** CA certificate(s) the server's certificate must chain to; undefined: the system's CAs. */
+  readonly ca?: string
+  /** Client certificate and its key, for mutual TLS (both or neither). */
+  readonly cert?: string
+  readonly key?: string
+}
+
 /** Fields made from several settings (each such setting names its field in `partOf`). */
 interface CompositeFields {
   /** Undefined when neither a secret nor a public key is set: only public topics can be read. */
   readonly jwt: JwtSettings | undefined
+  /** Credentials and TLS for Redis (empty when none are set). */
+  readonly redisAccess: RedisAccess
 }
 
 /** Fields whose value is more than their setting's parsed text; loadConfig computes each. */
@@ -151,6 +184,12 @@ const ALL_ALGORITHMS = new Set([...HMAC, 'RS256', 'RS384', 'RS512', 'PS256', 'PS
 
 type Raw = Record<string, string | undefined>
 
+/** What loadConfig reads besides `env`: the files some settings name. */
+export interface ConfigIo {
+  /** Reads a file as UTF-8; default readFileSync. */
+  readonly readFile?: (path: string) => string
+}
+
 /** `READER_BLOCK_MS` -> `readerBlockMs` (what {@link CamelCase} does to types). */
 function camelCase (env: string): string {
   return env.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())
@@ -187,7 +226,7 @@ function parseField (spec: SettingSpec, raw: string | undefined): string | numbe
  * bad variable. `env` is the only input: no module reads `process.env` but the
  * entry point.
  */
-export function loadConfig (env: Raw): Config {
+export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
   // Every setting is parsed (kind, bounds, choices) before any rule below runs,
   // in schema order, so the first bad variable is the one named.
   const parsed: Record<string, unknown> = {}
@@ -217,6 +256,7 @@ export function loadConfig (env: Raw): Config {
   const derived: DerivedFields = {
     // The key settings are read raw from env (jwtSettings trims them; a PEM keeps its newlines).
     jwt: jwtSettings(env, v.JWT_ALGORITHMS, v.JWT_AUDIENCE, v.JWT_ISSUER, v.JWT_CLOCK_TOLERANCE_MS),
+    redisAccess: redisAccessFrom(env, v.REDIS_URL, io),
     trustProxy: parseTrustProxy(v.TRUST_PROXY),
     demoEnabled: v.DEMO_ENABLED ?? v.REDIS_URL === undefined,
   }
@@ -281,6 +321,108 @@ function checkRedisUrl (text: string): void {
   }
   if (url.hostname === '') throw new ConfigError(`REDIS_URL names no host: give it as ${forms}`)
   if (!/^\/?\d*$/.test(url.pathname)) throw new ConfigError('REDIS_URL has a path that is not a database number: end it with /0 to /15, or nothing')
+}
+
+const ACCESS_SETTINGS = ['REDIS_USERNAME', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE'] as const
+const TLS_SETTINGS = ['REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE'] as const
+
+/**
+ * The credentials and TLS material for Redis at `url` (REDIS_URL, or the
+ * command line's --redis), from the REDIS_USERNAME, REDIS_PASSWORD(_FILE)
+ * and REDIS_TLS_* variables of `env`; the files are read and checked here,
+ * so a wrong path or a file that is not PEM stops the start with the
+ * variable's name. A credential is given in one place: in the URL or in the
+ * variables, never both (which would win is a guess a reader of the
+ * deployment should not have to make). Messages never hold a password or a
+ * key, only variable names and file paths.
+ */
+export function redisAccessFrom (env: Raw, url: string | undefined, io: ConfigIo = {}): RedisAccess {
+  const value = (name: typeof ACCESS_SETTINGS[number]): string | undefined => {
+    const text = env[name]?.trim()
+    return text === undefined || text === '' ? undefined : text
+  }
+  const set = ACCESS_SETTINGS.filter(name => value(name) !== undefined)
+  if (set.length === 0 && url?.startsWith('rediss:') !== true) return Object.freeze({})
+  if (url === undefined) throw new ConfigError(`${set.join(', ')} ${set.length > 1 ? 'are' : 'is'} set but REDIS_URL is not: they are for the connection to Redis`)
+  const read = io.readFile ?? ((path: string) => readFileSync(path, 'utf8'))
+  const readSetting = (name: string, path: string, what: string): string => {
+    let text: string
+    try {
+      text = read(path)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read (permission denied)' : code === 'EISDIR' ? 'is a directory' : `cannot be read (${code ?? 'error'})`
+      throw new ConfigError(`${name} names ${path}, which ${why}: give the path of ${what}`)
+    }
+    return text
+  }
+  let parsed: URL | undefined
+  try { parsed = new URL(url) } catch { parsed = undefined }
+  const tlsSet = TLS_SETTINGS.filter(name => value(name) !== undefined)
+  if (tlsSet.length > 0 && parsed?.protocol !== 'rediss:') {
+    throw new ConfigError(`${tlsSet.join(', ')} ${tlsSet.length > 1 ? 'are' : 'is'} set but REDIS_URL is not a rediss:// URL: TLS to Redis needs rediss://host:port`)
+  }
+  const inUrlUser = parsed !== undefined && parsed.username !== ''
+  const inUrlPassword = parsed !== undefined && parsed.password !== ''
+  const username = value('REDIS_USERNAME')
+  const password = value('REDIS_PASSWORD')
+  const passwordFile = value('REDIS_PASSWORD_FILE')
+  if (username !== undefined && inUrlUser) throw new ConfigError('REDIS_USERNAME is set and REDIS_URL names a user too: give the user in one place')
+  if (password !== undefined && passwordFile !== undefined) throw new ConfigError('REDIS_PASSWORD and REDIS_PASSWORD_FILE are both set: give one')
+  if ((password !== undefined || passwordFile !== undefined) && inUrlPassword) {
+    throw new ConfigError(`${password !== undefined ? 'REDIS_PASSWORD' : 'REDIS_PASSWORD_FILE'} is set and REDIS_URL holds a password too: give the password in one place`)
+  }
+  let secret = password
+  if (passwordFile !== undefined) {
+    // A mounted Secret often ends with a newline that is not part of the password.
+    secret = readSetting('REDIS_PASSWORD_FILE', passwordFile, 'a file holding the password').replace(/\r?\n$/, '')
+    if (secret === '') throw new ConfigError(`REDIS_PASSWORD_FILE names ${passwordFile}, which is empty: it must hold the password`)
+  }
+  if (username !== undefined && secret === undefined && !inUrlPassword) {
+    throw new ConfigError('REDIS_USERNAME is set but no password is (REDIS_PASSWORD, REDIS_PASSWORD_FILE or in REDIS_URL): Redis authenticates a user with its password')
+  }
+  let tls: RedisTls | undefined
+  if (parsed?.protocol === 'rediss:') {
+    const caFile = value('REDIS_TLS_CA_FILE')
+    const certFile = value('REDIS_TLS_CERT_FILE')
+    const keyFile = value('REDIS_TLS_KEY_FILE')
+    if ((certFile === undefined) !== (keyFile === undefined)) {
+      throw new ConfigError(`${certFile === undefined ? 'REDIS_TLS_KEY_FILE' : 'REDIS_TLS_CERT_FILE'} is set without ${certFile === undefined ? 'REDIS_TLS_CERT_FILE' : 'REDIS_TLS_KEY_FILE'}: a client certificate needs its key (set both, or neither)`)
+    }
+    const certificates = (name: string, path: string): string => {
+      const pem = readSetting(name, path, 'a PEM certificate file')
+      if (!/-----BEGIN CERTIFICATE-----/.test(pem)) throw new ConfigError(`${name} names ${path}, which holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)`)
+      try {
+        // eslint-disable-next-line no-new
+        new X509Certificate(pem)
+      } catch {
+        throw new ConfigError(`${name} names ${path}, whose certificate cannot be read: give a PEM certificate file`)
+      }
+      return pem
+    }
+    const ca = caFile === undefined ? undefined : certificates('REDIS_TLS_CA_FILE', caFile)
+    let cert: string | undefined
+    let key: string | undefined
+    if (certFile !== undefined && keyFile !== undefined) {
+      cert = certificates('REDIS_TLS_CERT_FILE', certFile)
+      key = readSetting('REDIS_TLS_KEY_FILE', keyFile, 'the PEM private key of REDIS_TLS_CERT_FILE')
+      let keyObject: KeyObject
+      try {
+        keyObject = createPrivateKey(key)
+      } catch {
+        throw new ConfigError(`REDIS_TLS_KEY_FILE names ${keyFile}, which holds no readable PEM private key (an encrypted key is not supported: decrypt it with \`openssl pkey\`)`)
+      }
+      if (!new X509Certificate(cert).checkPrivateKey(keyObject)) {
+        throw new ConfigError(`REDIS_TLS_KEY_FILE names ${keyFile}, which is not the key of the certificate in REDIS_TLS_CERT_FILE (${certFile})`)
+      }
+    }
+    tls = Object.freeze({ ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined ? { cert, key } : {}) })
+  }
+  return Object.freeze({
+    ...(username !== undefined ? { username } : {}),
+    ...(secret !== undefined ? { password: secret } : {}),
+    ...(tls !== undefined ? { tls } : {}),
+  })
 }
 
 function jwtSettings (env: Raw, algorithms: readonly string[], audience: readonly string[], issuer: readonly string[], clockToleranceMs: number): JwtSettings | undefined {

@@ -7,6 +7,7 @@
 import type { Config } from '../core/config.js'
 import type { Engine, EngineDeps } from './engine.js'
 import { memoryEngine } from './memory-engine.js'
+import { connectionFor } from './redis-connection.js'
 import { RedisPublisher } from './redis-publisher.js'
 import { redisEngine } from './redis-engine.js'
 import type { StreamSource } from './stream-source.js'
@@ -37,7 +38,7 @@ export function engineOf (source: StreamSource, config: Config): Engine {
   const url = config.redisUrl
   return {
     source,
-    createPublisher: () => url === undefined ? undefined : new RedisPublisher({ url }),
+    createPublisher: () => url === undefined ? undefined : new RedisPublisher({ url, connection: connectionFor(url, config.redisAccess) }),
     readiness: () => ({ redis: source.state, live: source.liveReason ?? 'flowing' }),
   }
 }

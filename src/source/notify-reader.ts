@@ -16,6 +16,7 @@ import { advance, type LiveReader, type LiveReaderOptions, type ReaderHost, type
 import { ProbeWaiters } from './probe-waiters.js'
 import { ReaderHealth } from './reader-health.js'
 import { REQUEST_REPLY } from './redis-connection.js'
+import { ACL_RULES, isRefused } from './server-check.js'
 
 /** The keyspace event of an XADD. */
 const XADD = Buffer.from('xadd')
@@ -61,6 +62,7 @@ export class NotifyReader implements LiveReader {
   private readonly channelPrefix: string
   private readonly countText: string
   private scheduled = false
+  private refusalTold = false
   private closed = false
   private readonly health: ReaderHealth
   private readonly flushNow = (): void => {
@@ -147,7 +149,16 @@ export class NotifyReader implements LiveReader {
     // notification: read the key once it is in place.
     this.sub.subscribe(this.channelPrefix + k.key).then(
       () => { this.markDirty(k) },
-      () => { this.markDirty(k) }
+      (err: unknown) => {
+        this.markDirty(k)
+        // Refused (ACL): no notification will come; the probe then times out
+        // and the source falls back to blocking reads. Say which rule is missing.
+        if (isRefused(err) && !this.refusalTold) {
+          this.refusalTold = true
+          const grant = ACL_RULES.notify(this.opts.keyPrefix)
+          this.opts.logger.error({ err: { message: (err as Error).message }, grant }, `Redis refused SUBSCRIBE to keyspace channels: notifications cannot reach this reader, so live reads fall back to blocking XREAD once the probe misses (grant ${grant})`)
+        }
+      }
     )
   }
 

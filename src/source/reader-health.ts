@@ -8,8 +8,9 @@ import { errorSummary } from './live-health.js'
 import type { LiveReaderOptions } from './live-reader.js'
 import { sleep } from './live-reader.js'
 import { RECONNECT_BASE_MS, RECONNECT_MAX_MS } from './redis-connection.js'
+import { ACL_RULES, isRefused } from './server-check.js'
 
-export type ReaderHealthOptions = Pick<LiveReaderOptions, 'logger' | 'health' | 'onRead' | 'onReaderError'>
+export type ReaderHealthOptions = Pick<LiveReaderOptions, 'logger' | 'health' | 'onRead' | 'onReaderError' | 'keyPrefix'>
 
 export class ReaderHealth {
   private failing = false
@@ -21,7 +22,12 @@ export class ReaderHealth {
   async failed (err: unknown): Promise<void> {
     if (!this.failing) {
       this.failing = true
-      this.opts.logger.error({ err: errorSummary(err) }, 'stream reader lost Redis; retrying with backoff, reading resumes from explicit ids')
+      if (isRefused(err)) {
+        const grant = ACL_RULES.read(this.opts.keyPrefix)
+        this.opts.logger.error({ err: errorSummary(err), grant }, `Redis refused a live read: the stream keys and ${this.opts.keyPrefix}__gateway:* (the readers' wake and probe streams) must be readable (grant ${grant}); retrying with backoff`)
+      } else {
+        this.opts.logger.error({ err: errorSummary(err) }, 'stream reader lost Redis; retrying with backoff, reading resumes from explicit ids')
+      }
     }
     this.opts.health.readerFailed(this, err)
     this.opts.onReaderError?.()

@@ -10,8 +10,15 @@
  * connection (ioredis `{ sentinels, name }`, so a failover moves every
  * connection to the new primary) is one more file implementing
  * {@link RedisConnectionFactory}, plus its line in {@link connectionFor}.
+ *
+ * Credentials and TLS ({@link RedisAccess}, built from the settings once, in
+ * config.ts) are the same for every connection a factory opens: each
+ * factory passes them through {@link accessOptions}.
  */
 import { Redis, type RedisOptions } from 'ioredis'
+import type { RedisAccess } from '../core/config.js'
+
+export type { RedisAccess }
 
 /** Opens connections to one Redis deployment. */
 export interface RedisConnectionFactory {
@@ -50,12 +57,33 @@ export const BASE_OPTIONS: Readonly<RedisOptions> = Object.freeze({
  */
 export const REQUEST_REPLY: Readonly<RedisOptions> = Object.freeze({ maxRetriesPerRequest: 1, enableOfflineQueue: true, commandTimeout: 10000 })
 
-/** One standalone Redis (a primary, or a replica of one) at `url`. */
-export function standaloneConnection (url: string): RedisConnectionFactory {
+/**
+ * The ioredis options for `access`: `username`/`password` (sent with AUTH on
+ * every connect) and `tls` (the CA replaces the system's; cert and key for
+ * mutual TLS). The server's certificate is checked against the host
+ * connected to, as Node does by default. For a Sentinel's `sentinelTLS` or
+ * a Cluster's `redisOptions`, the same object.
+ */
+export function accessOptions (access: RedisAccess | undefined): RedisOptions {
+  if (access === undefined) return {}
+  return {
+    ...(access.username !== undefined ? { username: access.username } : {}),
+    ...(access.password !== undefined ? { password: access.password } : {}),
+    ...(access.tls !== undefined ? { tls: { ...access.tls } } : {}),
+  }
+}
+
+/**
+ * One standalone Redis (a primary, or a replica of one) at `url`, reached
+ * with `access` (credentials in the URL count too: config.ts refuses the
+ * same credential in both places).
+ */
+export function standaloneConnection (url: string, access?: RedisAccess): RedisConnectionFactory {
   const socket = url.startsWith('unix://') ? url.slice('unix://'.length) : undefined
+  const security = accessOptions(access)
   return {
     connect (options) {
-      const merged = { ...BASE_OPTIONS, ...options }
+      const merged = { ...BASE_OPTIONS, ...security, ...options }
       return socket !== undefined ? new Redis({ ...merged, path: socket }) : new Redis(url, merged)
     },
   }
@@ -65,6 +93,6 @@ export function standaloneConnection (url: string): RedisConnectionFactory {
  * The connection factory for a REDIS_URL. Each deployment kind that needs
  * its own way to connect adds one line here (a Sentinel URL scheme, say).
  */
-export function connectionFor (url: string): RedisConnectionFactory {
-  return standaloneConnection(url)
+export function connectionFor (url: string, access?: RedisAccess): RedisConnectionFactory {
+  return standaloneConnection(url, access)
 }

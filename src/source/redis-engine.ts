@@ -12,7 +12,7 @@ import { RedisSource } from './redis-source.js'
 /** Made when REDIS_URL is set. */
 export function redisEngine (config: Config, deps: EngineDeps): Engine {
   const url = config.redisUrl as string
-  const connection = connectionFor(url)
+  const connection = connectionFor(url, config.redisAccess)
   const hooks = deps.hooks ?? {}
   const source = new RedisSource({
     url,

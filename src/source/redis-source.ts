@@ -43,7 +43,7 @@ import { sleep, type LiveReader, type LiveReaderOptions, type ReaderHost } from 
 import { LIVE_READERS, type LiveReaderKind } from './live-readers.js'
 import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, REQUEST_REPLY, connectionFor, type RedisConnectionFactory } from './redis-connection.js'
 import { RedisQueries } from './redis-queries.js'
-import { isPermanent, notificationsCoverStreams, readerBySetting, serverMode } from './server-check.js'
+import { ACL_RULES, isPermanent, isRefused, notificationsCoverStreams, readerBySetting, serverMode } from './server-check.js'
 import { claimEpoch, epochTimeMs } from './epoch.js'
 import type { EntriesListener, RawEntry, ResetListener, SourceState, StreamSource } from './stream-source.js'
 
@@ -103,6 +103,19 @@ async function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
   }
 }
 
+/** TLS errors that mean the server's certificate was not trusted or did not match. */
+const CERTIFICATE_ERRORS = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_UNTRUSTED|CERT_HAS_EXPIRED|ERR_TLS_CERT_ALTNAME_INVALID)$/
+
+/** What to set when the TLS handshake or the login failed ('' otherwise). The error's own text never holds the password. */
+function connectHint (err: Error): string {
+  if (/^(WRONGPASS|NOAUTH)/.test(err.message)) return ': Redis refused the login; check the user and password (REDIS_USERNAME, REDIS_PASSWORD or REDIS_PASSWORD_FILE, or those in REDIS_URL)'
+  const code = (err as { code?: unknown }).code
+  if (typeof code !== 'string' || !CERTIFICATE_ERRORS.test(code)) return ''
+  return code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+    ? ': the server\'s TLS certificate does not name the host in REDIS_URL (connect by a name the certificate holds)'
+    : `: the server's TLS certificate is not trusted (${err.message}); set REDIS_TLS_CA_FILE to the CA that signed it`
+}
+
 /**
  * The Redis engine's read side (see the file header). Its readers are made
  * from the table in live-readers.ts and get callbacks (ReaderHost), never
@@ -121,6 +134,9 @@ export class RedisSource implements StreamSource {
   /** The live reading strategy in use, once {@link start} has chosen it. */
   mode: LiveReaderKind | undefined
   private wakeFailed = false
+  /** INFO, CONFIG GET refused (ACL): said once each. */
+  private infoRefused = false
+  private configRefused = false
   private epochFailed = false
   private readonly instance = randomBytes(6).toString('hex')
   state: SourceState = 'connecting'
@@ -173,7 +189,7 @@ export class RedisSource implements StreamSource {
       this.state = 'ready'
     })
     this.cmd.on('error', (err: Error) => {
-      if (this.state !== 'down') opts.logger.error({ err: errorSummary(err) }, 'redis unreachable')
+      if (this.state !== 'down') opts.logger.error({ err: errorSummary(err) }, `redis unreachable${connectHint(err)}`)
       this.state = 'down'
     })
     this.cmd.on('close', () => { this.connectionLost() })
@@ -213,7 +229,11 @@ export class RedisSource implements StreamSource {
    * suits it. Resolves with the reader mode to use.
    */
   private async checkServer (): Promise<'block' | 'notify'> {
-    const mode = await serverMode(this.cmd)
+    const mode = await serverMode(this.cmd, err => {
+      if (this.infoRefused) return
+      this.infoRefused = true
+      this.opts.logger.warn({ err: errorSummary(err), grant: ACL_RULES.info() }, `Redis refused INFO: the gateway cannot tell a Cluster node or a Sentinel from a standalone Redis (the probe still proves that reads flow); grant ${ACL_RULES.info()}`)
+    })
     this.health.serverMode(mode)
     // A Cluster node or a Sentinel: not readable by this version, and not
     // ready (LiveHealth says why); nothing more to check.
@@ -229,7 +249,13 @@ export class RedisSource implements StreamSource {
   /** The reader the server's setting calls for (see readerBySetting). */
   private async modeBySetting (): Promise<'block' | 'notify' | undefined> {
     return await readerBySetting(this.cmd, err => {
-      if (this.mode === undefined && this.opts.mode === 'auto') this.opts.logger.info({ err: errorSummary(err) }, 'cannot read notify-keyspace-events; using blocking reads')
+      if (this.configRefused) return
+      this.configRefused = true
+      const grant = ACL_RULES.config()
+      const fields = { err: errorSummary(err), ...(isRefused(err) ? { grant } : {}) }
+      const why = isRefused(err) ? `Redis refused CONFIG GET (grant ${grant})` : 'this Redis has no CONFIG GET (managed Redis)'
+      if (this.opts.mode === 'auto') this.opts.logger.warn(fields, `cannot read notify-keyspace-events: ${why}; live reads use sharded blocking XREAD (READER_MODE=notify reads by keyspace notifications without asking)`)
+      else this.opts.logger.info(fields, `cannot read notify-keyspace-events: ${why}; reading by keyspace notifications as READER_MODE=notify asks (the probe tells if none arrive)`)
     })
   }
 
@@ -263,7 +289,8 @@ export class RedisSource implements StreamSource {
       if (!isPermanent(err)) throw err
       if (!this.epochFailed) {
         this.epochFailed = true
-        this.opts.logger.error({ err: errorSummary(err), key: this.epochKey }, 'cannot keep the epoch, so a Redis that loses its data (a restart without persistence) cannot be told to clients: grant TIME, SET and GET on the key, on a primary')
+        const grant = ACL_RULES.epoch(this.opts.keyPrefix)
+        this.opts.logger.error({ err: errorSummary(err), key: this.epochKey, ...(isRefused(err) ? { grant } : {}) }, `cannot keep the epoch, so a Redis that loses its data (a restart without persistence) cannot be told to clients: ${isRefused(err) ? `grant ${grant}` : 'point REDIS_URL at a primary'}`)
       }
       return
     }
@@ -451,9 +478,10 @@ export class RedisSource implements StreamSource {
       }
     } catch (err) {
       if (!current()) return
-      if (/NOPERM/.test((err as Error).message)) {
+      if (isRefused(err)) {
         // The probe needs XADD under the prefix, as the wake streams do.
-        this.opts.logger.warn({ err: errorSummary(err) }, `cannot write the probe stream: readiness cannot prove that live reads flow (grant XADD on ${this.opts.keyPrefix}__gateway:*)`)
+        const grant = ACL_RULES.wake(this.opts.keyPrefix)
+        this.opts.logger.warn({ err: errorSummary(err), grant }, `cannot write the probe stream: readiness cannot prove that live reads flow (grant ${grant})`)
         this.health.probed(undefined)
         return
       }
@@ -501,9 +529,10 @@ export class RedisSource implements StreamSource {
       if (err !== null && err !== undefined) throw err
       return id as StreamId
     } catch (err) {
-      if (!this.wakeFailed && /NOPERM/.test((err as Error).message)) {
+      if (!this.wakeFailed && isRefused(err)) {
         this.wakeFailed = true
-        this.opts.logger.warn({ err: errorSummary(err) }, `cannot write the wake stream ${key}: new keys are read within READER_BLOCK_MS instead of at once (grant XADD on ${this.opts.keyPrefix}__gateway:*)`)
+        const grant = ACL_RULES.wake(this.opts.keyPrefix)
+        this.opts.logger.warn({ err: errorSummary(err), grant }, `cannot write the wake stream ${key}: new keys are read within READER_BLOCK_MS instead of at once (grant ${grant})`)
       }
       throw err
     }

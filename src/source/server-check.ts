@@ -6,6 +6,52 @@
  */
 import type { Redis } from 'ioredis'
 
+/**
+ * The ACL rules the gateway's commands need, as `ACL SETUSER` takes them,
+ * named in the log line when Redis refuses one (README, "TLS and ACL", has
+ * the whole rule per reader mode). `prefix` is KEY_PREFIX.
+ */
+export const ACL_RULES = {
+  /** INFO: the server's `redis_mode` after each reconnect, and ioredis's ready check. */
+  info: () => '+info',
+  /** CONFIG GET notify-keyspace-events: which reader the server's setting calls for. */
+  config: () => '+config|get',
+  /** The epoch key: TIME, SET NX and GET on it. */
+  epoch: (prefix: string) => `+time +get +set ~${prefix}__gateway:*`,
+  /** The wake and probe streams: MULTI, XADD, PEXPIRE, EXEC on them. */
+  wake: (prefix: string) => `+multi +exec +xadd +pexpire ~${prefix}__gateway:*`,
+  /** Live reads: XREAD on the stream keys and on the readers' wake and probe streams. */
+  read: (prefix: string) => `+xread %R~${prefix}*`,
+  /** The notify reader's subscriptions to keyspace channels. */
+  notify: (prefix: string) => `+subscribe +unsubscribe &__keyspace@*__:${prefix}*`,
+} as const
+
+/**
+ * The least-privilege ACL rule (the part after `ACL SETUSER <user> on
+ * ><password>`) for a gateway with KEY_PREFIX `prefix` in reader `mode`:
+ * read-only on the stream keys, read-write under `<prefix>__gateway:` (the
+ * epoch, wake and probe streams); notify and auto add CONFIG GET and the
+ * keyspace channels; `publish` (POST /publish, on by default) adds writing
+ * streams. The README quotes these for `sse:` (a test holds it to this).
+ */
+export function aclRule (mode: 'auto' | 'block' | 'notify', prefix: string, opts: { publish: boolean }): string {
+  const parts = [
+    'resetkeys resetchannels -@all',
+    '+info +time +get +set +multi +exec +xadd +pexpire +xread +xrange +xrevrange +xinfo|stream',
+    opts.publish ? `+expire ~${prefix}*` : `%R~${prefix}* ~${prefix}__gateway:*`,
+  ]
+  if (mode !== 'block') parts.push(`+config|get +subscribe +unsubscribe &__keyspace@*__:${prefix}*`)
+  return parts.join(' ')
+}
+
+/** Whether Redis refused a command for want of a right (ACL), not because it failed. */
+export function isRefused (err: unknown): boolean {
+  if (/NOPERM/.test((err as Error)?.message ?? '')) return true
+  // A refused command inside MULTI fails the EXEC (EXECABORT); ioredis keeps why.
+  const previous = (err as { previousErrors?: unknown[] })?.previousErrors
+  return Array.isArray(previous) && previous.some(e => /NOPERM/.test((e as Error)?.message ?? ''))
+}
+
 /** Errors that retrying the same command will not mend: no such command, no permission, a read-only replica. */
 export function isPermanent (err: unknown): boolean {
   return /unknown command|NOPERM|READONLY|syntax error|wrong number of arguments/i.test((err as Error)?.message ?? '')
@@ -22,14 +68,16 @@ export function notificationsCoverStreams (flags: string): boolean {
 /**
  * The server's `redis_mode` (`standalone`, `cluster`, `sentinel`);
  * `unknown` where it has no INFO, undefined where INFO is refused (ACLs: the
- * probe and the reads still tell). Rejects on an outage.
+ * probe and the reads still tell), after `refused` is told why. Rejects on
+ * an outage.
  */
-export async function serverMode (cmd: Redis): Promise<string | undefined> {
+export async function serverMode (cmd: Redis, refused?: (err: unknown) => void): Promise<string | undefined> {
   try {
     const info = String(await cmd.info('server'))
     return /^redis_mode:(\S+)/m.exec(info)?.[1]
   } catch (err) {
     if (!isPermanent(err)) throw err
+    if (isRefused(err)) refused?.(err)
     return /unknown command/i.test((err as Error).message) ? 'unknown' : undefined
   }
 }

@@ -13,8 +13,8 @@ import { goFloat, loadChartValues, renderChart, TemplateFail, type Rendered } fr
 const chartDir = fileURLToPath(new URL('../../helm/sse-gateway', import.meta.url))
 const schema = JSON.parse(readFileSync(`${chartDir}/values.schema.json`, 'utf8')) as Record<string, any>
 
-/** Settings the chart sets itself (from `ports` and `secret`), not from `config`. */
-const CHART_MANAGED = ['PORT', 'INTERNAL_PORT', 'REDIS_URL', 'JWT_SECRET', 'JWT_PUBLIC_KEY']
+/** Settings the chart sets itself (from `ports`, `secret`, `redisTls` and `redisPassword`), not from `config`. */
+const CHART_MANAGED = ['PORT', 'INTERNAL_PORT', 'REDIS_URL', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE']
 
 type Obj = Record<string, any>
 
@@ -242,6 +242,33 @@ t.test('existingSecret: no Secret rendered, env refers to the given one', async 
   t.notOk('checksum/secret' in (one(r, 'Deployment').spec.template.metadata.annotations ?? {}))
 })
 
+t.test('redisTls and redisPassword: the files are mounted read-only from the given Secrets and the settings point at them', async t => {
+  const r = renderChart(chartDir, { values: { secret: { redisUrl: 'rediss://redis.internal:6380' }, config: { REDIS_USERNAME: 'sse-gateway' }, redisTls: { secretName: 'redis-tls', caKey: 'ca.pem', certKey: 'tls.crt', keyKey: 'tls.key' }, redisPassword: { secretName: 'redis-auth', key: 'pw' } } })
+  checkObjects(t, r)
+  const pod = one(r, 'Deployment').spec.template.spec as Obj
+  const c = pod.containers[0] as Obj
+  const env = envOf(c)
+  t.equal(env.get('REDIS_TLS_CA_FILE')?.value, '/etc/sse-gateway/redis-tls/ca.crt')
+  t.equal(env.get('REDIS_TLS_CERT_FILE')?.value, '/etc/sse-gateway/redis-tls/client.crt')
+  t.equal(env.get('REDIS_TLS_KEY_FILE')?.value, '/etc/sse-gateway/redis-tls/client.key')
+  t.equal(env.get('REDIS_PASSWORD_FILE')?.value, '/etc/sse-gateway/redis-password/password')
+  t.equal(env.get('REDIS_USERNAME')?.value, 'sse-gateway', 'the user from config')
+  const volumes = new Map((pod.volumes as Obj[]).map(v => [v.name as string, v]))
+  t.same(volumes.get('redis-tls')?.secret, { secretName: 'redis-tls', items: [{ key: 'ca.pem', path: 'ca.crt' }, { key: 'tls.crt', path: 'client.crt' }, { key: 'tls.key', path: 'client.key' }] })
+  t.same(volumes.get('redis-password')?.secret, { secretName: 'redis-auth', items: [{ key: 'pw', path: 'password' }] })
+  const mounts = new Map((c.volumeMounts as Obj[]).map(m => [m.name as string, m]))
+  t.same(mounts.get('redis-tls'), { name: 'redis-tls', mountPath: '/etc/sse-gateway/redis-tls', readOnly: true })
+  t.same(mounts.get('redis-password'), { name: 'redis-password', mountPath: '/etc/sse-gateway/redis-password', readOnly: true })
+  // A CA only (the server's certificate from a private CA, no client certificate).
+  const caOnly = envOf(one(renderChart(chartDir, { values: { redisTls: { secretName: 'redis-tls' } } }), 'Deployment').spec.template.spec.containers[0])
+  t.equal(caOnly.get('REDIS_TLS_CA_FILE')?.value, '/etc/sse-gateway/redis-tls/ca.crt', 'caKey defaults to ca.crt')
+  t.notOk(caOnly.has('REDIS_TLS_CERT_FILE') || caOnly.has('REDIS_PASSWORD_FILE'), 'nothing else unless asked for')
+  // The defaults: nothing mounted, nothing set.
+  const plain = one(renderChart(chartDir), 'Deployment').spec.template.spec as Obj
+  t.notOk((plain.volumes as Obj[]).some(v => v.name !== 'tmp'), 'no Redis volume by default')
+  t.notOk([...envOf(plain.containers[0]).keys()].some(k => /^REDIS_(TLS|PASSWORD)/.test(k)), 'no TLS or password setting by default')
+})
+
 t.test('the chart refuses values that would break shutdown or the gateway', async t => {
   const cases: Array<[string, Obj, RegExp]> = [
     ['grace period shorter than preStop + drain window', { terminationGracePeriodSeconds: 15 }, /terminationGracePeriodSeconds must be at least 20/],
@@ -250,6 +277,7 @@ t.test('the chart refuses values that would break shutdown or the gateway', asyn
     ['JWT key in values with existingSecret', { secret: { existingSecret: 's', jwtSecret: 'x'.repeat(32) } }, /existingSecret/],
     ['maxReplicas below minReplicas', { autoscaling: { enabled: true, minReplicas: 5, maxReplicas: 2 } }, /maxReplicas/],
     ['PDB with both bounds', { podDisruptionBudget: { minAvailable: 1, maxUnavailable: 1 } }, /not both/],
+    ['a client certificate without its key', { redisTls: { secretName: 'redis-tls', certKey: 'tls.crt' } }, /certKey and keyKey/],
   ]
   for (const [name, values, message] of cases) {
     t.throws(() => renderChart(chartDir, { values }), { constructor: TemplateFail, message }, name)

@@ -6,10 +6,13 @@
  * and that every entry reaches its field at run time.
  */
 import { generateKeyPairSync } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import t from 'tap'
-import { SETTINGS, loadConfig, type Config, type JwtSettings } from '../../src/core/config.js'
+import { SETTINGS, loadConfig, type Config, type JwtSettings, type RedisAccess } from '../../src/core/config.js'
 import { ConfigError } from '../../src/core/errors.js'
+import { makeTestCa } from '../helpers/tls.js'
 
 interface Spec { env: string, kind: string, default?: string, min?: number, max?: number, values?: readonly string[], field?: string, partOf?: string }
 const specs = SETTINGS as readonly Spec[]
@@ -35,8 +38,10 @@ const derivedTypes: [
   Equal<Config['trustProxy'], boolean | readonly string[]>, // derived: parsed TRUST_PROXY
   Equal<Config['demoEnabled'], boolean>, // derived: its default follows REDIS_URL
   Equal<Extract<keyof Config, `jwt${string}`>, 'jwt'>, // no field per JWT_* input (no copy of the secret)
+  Equal<Config['redisAccess'], RedisAccess>, // composite: REDIS_USERNAME, REDIS_PASSWORD(_FILE), REDIS_TLS_*
+  Equal<Extract<keyof Config, `redis${'Username' | 'Password' | 'PasswordFile' | 'TlsCaFile' | 'TlsCertFile' | 'TlsKeyFile'}`>, never>,
   Equal<Extract<keyof Config, `${string}_${string}` | Uppercase<string>>, never> // field names, not variable names
-] = [true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true]
+] = [true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true]
 void derivedTypes
 
 /** The field a setting lands in: `partOf`'s composite field, `field`, or the camelCase of its name. */
@@ -44,8 +49,22 @@ function fieldOf (s: Spec): string {
   return s.partOf ?? s.field ?? s.env.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())
 }
 
+// The Redis access settings name files: real ones, made here.
+const ca = makeTestCa()
+t.teardown(() => { ca.remove() })
+const passwordFile = join(ca.dir, 'password')
+writeFileSync(passwordFile, 'pw\n')
+const FILES: Record<string, string> = { REDIS_PASSWORD_FILE: passwordFile, REDIS_TLS_CA_FILE: ca.caCert, REDIS_TLS_CERT_FILE: ca.clientCert, REDIS_TLS_KEY_FILE: ca.clientKey }
+/** What a Redis access setting needs set with it (a user needs a password; a client certificate its key). */
+const ALONGSIDE: Record<string, Record<string, string>> = {
+  REDIS_TLS_CERT_FILE: { REDIS_TLS_KEY_FILE: ca.clientKey },
+  REDIS_TLS_KEY_FILE: { REDIS_TLS_CERT_FILE: ca.clientCert },
+  REDIS_USERNAME: { REDIS_PASSWORD: 'pw' },
+}
+
 /** Values to try for a setting, from its kind and bounds; those its own rules refuse are skipped. */
 function candidates (s: Spec): string[] {
+  if (FILES[s.env] !== undefined) return [FILES[s.env] as string]
   switch (s.kind) {
     case 'int': return [s.min, s.max].filter(n => n !== undefined).map(String)
     case 'bool': return ['true', 'false']
@@ -76,7 +95,9 @@ t.test('the config has exactly one field per setting (composite settings share t
 t.test('every schema entry maps to a Config field that loadConfig sets from it, and only that field', async t => {
   for (const s of specs) {
     // A JWT input shows in `jwt` once there is a key; the keys themselves start from none.
-    const base = s.partOf === 'jwt' && s.env !== 'JWT_SECRET' && s.env !== 'JWT_PUBLIC_KEY' ? { JWT_SECRET: SECRET } : {}
+    const base = s.partOf === 'jwt' && s.env !== 'JWT_SECRET' && s.env !== 'JWT_PUBLIC_KEY'
+      ? { JWT_SECRET: SECRET }
+      : s.partOf === 'redisAccess' ? { REDIS_URL: 'rediss://redis.example:6380' } : {}
     const before = loadConfig(base) as unknown as Record<string, unknown>
     const field = fieldOf(s)
     t.ok(field in before, `${s.env} has the field ${field}`)
@@ -84,7 +105,7 @@ t.test('every schema entry maps to a Config field that loadConfig sets from it, 
     for (const value of candidates(s)) {
       let after: Record<string, unknown>
       try {
-        after = loadConfig({ ...base, [s.env]: value }) as unknown as Record<string, unknown>
+        after = loadConfig({ ...base, ...ALONGSIDE[s.env], [s.env]: value }) as unknown as Record<string, unknown>
       } catch (err) {
         if (err instanceof ConfigError) continue
         throw err

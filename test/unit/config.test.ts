@@ -4,11 +4,13 @@
  * schema.
  */
 import { generateKeyPairSync } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import fc from 'fast-check'
 import { SETTINGS, loadConfig, settingsTable, type Config } from '../../src/core/config.js'
 import { ConfigError } from '../../src/core/errors.js'
+import { makeTestCa } from '../helpers/tls.js'
 
 type Env = Record<string, string | undefined>
 interface Spec { env: string, kind: string, default?: string, min?: number, max?: number, values?: readonly string[], description: string }
@@ -353,4 +355,52 @@ t.test('REDIS_URL: one standalone Redis URL; other schemes and lists are refused
     rejects(t, { REDIS_URL: bad }, 'REDIS_URL', /^REDIS_URL\b/)
   }
   t.notMatch(configError(t, { REDIS_URL: 'http://user:s3cret@h:6379' })?.message, /s3cret/, 'never the password')
+})
+
+t.test('Redis credentials and TLS: files read and checked at start-up, one place per credential, never echoed', async t => {
+  const ca = makeTestCa()
+  t.teardown(() => { ca.remove() })
+  const file = (name: string, text: string): string => {
+    const p = join(ca.dir, name)
+    writeFileSync(p, text)
+    return p
+  }
+  const tls = 'rediss://redis.example:6380'
+  const a = loadConfig({ REDIS_URL: tls, REDIS_TLS_CA_FILE: ca.caCert, REDIS_TLS_CERT_FILE: ca.clientCert, REDIS_TLS_KEY_FILE: ca.clientKey, REDIS_USERNAME: 'gw', REDIS_PASSWORD_FILE: file('pw', 'p4ss-word\n') }).redisAccess
+  t.equal(a.username, 'gw')
+  t.equal(a.password, 'p4ss-word', 'a mounted password file\'s trailing newline is stripped')
+  t.equal(a.tls?.ca, readFileSync(ca.caCert, 'utf8'), 'the CA is read at start-up')
+  t.ok(a.tls?.cert?.includes('BEGIN CERTIFICATE') === true && a.tls?.key?.includes('PRIVATE KEY') === true, 'cert and key too')
+  t.same(loadConfig({ REDIS_URL: tls }).redisAccess, { tls: {} }, 'rediss:// with nothing else: TLS with the system\'s CAs')
+  t.same(loadConfig({ REDIS_URL: 'redis://h:6379' }).redisAccess, {}, 'plain redis://: nothing')
+  t.equal(loadConfig({ REDIS_URL: 'unix:///tmp/r.sock', REDIS_PASSWORD: 'pw' }).redisAccess.password, 'pw', 'a password for a unix socket (which has no place for one in its URL)')
+  t.equal(loadConfig({ REDIS_URL: 'redis://gw:pw@h:6379' }).redisAccess.password, undefined, 'credentials in the URL keep working (ioredis reads them from it)')
+
+  rejects(t, { REDIS_PASSWORD: 'pw' }, 'REDIS_PASSWORD', /REDIS_URL is not/)
+  rejects(t, { REDIS_URL: 'redis://h:6379', REDIS_TLS_CA_FILE: ca.caCert }, 'REDIS_TLS_CA_FILE', /rediss:\/\//)
+  rejects(t, { REDIS_URL: 'unix:///tmp/r.sock', REDIS_TLS_CA_FILE: ca.caCert }, 'REDIS_TLS_CA_FILE', /rediss:\/\//)
+  rejects(t, { REDIS_URL: tls, REDIS_TLS_CA_FILE: join(ca.dir, 'nope.crt') }, 'REDIS_TLS_CA_FILE', /does not exist/)
+  rejects(t, { REDIS_URL: tls, REDIS_TLS_CA_FILE: ca.dir }, 'REDIS_TLS_CA_FILE', /is a directory/)
+  rejects(t, { REDIS_URL: tls, REDIS_TLS_CA_FILE: file('junk.crt', 'not a certificate') }, 'REDIS_TLS_CA_FILE', /no PEM certificate/)
+  rejects(t, { REDIS_URL: tls, REDIS_TLS_CA_FILE: file('bad.crt', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n') }, 'REDIS_TLS_CA_FILE', /cannot be read/)
+  rejects(t, { REDIS_URL: tls, REDIS_TLS_CERT_FILE: ca.clientCert }, 'REDIS_TLS_CERT_FILE', /REDIS_TLS_KEY_FILE/)
+  rejects(t, { REDIS_URL: tls, REDIS_TLS_KEY_FILE: ca.clientKey }, 'REDIS_TLS_KEY_FILE', /REDIS_TLS_CERT_FILE/)
+  rejects(t, { REDIS_URL: tls, REDIS_TLS_CERT_FILE: ca.clientCert, REDIS_TLS_KEY_FILE: ca.caCert }, 'REDIS_TLS_KEY_FILE', /no readable PEM private key/)
+  rejects(t, { REDIS_URL: tls, REDIS_TLS_CERT_FILE: ca.clientCert, REDIS_TLS_KEY_FILE: ca.serverKey }, 'REDIS_TLS_KEY_FILE', /not the key of the certificate/)
+  rejects(t, { REDIS_URL: 'redis://h:6379', REDIS_PASSWORD: 'a', REDIS_PASSWORD_FILE: file('pw2', 'b') }, 'REDIS_PASSWORD_FILE', /give one/)
+  rejects(t, { REDIS_URL: 'redis://h:6379', REDIS_PASSWORD_FILE: join(ca.dir, 'missing') }, 'REDIS_PASSWORD_FILE', /does not exist/)
+  rejects(t, { REDIS_URL: 'redis://h:6379', REDIS_PASSWORD_FILE: file('empty', '\n') }, 'REDIS_PASSWORD_FILE', /empty/)
+  rejects(t, { REDIS_URL: 'redis://h:6379', REDIS_USERNAME: 'gw' }, 'REDIS_USERNAME', /no password/)
+  rejects(t, { REDIS_URL: 'redis://gw@h:6379', REDIS_USERNAME: 'gw', REDIS_PASSWORD: 'x' }, 'REDIS_USERNAME', /one place/)
+  const both = configError(t, { REDIS_URL: 'redis://:in-url-s3cret@h:6379', REDIS_PASSWORD: 'env-s3cret' })
+  t.match(both?.message, /REDIS_PASSWORD is set and REDIS_URL holds a password too/, 'a password in the URL and in REDIS_PASSWORD is refused: which wins would be a guess')
+  t.notMatch(both?.message, /s3cret/, 'neither password is in the message')
+  t.notMatch(configError(t, { REDIS_URL: 'redis://h:6379', REDIS_PASSWORD: 'env-s3cret', REDIS_PASSWORD_FILE: file('pw3', 'file-s3cret') })?.message, /s3cret/, 'nor a file\'s')
+  const denied = (() => {
+    try {
+      loadConfig({ REDIS_URL: tls, REDIS_TLS_CA_FILE: '/x/ca.crt' }, { readFile: () => { throw Object.assign(new Error('EACCES'), { code: 'EACCES' }) } })
+    } catch (err) { return (err as Error).message }
+    return ''
+  })()
+  t.match(denied, /REDIS_TLS_CA_FILE names \/x\/ca.crt, which cannot be read \(permission denied\)/, 'an unreadable file')
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, reconnectDelayMs, standaloneConnection } from '../../src/source/redis-connection.js'
+import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, accessOptions, reconnectDelayMs, standaloneConnection } from '../../src/source/redis-connection.js'
 
 t.test('reconnect delays back off exponentially to a ceiling, with at most 100 ms of jitter', async t => {
   for (let times = 0; times < 30; times++) {
@@ -24,4 +24,21 @@ t.test('a unix:// URL connects to the socket path; redis:// to host, port and db
   t.equal(standaloneConnection('redis://x').connect({ lazyConnect: true, retryStrategy: own }).options.retryStrategy, own, 'a caller\'s own strategy wins')
   unix.disconnect()
   tcp.disconnect()
+})
+
+t.test('the access (credentials, TLS) reaches every connection a factory opens, unix sockets too', async t => {
+  const access = { username: 'gw', password: 'pw', tls: { ca: 'CA PEM', cert: 'CERT PEM', key: 'KEY PEM' } }
+  t.same(accessOptions(access), { username: 'gw', password: 'pw', tls: { ca: 'CA PEM', cert: 'CERT PEM', key: 'KEY PEM' } })
+  t.same(accessOptions({}), {}, 'nothing set: nothing added')
+  const factory = standaloneConnection('rediss://example.invalid:6380', access)
+  const a = factory.connect({ lazyConnect: true, connectionName: 'a' })
+  const b = factory.connect({ lazyConnect: true, connectionName: 'b', maxRetriesPerRequest: null })
+  for (const c of [a, b]) {
+    t.equal(c.options.username, 'gw')
+    t.equal(c.options.password, 'pw')
+    t.same(c.options.tls, { ca: 'CA PEM', cert: 'CERT PEM', key: 'KEY PEM' }, 'our CA and client certificate, not just the scheme\'s TLS')
+  }
+  const unix = standaloneConnection('unix:///tmp/x/redis.sock', { password: 'pw' }).connect({ lazyConnect: true })
+  t.equal(unix.options.password, 'pw', 'a socket gets the password too')
+  for (const c of [a, b, unix]) c.disconnect()
 })

@@ -1,0 +1,62 @@
+/**
+ * A private CA made with openssl in a temp folder, with a server certificate
+ * for 127.0.0.1 and a client certificate it signed, and the redis-server
+ * arguments that serve TLS with them.
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+export interface TestCa {
+  readonly dir: string
+  readonly caCert: string
+  readonly serverCert: string
+  readonly serverKey: string
+  readonly clientCert: string
+  readonly clientKey: string
+  /** Another CA's certificate: one that did not sign the server's. */
+  readonly otherCaCert: string
+  remove (): void
+}
+
+function openssl (dir: string, ...args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' })
+}
+
+function makeCa (dir: string, name: string): void {
+  openssl(dir, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.crt`)
+}
+
+function signed (dir: string, name: string, ca: string, ext: string): void {
+  writeFileSync(join(dir, `${name}.ext`), ext)
+  openssl(dir, 'req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${name}`,
+    '-keyout', `${name}.key`, '-out', `${name}.csr`)
+  openssl(dir, 'x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial',
+    '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.crt`)
+}
+
+export function makeTestCa (): TestCa {
+  const dir = mkdtempSync(join(tmpdir(), 'sse-gw-tls-'))
+  makeCa(dir, 'ca')
+  makeCa(dir, 'other-ca')
+  signed(dir, 'server', 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n')
+  signed(dir, 'client', 'ca', 'extendedKeyUsage=clientAuth\n')
+  return {
+    dir,
+    caCert: join(dir, 'ca.crt'),
+    serverCert: join(dir, 'server.crt'),
+    serverKey: join(dir, 'server.key'),
+    clientCert: join(dir, 'client.crt'),
+    clientKey: join(dir, 'client.key'),
+    otherCaCert: join(dir, 'other-ca.crt'),
+    remove () { rmSync(dir, { recursive: true, force: true }) },
+  }
+}
+
+/** redis-server arguments for TLS on `port` (the unix socket stays plain, for the test's own client). */
+export function tlsArgs (ca: TestCa, port: number, clientCertificates: boolean): string[] {
+  return ['--tls-port', String(port), '--tls-cert-file', ca.serverCert, '--tls-key-file', ca.serverKey,
+    '--tls-ca-cert-file', ca.caCert, '--tls-auth-clients', clientCertificates ? 'yes' : 'no']
+}
