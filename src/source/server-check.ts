@@ -1,14 +1,14 @@
 /**
  * What the Redis engine asks a server after every (re)connect, before any
- * live read: what it is (`redis_mode`) and which live reader its
- * `notify-keyspace-events` setting calls for. Managed Redis may refuse INFO
- * or CONFIG: a refusal is an answer (unknown), not an outage.
+ * live read: what it is (`redis_mode`), whether it gives client tracking,
+ * and which live reader its `notify-keyspace-events` setting calls for.
+ * Managed Redis may refuse INFO, CONFIG or CLIENT: a refusal is an answer (unknown), not an outage.
  */
 import type { Redis } from 'ioredis'
 
 /** Errors that retrying the same command will not mend: no such command, no permission, a read-only replica. */
 export function isPermanent (err: unknown): boolean {
-  return /unknown command|NOPERM|READONLY|syntax error|wrong number of arguments/i.test((err as Error)?.message ?? '')
+  return /unknown command|unknown subcommand|NOPERM|READONLY|syntax error|wrong number of arguments/i.test((err as Error)?.message ?? '')
 }
 
 /**
@@ -48,5 +48,24 @@ export async function readerBySetting (cmd: Redis, refused: (err: unknown) => vo
     if (!isPermanent(err)) throw err
     refused(err)
     return undefined
+  }
+}
+
+/**
+ * Whether the server gives client tracking (the track reader) to this user:
+ * `CLIENT ID` and `CLIENT TRACKING off` (a no-op on the command connection,
+ * which tracks nothing) both answer. False where Redis is older than 6 or
+ * the ACL lacks `+client|id` or `+client|tracking`, after `refused` is told
+ * why. Rejects on an outage.
+ */
+export async function trackingAllowed (cmd: Redis, refused: (err: unknown) => void): Promise<boolean> {
+  try {
+    await cmd.client('ID')
+    await cmd.call('CLIENT', 'TRACKING', 'off')
+    return true
+  } catch (err) {
+    if (!isPermanent(err)) throw err
+    refused(err)
+    return false
   }
 }
