@@ -459,7 +459,10 @@ export class RedisSource implements StreamSource {
     try {
       const [outcome, epoch] = await Promise.all([
         Promise.race([reader.probe().then(() => 'seen' as const), timedOut]),
-        this.epochFailed ? Promise.resolve(this.epoch) : this.cmd.get(this.epochKey).catch(() => this.epoch),
+        // Bounded like the probe: a frozen Redis must not hold the outcome
+        // for the command timeout (a reader fed by the server's signals has
+        // no blocked read of its own that would fail first).
+        this.epochFailed ? Promise.resolve(this.epoch) : withTimeout(this.cmd.get(this.epochKey), timeoutMs).catch(() => this.epoch),
       ])
       if (!current()) return
       if (epoch !== this.epoch && this.epoch !== undefined) {
