@@ -35,6 +35,9 @@ const PROGRAMS: readonly Program[] = [
   { name: 'per-user', env: { PERUSER_CLIENTS: '10000', PERUSER_RATE: '5000' }, timeoutMs: 300_000 },
   { name: 'per-user', env: { PERUSER_CLIENTS: '10000', PERUSER_RATE: '5000', ...NOTIFY }, timeoutMs: 300_000 },
   { name: 'per-user', env: { PERUSER_CLIENTS: '10000', PERUSER_RATE: '5000', ...BLOCK }, timeoutMs: 300_000 },
+  // Issue 14: the default reader within 1.2x of notify's p99 at 2,000 keys as at 10,000.
+  { name: 'per-user', env: { PERUSER_CLIENTS: '2000', PERUSER_RATE: '2000', BENCH_LABEL: '2,000 keys' }, timeoutMs: 300_000 },
+  { name: 'per-user', env: { PERUSER_CLIENTS: '2000', PERUSER_RATE: '2000', ...NOTIFY, BENCH_LABEL: 'notify, 2,000 keys' }, timeoutMs: 300_000 },
   { name: 'channels', env: { CHANNELS_SIZES: '10,1000,10000', CHANNELS_RATE: '10000' }, timeoutMs: 600_000 },
   { name: 'channels', env: { CHANNELS_SIZES: '10,1000,10000', CHANNELS_RATE: '10000', ...NOTIFY }, timeoutMs: 600_000 },
   { name: 'idle-memory', env: { IDLE_CONNECTIONS: '10000' }, timeoutMs: 300_000 },
