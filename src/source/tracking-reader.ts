@@ -69,7 +69,7 @@ export class TrackingReader implements LiveReader {
     this.reader.on('error', () => { /* reported by the read loop */ })
     this.reader.on('close', () => {
       this.readerReady = false
-      this.disarm()
+      this.disarm('read')
     })
     this.reader.on('ready', () => {
       this.readerReady = true
@@ -85,7 +85,7 @@ export class TrackingReader implements LiveReader {
     this.sub.on('error', () => { /* the command connection reports outages */ })
     this.sub.on('close', () => {
       this.subId = undefined
-      this.disarm()
+      this.disarm('subscriber')
     })
     this.sub.on('ready', () => { void this.subscribe() })
     // The raw form: the keys come as Buffers, or null for "every key".
@@ -110,13 +110,19 @@ export class TrackingReader implements LiveReader {
     return hosts === undefined ? this.arming : Promise.all([hosts, this.arming]).then(() => {})
   }
 
-  /** A connection closed: its tracking (or the target of it) is gone. */
-  private disarm (): void {
+  /**
+   * A connection closed: its tracking (or the target of it) is gone. No
+   * read fails meanwhile (none goes out), so the loss is reported here, as
+   * a failed read would be: logged once, counted, readiness held until the
+   * reads after the re-arm answer.
+   */
+  private disarm (which: 'read' | 'subscriber'): void {
     if (this.closed) return
     if (this.armed) {
       this.armed = false
       this.arming = this.newArming()
     }
+    void this.changed.health.failed(new Error(`the track reader's ${which} connection closed`))
     this.host.connectionLost()
   }
 
