@@ -48,6 +48,7 @@ runBench('connect-rate', 300_000, async () => {
         const w = await window.close(loop.cpuSeconds)
         const stillOpen = (await loadgen.report()).open
         return {
+          reader: server.reader ?? null,
           heldOpen: open.ok,
           heldStillOpen: stillOpen,
           openSeconds: round(open.ms / 1000, 2),
@@ -69,7 +70,7 @@ runBench('connect-rate', 300_000, async () => {
     const gateway = await measure('gateway')
     return {
       summary: {
-        question: 'Q5 connect rate',
+        question: `Q5 connect rate [reader ${String(gateway.reader ?? '?')}]`,
         figure: gateway.perCpuSecond,
         unit: 'JWT connects per gateway CPU-second',
         ceiling: ceiling?.perCpuSecond ?? null,

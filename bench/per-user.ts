@@ -76,7 +76,7 @@ runBench('per-user', 240_000, async () => {
     const ceilingP99 = ceiling?.latency.p99Ms ?? null
     return {
       summary: {
-        question: 'Q2 per-user',
+        question: `Q2 per-user [reader ${gateway.reader ?? '?'}]`,
         figure: p99,
         unit: 'ms p99 XADD-to-receive',
         ceiling: ceilingP99,

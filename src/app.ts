@@ -22,6 +22,7 @@ import { createLogger } from './log.js'
 import { Metrics } from './metrics.js'
 import type { Engine, EngineHooks } from './source/engine.js'
 import { createEngine, engineOf } from './source/engines.js'
+import { LIVE_READER_KINDS } from './source/live-readers.js'
 import type { Publisher } from './source/publisher.js'
 import type { StreamSource } from './source/stream-source.js'
 
@@ -66,8 +67,7 @@ function engineHooks (metrics: Metrics): EngineHooks {
     onReconnect: () => { metrics.redisReconnects.inc() },
     onStall: reason => { metrics.liveStalls.inc({ reason }) },
     onModeChange: (mode, because) => {
-      metrics.readerMode.set({ mode }, 1)
-      metrics.readerMode.set({ mode: mode === 'notify' ? 'block' : 'notify' }, 0)
+      for (const kind of LIVE_READER_KINDS) metrics.readerMode.set({ mode: kind }, kind === mode ? 1 : 0)
       if (because !== 'start') metrics.readerModeChanges.inc({ mode, because })
     },
     onDataLost: () => { metrics.dataLost.inc() },

@@ -36,6 +36,8 @@ export interface StreamingPhase {
 }
 
 export interface StreamingResult {
+  /** The gateway's live reader (block, notify, track); undefined for the ceiling. */
+  readonly reader?: string
   readonly open: OpenResult
   readonly eventsProduced: number
   readonly deliveries: number
@@ -87,6 +89,7 @@ export async function runStreamingPhase (p: StreamingPhase): Promise<StreamingRe
     const offered = produced * p.receiversPerEvent
     const deliveries = report.events
     return {
+      ...(server.reader === undefined ? {} : { reader: server.reader }),
       open,
       eventsProduced: produced,
       deliveries,

@@ -189,6 +189,8 @@ export interface ServerProcess {
   readonly host: string
   readonly port: number
   readonly logFile: string
+  /** The gateway's live reader, as its /readyz told once ready (block, notify, track). */
+  readonly reader?: string
   cpuSeconds (): number
   rssBytes (): number
   stop (): Promise<void>
@@ -280,7 +282,7 @@ export interface GatewayOptions {
 export async function startGateway (opts: GatewayOptions): Promise<ServerProcess> {
   const port = await freePort()
   const internalPort = await freePort()
-  return await startNode({
+  const proc = await startNode({
     name: 'gateway',
     entry: GATEWAY_ENTRY,
     port,
@@ -299,6 +301,9 @@ export async function startGateway (opts: GatewayOptions): Promise<ServerProcess
     },
     ready: async () => await httpStatus(`http://127.0.0.1:${internalPort}/readyz`) === 200,
   })
+  // Which reader ran: the bench tables name it (auto picks by the server).
+  const ready = await fetch(`http://127.0.0.1:${internalPort}/readyz`, { signal: AbortSignal.timeout(1000) }).then(async r => await r.json() as { reader?: string }).catch(() => ({ reader: undefined }))
+  return ready.reader === undefined ? proc : { ...proc, reader: ready.reader, cpuSeconds: () => proc.cpuSeconds(), rssBytes: () => proc.rssBytes(), stop: async () => { await proc.stop() } }
 }
 
 export interface CeilingOptions {

@@ -7,6 +7,7 @@
  */
 import type { Logger } from 'pino'
 import type { StallReason } from '../core/protocol.js'
+import type { LiveReaderKind } from './live-readers.js'
 import type { Publisher } from './publisher.js'
 import type { StreamSource } from './stream-source.js'
 
@@ -37,7 +38,7 @@ export interface EngineHooks {
   /** Live reads stopped flowing, and why. */
   readonly onStall?: (reason: StallReason) => void
   /** The live reader changed: `to` is the new one, `because` why. */
-  readonly onModeChange?: (to: 'block' | 'notify', because: 'start' | 'server-setting' | 'probe-timeout') => void
+  readonly onModeChange?: (to: LiveReaderKind, because: 'start' | 'server-setting' | 'probe-timeout') => void
   /** The engine lost the data this replica read (a new epoch). */
   readonly onDataLost?: () => void
 }

@@ -7,7 +7,9 @@
  *
  * The readers (see live-readers.ts for the table that names them):
  * - blocking-reader.ts: sharded blocking XREAD, for any Redis;
- * - notify-reader.ts: keyspace notifications, then XREAD of changed keys.
+ * - notify-reader.ts: keyspace notifications, then XREAD of changed keys;
+ * - tracking-reader.ts: client-tracking invalidations, then XREAD of changed keys
+ *   (both through changed-keys.ts).
  */
 import type { Logger } from 'pino'
 import { compareIds, type StreamId } from '../core/stream-id.js'

@@ -11,16 +11,19 @@
  *
  * The reader: `block` (sharded blocking XREAD) reads any Redis; `notify`
  * (keyspace notifications) reads only the keys that changed, when the
- * server publishes notifications for streams; `auto` takes notify when the
- * server has them on, and follows the setting both ways while it runs.
+ * server publishes notifications for streams; `track` (client tracking,
+ * Redis >= 6, no server setting) reads only the keys that changed too;
+ * `auto` takes track where the server gives CLIENT TRACKING to this user,
+ * else notify when the server has notifications on (and follows that
+ * setting both ways while it runs), else block.
  *
  * Live reads must prove they flow (see LiveHealth): every
  * READER_PROBE_INTERVAL_MS a probe entry is written where the live reader
  * must see it (each shard's wake stream; the notify reader's probe stream,
  * through a notification). A probe not seen in time makes the replica not
  * ready; in notify mode it also means notifications stopped (a restart lost
- * a `CONFIG SET notify-keyspace-events`), and the source falls back to
- * blocking reads. After every reconnect, before any live read, the source
+ * a `CONFIG SET notify-keyspace-events`), in track mode that invalidations
+ * stopped, and the source falls back to blocking reads. After every reconnect, before any live read, the source
  * checks what the server is (`redis_mode`), which reader suits it, and
  * whether it still holds the data this replica read (the epoch, below).
  *
@@ -43,7 +46,7 @@ import { sleep, type LiveReader, type LiveReaderOptions, type ReaderHost } from 
 import { LIVE_READERS, type LiveReaderKind } from './live-readers.js'
 import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, REQUEST_REPLY, connectionFor, type RedisConnectionFactory } from './redis-connection.js'
 import { RedisQueries } from './redis-queries.js'
-import { ACL_RULES, isPermanent, isRefused, notificationsCoverStreams, readerBySetting, serverMode } from './server-check.js'
+import { ACL_RULES, isPermanent, isRefused, notificationsCoverStreams, readerBySetting, serverMode, trackingAllowed } from './server-check.js'
 import { claimEpoch, epochTimeMs } from './epoch.js'
 import type { EntriesListener, RawEntry, ResetListener, SourceState, StreamSource } from './stream-source.js'
 
@@ -62,7 +65,7 @@ export interface RedisSourceOptions {
    */
   readonly maxKeysPerSecond?: number
   readonly count: number
-  /** `block`: sharded blocking XREAD; `notify`: keyspace notifications; `auto`: notify when the server has them on. */
+  /** `block`: sharded blocking XREAD; `notify`: keyspace notifications; `track`: client tracking; `auto`: track, else notify, else block. */
   readonly mode: ReaderMode
   readonly logger: Logger
   /** Called after each XREAD with its round-trip time in seconds (metrics). */
@@ -78,12 +81,12 @@ export interface RedisSourceOptions {
   /** Live reads stopped flowing (metrics). */
   readonly onStall?: (reason: StallReason) => void
   /** The live reader changed: `to` is the new mode, `because` why (metrics). */
-  readonly onModeChange?: (to: 'block' | 'notify', because: 'start' | 'server-setting' | 'probe-timeout') => void
+  readonly onModeChange?: (to: LiveReaderKind, because: 'start' | 'server-setting' | 'probe-timeout') => void
   /** Redis lost the data this replica read (a new epoch): metrics. */
   readonly onDataLost?: () => void
 }
 
-export type ReaderMode = 'auto' | 'block' | 'notify'
+export type ReaderMode = 'auto' | 'block' | 'notify' | 'track'
 
 export { notificationsCoverStreams }
 
@@ -153,7 +156,9 @@ export class RedisSource implements StreamSource {
   /** Connections lost so far: a loss during a check makes it run again. */
   private losses = 0
   /** The reader mode the last server check chose. */
-  private checkedMode: 'block' | 'notify' | undefined
+  private checkedMode: LiveReaderKind | undefined
+  /** Client tracking refused (logged once per refusal). */
+  private trackingRefused = false
   private closed = false
   private probeTimer: NodeJS.Timeout | undefined
   /** Bumped to retire a probe loop when a new one starts. */
@@ -219,7 +224,7 @@ export class RedisSource implements StreamSource {
     } catch {
       this.opts.logger.info('Redis does not answer yet; live reads start once it does and the server is checked')
     }
-    this.useReader(this.checkedMode ?? (this.opts.mode === 'notify' ? 'notify' : 'block'), 'start')
+    this.useReader(this.checkedMode ?? (this.opts.mode === 'notify' || this.opts.mode === 'track' ? this.opts.mode : 'block'), 'start')
     this.startProbing()
   }
 
@@ -228,7 +233,7 @@ export class RedisSource implements StreamSource {
    * it still holds the data read so far (the epoch), and which live reader
    * suits it. Resolves with the reader mode to use.
    */
-  private async checkServer (): Promise<'block' | 'notify'> {
+  private async checkServer (): Promise<LiveReaderKind> {
     const mode = await serverMode(this.cmd, err => {
       if (this.infoRefused) return
       this.infoRefused = true
@@ -240,10 +245,29 @@ export class RedisSource implements StreamSource {
     if (mode !== undefined && mode !== 'standalone') return 'block'
     await this.checkEpoch()
     if (this.opts.mode === 'block') return 'block'
+    if ((this.opts.mode === 'auto' || this.opts.mode === 'track') && await this.trackingGiven()) return 'track'
     const wanted = await this.modeBySetting()
     // Unknown (CONFIG refused): `notify` keeps what it has (notify at start;
     // the probe tells if notifications do not come), `auto` reads by blocking.
     return wanted ?? (this.opts.mode === 'notify' ? this.mode ?? 'notify' : 'block')
+  }
+
+  /**
+   * Whether the server gives client tracking to this user (see
+   * trackingAllowed); a refusal is logged once, naming the missing rule,
+   * and the reader falls back to notify or block.
+   */
+  private async trackingGiven (): Promise<boolean> {
+    const given = await trackingAllowed(this.cmd, err => {
+      if (this.trackingRefused) return
+      this.trackingRefused = true
+      const grant = ACL_RULES.track()
+      const message = `client tracking refused (Redis older than 6, or an ACL without it: grant ${grant}): live reads use keyspace notifications where the server has them on, else sharded blocking XREAD`
+      if (this.opts.mode === 'track') this.opts.logger.error({ err: errorSummary(err), grant }, message)
+      else this.opts.logger.warn({ err: errorSummary(err), grant }, message)
+    })
+    if (given) this.trackingRefused = false
+    return given
   }
 
   /** The reader the server's setting calls for (see readerBySetting). */
@@ -266,7 +290,7 @@ export class RedisSource implements StreamSource {
    * arrive although the setting claimed them: that waits for a reconnect.
    */
   private async followSetting (): Promise<void> {
-    if (this.opts.mode === 'block' || this.reader === undefined) return
+    if (this.opts.mode === 'block' || this.reader === undefined || this.mode === 'track') return
     const wanted = await this.modeBySetting().catch(() => undefined)
     if (wanted === undefined || wanted === this.mode || this.gated !== undefined || this.closed) return
     if (wanted === 'notify' && this.notificationsFailed) return
@@ -377,7 +401,7 @@ export class RedisSource implements StreamSource {
   }
 
   /** Replaces the live reader (or makes the first): the new one starts where the old one got to. */
-  private useReader (mode: 'block' | 'notify', because: 'start' | 'server-setting' | 'probe-timeout'): void {
+  private useReader (mode: LiveReaderKind, because: 'start' | 'server-setting' | 'probe-timeout'): void {
     const old = this.reader
     const previous = this.mode
     const reader: LiveReader = LIVE_READERS[mode](this.readerOptions, this.hostFor(() => this.reader === reader))
@@ -388,16 +412,22 @@ export class RedisSource implements StreamSource {
     if (old !== undefined) {
       void old.close()
       const message = because === 'probe-timeout'
-        ? 'keyspace notifications stopped arriving (was notify-keyspace-events lost in a restart?): live reads now use sharded blocking XREAD'
-        : `live reads now use ${mode === 'notify' ? 'keyspace notifications' : 'sharded blocking XREAD'}: the server's notify-keyspace-events ${mode === 'notify' ? 'covers' : 'no longer covers'} streams`
+        ? previous === 'track'
+          ? 'client-tracking invalidations stopped arriving (is SUBSCRIBE to __redis__:invalidate refused?): live reads now use sharded blocking XREAD until the next reconnect'
+          : 'keyspace notifications stopped arriving (was notify-keyspace-events lost in a restart?): live reads now use sharded blocking XREAD'
+        : mode === 'track'
+          ? 'live reads now use client tracking: the server gives CLIENT TRACKING again'
+          : `live reads now use ${mode === 'notify' ? 'keyspace notifications' : 'sharded blocking XREAD'}: the server's notify-keyspace-events ${mode === 'notify' ? 'covers' : 'no longer covers'} streams`
       if (mode === 'block') this.opts.logger.error({ from: previous, to: mode, because }, message)
       else this.opts.logger.info({ from: previous, to: mode, because }, message)
     } else {
-      this.opts.logger.info({ mode }, mode === 'notify'
-        ? 'live reads follow keyspace notifications (notify-keyspace-events covers streams)'
-        : this.opts.mode === 'auto'
-          ? 'live reads use sharded blocking XREAD; for many per-user channels enable keyspace notifications (CONFIG SET notify-keyspace-events Kt) so only changed keys are read'
-          : 'live reads use sharded blocking XREAD')
+      this.opts.logger.info({ mode }, mode === 'track'
+        ? 'live reads follow client-tracking invalidations (CLIENT TRACKING, no server setting)'
+        : mode === 'notify'
+          ? 'live reads follow keyspace notifications (notify-keyspace-events covers streams)'
+          : this.opts.mode === 'auto'
+            ? 'live reads use sharded blocking XREAD; for many per-user channels enable keyspace notifications (CONFIG SET notify-keyspace-events Kt) so only changed keys are read'
+            : 'live reads use sharded blocking XREAD')
     }
     this.opts.onModeChange?.(mode, because)
   }
@@ -457,7 +487,10 @@ export class RedisSource implements StreamSource {
     try {
       const [outcome, epoch] = await Promise.all([
         Promise.race([reader.probe().then(() => 'seen' as const), timedOut]),
-        this.epochFailed ? Promise.resolve(this.epoch) : this.cmd.get(this.epochKey).catch(() => this.epoch),
+        // Bounded like the probe: a frozen Redis must not hold the outcome
+        // for the command timeout (a reader fed by the server's signals has
+        // no blocked read of its own that would fail first).
+        this.epochFailed ? Promise.resolve(this.epoch) : withTimeout(this.cmd.get(this.epochKey), timeoutMs).catch(() => this.epoch),
       ])
       if (!current()) return
       if (epoch !== this.epoch && this.epoch !== undefined) {
@@ -470,7 +503,7 @@ export class RedisSource implements StreamSource {
         this.health.probed(undefined)
       } else if (this.gated === undefined && this.state === 'ready' && ++this.probeMisses >= PROBE_MISSES) {
         this.health.probed('probe-timeout')
-        if (this.mode === 'notify' && this.health.reason === 'probe-timeout') {
+        if ((this.mode === 'notify' || this.mode === 'track') && this.health.reason === 'probe-timeout') {
           this.probeMisses = 0
           this.notificationsFailed = true
           this.useReader('block', 'probe-timeout')

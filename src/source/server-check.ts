@@ -1,8 +1,8 @@
 /**
  * What the Redis engine asks a server after every (re)connect, before any
- * live read: what it is (`redis_mode`) and which live reader its
- * `notify-keyspace-events` setting calls for. Managed Redis may refuse INFO
- * or CONFIG: a refusal is an answer (unknown), not an outage.
+ * live read: what it is (`redis_mode`), whether it gives client tracking,
+ * and which live reader its `notify-keyspace-events` setting calls for.
+ * Managed Redis may refuse INFO, CONFIG or CLIENT: a refusal is an answer (unknown), not an outage.
  */
 import type { Redis } from 'ioredis'
 
@@ -24,24 +24,30 @@ export const ACL_RULES = {
   read: (prefix: string) => `+xread %R~${prefix}*`,
   /** The notify reader's subscriptions to keyspace channels. */
   notify: (prefix: string) => `+subscribe +unsubscribe &__keyspace@*__:${prefix}*`,
+  /** The tracking reader: its read connection's CLIENT TRACKING toward a subscriber of the invalidation channel. */
+  track: () => '+client|id +client|tracking +subscribe &__redis__:invalidate',
 } as const
 
 /**
  * The least-privilege ACL rule (the part after `ACL SETUSER <user> on
  * ><password>`) for a gateway with KEY_PREFIX `prefix` in reader `mode`:
  * read-only on the stream keys, read-write under `<prefix>__gateway:` (the
- * epoch, wake and probe streams); notify and auto add CONFIG GET and the
- * keyspace channels; `publish` (POST /publish, on by default) adds writing
- * streams. The README quotes these for `sse:` (a test holds it to this).
+ * epoch, wake and probe streams); notify adds CONFIG GET and the keyspace
+ * channels, track CLIENT ID, CLIENT TRACKING and the invalidation channel,
+ * auto both (it takes track, else notify, else block); `publish` (POST
+ * /publish, on by default) adds writing streams. The README quotes these
+ * for `sse:` (a test holds it to this).
  */
-export function aclRule (mode: 'auto' | 'block' | 'notify', prefix: string, opts: { publish: boolean }): string {
+export function aclRule (mode: 'auto' | 'block' | 'notify' | 'track', prefix: string, opts: { publish: boolean }): string {
   const parts = [
     'resetkeys resetchannels -@all',
     '+info +time +get +set +multi +exec +xadd +pexpire +xread +xrange +xrevrange +xinfo|stream',
     opts.publish ? `+expire ~${prefix}*` : `%R~${prefix}* ~${prefix}__gateway:*`,
   ]
-  if (mode !== 'block') parts.push(`+config|get +subscribe +unsubscribe &__keyspace@*__:${prefix}*`)
-  return parts.join(' ')
+  if (mode === 'track' || mode === 'auto') parts.push(ACL_RULES.track())
+  if (mode === 'notify' || mode === 'auto') parts.push(`+config|get +subscribe +unsubscribe &__keyspace@*__:${prefix}*`)
+  // auto needs both readers' rights; each right once.
+  return [...new Set(parts.join(' ').split(' '))].join(' ')
 }
 
 /** Whether Redis refused a command for want of a right (ACL), not because it failed. */
@@ -54,7 +60,7 @@ export function isRefused (err: unknown): boolean {
 
 /** Errors that retrying the same command will not mend: no such command, no permission, a read-only replica. */
 export function isPermanent (err: unknown): boolean {
-  return /unknown command|NOPERM|READONLY|syntax error|wrong number of arguments/i.test((err as Error)?.message ?? '')
+  return /unknown command|unknown subcommand|NOPERM|READONLY|syntax error|wrong number of arguments/i.test((err as Error)?.message ?? '')
 }
 
 /**
@@ -96,5 +102,24 @@ export async function readerBySetting (cmd: Redis, refused: (err: unknown) => vo
     if (!isPermanent(err)) throw err
     refused(err)
     return undefined
+  }
+}
+
+/**
+ * Whether the server gives client tracking (the track reader) to this user:
+ * `CLIENT ID` and `CLIENT TRACKING off` (a no-op on the command connection,
+ * which tracks nothing) both answer. False where Redis is older than 6 or
+ * the ACL lacks `+client|id` or `+client|tracking`, after `refused` is told
+ * why. Rejects on an outage.
+ */
+export async function trackingAllowed (cmd: Redis, refused: (err: unknown) => void): Promise<boolean> {
+  try {
+    await cmd.client('ID')
+    await cmd.call('CLIENT', 'TRACKING', 'off')
+    return true
+  } catch (err) {
+    if (!isPermanent(err)) throw err
+    refused(err)
+    return false
   }
 }

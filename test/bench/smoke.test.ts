@@ -89,15 +89,20 @@ const PROGRAMS: Array<{ name: string, label?: string, env: Record<string, string
   {
     name: 'per-user',
     env: { PERUSER_CLIENTS: '4', PERUSER_RATE: '40' },
-    check: (t, out) => { t.ok(out.gateway.deliveries > 0, 'the gateway delivered events') },
-  },
-  {
-    // Keyspace notifications on: the gateway's auto mode and the ceiling both follow them.
-    name: 'per-user',
-    label: 'with keyspace notifications',
-    env: { PERUSER_CLIENTS: '4', PERUSER_RATE: '40', BENCH_REDIS_ARGS: '--notify-keyspace-events Kt', BENCH_LABEL: 'notify' },
     check: (t, out) => {
       t.ok(out.gateway.deliveries > 0, 'the gateway delivered events')
+      t.equal(out.gateway.reader, 'track', 'plain Redis, default reader: client tracking')
+      t.match(out.summary.question, /\[reader track\]/, 'the table names the reader that ran')
+    },
+  },
+  {
+    // Keyspace notifications on: the gateway's notify reader (as run-all asks for it) and the ceiling both follow them.
+    name: 'per-user',
+    label: 'with keyspace notifications',
+    env: { PERUSER_CLIENTS: '4', PERUSER_RATE: '40', BENCH_REDIS_ARGS: '--notify-keyspace-events Kt', BENCH_GATEWAY_ENV: 'READER_MODE=notify', BENCH_LABEL: 'notify' },
+    check: (t, out) => {
+      t.ok(out.gateway.deliveries > 0, 'the gateway delivered events')
+      t.equal(out.gateway.reader, 'notify', 'the notify reader ran')
       t.ok(out.ceiling.deliveries > 0, 'the ceiling (notify reads) delivered events')
       for (const phase of ['gateway', 'ceiling']) {
         const h = out[phase].hostReclaim

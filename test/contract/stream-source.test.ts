@@ -1,6 +1,6 @@
 /**
  * The StreamSource contract (issue 6): the same tests against every engine,
- * Redis (both live-reading modes) and memory. They assert what the hub and
+ * Redis (every live-reading mode) and memory. They assert what the hub and
  * sessions rely on: ids, reads on missing, empty and populated streams,
  * trimming, deletion and expiry as gap detection sees them, and live reading
  * from an explicit position: everything after it, in order, exactly once.
@@ -19,7 +19,7 @@ import { hsToken } from '../helpers/token.js'
 
 t.setTimeout(180000)
 
-const ENGINES: EngineFactory[] = [memoryEngine(), redisEngine('block'), redisEngine('notify')]
+const ENGINES: EngineFactory[] = [memoryEngine(), redisEngine('block'), redisEngine('notify'), redisEngine('track')]
 t.teardown(async () => { await Promise.all(ENGINES.map(e => e.stop())) })
 
 /** How long "nothing more arrives" is watched for. */

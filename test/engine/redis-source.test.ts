@@ -35,12 +35,22 @@ async function setup (t: TestContext, server: TestRedis, mode: ReaderMode = 'blo
   return { source, seen, resets, prefix }
 }
 
-t.test('auto takes the notify reader where the server publishes stream notifications, else blocking reads', async t => {
-  const a = await setup(t, notifying, 'auto')
-  t.equal(a.source.mode, 'notify')
-  const b = await setup(t, plain, 'auto')
-  t.equal(b.source.mode, 'block')
-  for (const [{ source, seen, prefix }, server] of [[a, notifying], [b, plain]] as const) {
+t.test('auto takes the tracking reader where the server gives CLIENT TRACKING; where refused, notify when the server publishes stream notifications, else blocking reads', async t => {
+  const a = await setup(t, plain, 'auto')
+  t.equal(a.source.mode, 'track', 'plain Redis, no server setting: client tracking')
+  const b = await setup(t, notifying, 'auto')
+  t.equal(b.source.mode, 'track', 'tracking wins over notifications too')
+  // The same servers, tracking refused by ACL (a managed service's user).
+  const refusing = await startRedis({ args: ['--notify-keyspace-events', 'Kt'] })
+  t.teardown(() => refusing.stop())
+  const plainRefusing = await startRedis()
+  t.teardown(() => plainRefusing.stop())
+  for (const server of [refusing, plainRefusing]) await server.client.call('ACL', 'SETUSER', 'default', '-client|tracking')
+  const c = await setup(t, refusing, 'auto')
+  t.equal(c.source.mode, 'notify', 'refused, notifications on: notify')
+  const d = await setup(t, plainRefusing, 'auto')
+  t.equal(d.source.mode, 'block', 'refused, no notifications: blocking reads')
+  for (const [{ source, seen, prefix }, server] of [[a, plain], [b, notifying], [c, refusing], [d, plainRefusing]] as const) {
     source.watch(`${prefix}k`, '0-0')
     const ids = await appendMany(server.client, `${prefix}k`, 3)
     await until(() => (seen.get(`${prefix}k`) ?? []).length === 3, `entries on the ${source.mode ?? '?'} reader`)
@@ -84,4 +94,22 @@ t.test('every connection dropped: live reads wait for the server check, then los
   await until(() => (seen.get(key) ?? []).length === 10, 'the entries written meanwhile')
   await until(() => source.state === 'ready' && source.liveReason === undefined, 'ready and flowing again')
   t.same(seen.get(key), [...first, ...during], 'in order, once')
+})
+
+t.test('track mode, every connection dropped: tracking turned on again with the new ids, nothing lost', async t => {
+  const { source, seen, prefix } = await setup(t, plain, 'track')
+  t.equal(source.mode, 'track')
+  const key = `${prefix}k`
+  source.watch(key, '0-0')
+  const first = await appendMany(plain.client, key, 5, 'a')
+  await until(() => (seen.get(key) ?? []).length === 5, 'the first entries')
+  const killed = await killConnections(plain.client, 'sse-gateway:commands') + await killConnections(plain.client, 'sse-gateway:track') + await killConnections(plain.client, 'sse-gateway:track-reader')
+  t.equal(killed, 3, 'the command connection, the subscriber and the tracked connection dropped')
+  const during = await appendMany(plain.client, key, 5, 'b')
+  await until(() => (seen.get(key) ?? []).length === 10, 'the entries written meanwhile')
+  await until(() => source.state === 'ready' && source.liveReason === undefined, 'ready and flowing again')
+  const after = await appendMany(plain.client, key, 5, 'c')
+  await until(() => (seen.get(key) ?? []).length === 15, 'entries after, through invalidations')
+  t.same(seen.get(key), [...first, ...during, ...after], 'in order, once')
+  t.equal(source.mode, 'track', 'still tracking')
 })

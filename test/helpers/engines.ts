@@ -81,7 +81,7 @@ export interface EngineFactory {
 const silent = pino({ level: 'silent' })
 
 /** Redis with one live-reading mode; the redis-server starts on first use. */
-export function redisEngine (mode: 'block' | 'notify'): EngineFactory {
+export function redisEngine (mode: 'block' | 'notify' | 'track'): EngineFactory {
   let server: Promise<TestRedis> | undefined
   const redis = async (): Promise<TestRedis> => {
     server ??= startRedis(mode === 'notify' ? { notify: 'Kt' } : {})

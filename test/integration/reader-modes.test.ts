@@ -1,7 +1,8 @@
 /**
- * The two live readers (sharded blocking XREAD, keyspace notifications) give
- * clients the same thing: every entry once, in order, a new key read at once,
- * released keys no longer read, and nothing lost across a Redis restart.
+ * The three live readers (sharded blocking XREAD, keyspace notifications,
+ * client tracking) give clients the same thing: every entry once, in order,
+ * a new key read at once, released keys no longer read, and nothing lost
+ * across a Redis restart.
  */
 import t from 'tap'
 import { startGateway } from '../helpers/gateway.js'
@@ -11,7 +12,7 @@ import { hsToken } from '../helpers/token.js'
 
 t.setTimeout(180000)
 
-for (const mode of ['block', 'notify'] as const) {
+for (const mode of ['block', 'notify', 'track'] as const) {
   t.test(`${mode} reader`, async t => {
     const redis = await startRedis({ appendonly: true, notify: 'Kt' })
     t.teardown(() => redis.stop())

@@ -65,7 +65,7 @@ const refusals = (gw: TestGateway): string[] => gw.logs.filter(l => /NOPERM|"gra
 
 t.test('the README gives the rules the gateway is tested with', async t => {
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
-  for (const mode of ['block', 'notify', 'auto'] as const) {
+  for (const mode of ['block', 'track', 'notify', 'auto'] as const) {
     for (const publish of [true, false]) {
       const rule = aclRule(mode, 'sse:', { publish })
       t.ok(readme.includes(rule), `README has the ${mode} rule${publish ? ' with publishing' : ''}: ${rule}`)
@@ -73,16 +73,19 @@ t.test('the README gives the rules the gateway is tested with', async t => {
   }
 })
 
-for (const mode of ['block', 'notify', 'auto'] as const) {
+/** The reader each mode takes with its documented rights (auto: track, the first it may use). */
+const READER_OF = { block: 'block', track: 'track', notify: 'notify', auto: 'track' } as const
+
+for (const mode of ['block', 'track', 'notify', 'auto'] as const) {
   t.test(`${mode}: a user with exactly the documented rights`, async t => {
-    const redis = await startRedis({ notify: mode === 'block' ? undefined : 'Kt' })
+    const redis = await startRedis({ notify: mode === 'notify' || mode === 'auto' ? 'Kt' : undefined })
     t.teardown(() => redis.stop())
     const prefix = uniquePrefix(mode)
     await user(redis, 'gateway', aclRule(mode, prefix, { publish: true }))
     const gw = await startGateway({ REDIS_URL: redis.url, REDIS_USERNAME: 'gateway', REDIS_PASSWORD: PASSWORD, KEY_PREFIX: prefix, READER_MODE: mode, READER_PROBE_INTERVAL_MS: '300' })
     t.teardown(() => gw.close())
     t.equal((await readyWithin(gw, 10000)).status, 200, 'ready')
-    t.equal((gw.gateway.source as { mode?: string }).mode, mode === 'block' ? 'block' : 'notify', 'reads with the reader the mode calls for')
+    t.equal((gw.gateway.source as { mode?: string }).mode, READER_OF[mode], 'reads with the reader the mode calls for')
     await eventsFlow(t, redis, gw, prefix)
     await staysReady(t, gw)
     t.same(refusals(gw), [], 'no command was refused')
@@ -117,15 +120,16 @@ function without (rule: string, ...drop: string[]): string {
   return `${rule} ${drop.map(d => `-${d}`).join(' ')}`
 }
 
-t.test('refused CONFIG GET (auto): the log names +config|get, and reads fall back to blocking XREAD', async t => {
+t.test('refused CLIENT TRACKING and CONFIG GET (auto): the log names both rules, and reads fall back to blocking XREAD', async t => {
   const redis = await startRedis({ notify: 'Kt' })
   t.teardown(() => redis.stop())
   const prefix = uniquePrefix('cfg')
-  await user(redis, 'gateway', without(aclRule('auto', prefix, { publish: true }), 'config|get'))
+  await user(redis, 'gateway', without(aclRule('auto', prefix, { publish: true }), 'client|tracking', 'config|get'))
   const gw = await startGateway({ REDIS_URL: redis.url, REDIS_USERNAME: 'gateway', REDIS_PASSWORD: PASSWORD, KEY_PREFIX: prefix, READER_PROBE_INTERVAL_MS: '300' })
   t.teardown(() => gw.close())
   t.equal((await readyWithin(gw, 10000)).status, 200, 'ready')
   t.equal((gw.gateway.source as { mode?: string }).mode, 'block', 'blocking reads')
+  t.ok(gw.logs.some(l => l.includes('"grant":"+client|id +client|tracking +subscribe &__redis__:invalidate"') && l.includes('client tracking refused')), 'a log line names the tracking rule')
   t.ok(gw.logs.some(l => l.includes('"grant":"+config|get"') && l.includes('Redis refused CONFIG GET')), 'a log line names the missing rule')
   await eventsFlow(t, redis, gw, prefix)
   await staysReady(t, gw)
@@ -135,7 +139,7 @@ t.test('refused INFO: the log names +info, and the gateway carries on', async t 
   const redis = await startRedis({ notify: 'Kt' })
   t.teardown(() => redis.stop())
   const prefix = uniquePrefix('info')
-  await user(redis, 'gateway', without(aclRule('auto', prefix, { publish: true }), 'info'))
+  await user(redis, 'gateway', without(aclRule('auto', prefix, { publish: true }), 'info', 'client|tracking'))
   const gw = await startGateway({ REDIS_URL: redis.url, REDIS_USERNAME: 'gateway', REDIS_PASSWORD: PASSWORD, KEY_PREFIX: prefix, READER_PROBE_INTERVAL_MS: '300' })
   t.teardown(() => gw.close())
   t.equal((await readyWithin(gw, 10000)).status, 200, 'ready')

@@ -98,7 +98,7 @@ async function scenario (t: TestContext, opts: { redis?: TestRedisOptions, env?:
 }
 
 t.test('notify mode goes silent when Redis loses its runtime setting: after a restart with AOF, every event arrives by blocking reads', async t => {
-  const { redis, prefix, gw, clients } = await scenario(t, { redis: { appendonly: true }, runtimeNotify: true, env: { READER_MODE: 'auto' }, clients: 8, before: 10 })
+  const { redis, prefix, gw, clients } = await scenario(t, { redis: { appendonly: true }, runtimeNotify: true, env: { READER_MODE: 'notify' }, clients: 8, before: 10 })
   t.equal((await readyz(gw)).body.reader, 'notify', 'notify mode from the runtime setting')
 
   await redis.kill()
@@ -137,7 +137,7 @@ t.test('notify mode goes silent when Redis loses its runtime setting: where CONF
 })
 
 t.test('notify mode goes silent when Redis loses its runtime setting: the reader follows the setting both ways with no restart', async t => {
-  const { redis, prefix, gw, clients } = await scenario(t, { redis: { notify: 'Kt' }, env: { READER_MODE: 'auto' }, clients: 4, before: 5 })
+  const { redis, prefix, gw, clients } = await scenario(t, { redis: { notify: 'Kt' }, env: { READER_MODE: 'notify' }, clients: 4, before: 5 })
   t.equal((await readyz(gw)).body.reader, 'notify')
   await redis.client.config('SET', 'notify-keyspace-events', '')
   await produce(redis, prefix, 'news', clients, 'off', 5)
@@ -155,7 +155,7 @@ t.test('notify mode goes silent when Redis loses its runtime setting: the reader
   t.ok(await scrapeMetric(gw.internalUrl, 'sse_gateway_reader_mode_changes_total', { mode: 'notify', because: 'server-setting' }) >= 1)
 })
 
-for (const mode of ['block', 'notify'] as const) {
+for (const mode of ['block', 'notify', 'track'] as const) {
   t.test(`a Redis that lost data is not always told (${mode}): connected clients get gateway.gap naming every channel when Redis restarts empty`, async t => {
     const { redis, prefix, gw, clients } = await scenario(t, { redis: mode === 'notify' ? { notify: 'Kt' } : {}, env: { READER_MODE: mode }, clients: 6, before: 5 })
     // The last acknowledged entries: written, then Redis dies at once,

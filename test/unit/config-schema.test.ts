@@ -29,7 +29,7 @@ const derivedTypes: [
   Equal<Config['publicTopics'], readonly string[]>, // list: empty when unset, never undefined
   Equal<Config['corsOrigins'], readonly string[]>,
   Equal<Config['publishEnabled'], boolean>, // bool
-  Equal<Config['readerMode'], 'auto' | 'block' | 'notify'>, // enum: the union of its values
+  Equal<Config['readerMode'], 'auto' | 'block' | 'notify' | 'track'>, // enum: the union of its values
   Equal<Config['logLevel'], 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'>,
   Equal<Config['readerBlockMaxKeysPerSecond'], number>, // camelCase of a long name
   Equal<Config['topicsClaim'], string>, // named by `field`
