@@ -67,7 +67,8 @@ function engineHooks (metrics: Metrics): EngineHooks {
     onStall: reason => { metrics.liveStalls.inc({ reason }) },
     onModeChange: (mode, because) => {
       metrics.readerMode.set({ mode }, 1)
-      metrics.readerMode.set({ mode: mode === 'notify' ? 'block' : 'notify' }, 0)
+      // A cluster reads with its own reader, never block or notify.
+      if (mode !== 'cluster') metrics.readerMode.set({ mode: mode === 'notify' ? 'block' : 'notify' }, 0)
       if (because !== 'start') metrics.readerModeChanges.inc({ mode, because })
     },
     onDataLost: () => { metrics.dataLost.inc() },

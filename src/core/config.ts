@@ -47,6 +47,7 @@ export const SETTINGS = [
   { env: 'INTERNAL_PORT', kind: 'int', default: '9090', min: 0, max: 65535, description: 'Port of the internal listener (`/metrics`, `/livez`, `/readyz`); keep it off the load balancer.' },
   { env: 'INTERNAL_HOST', kind: 'string', default: '0.0.0.0', description: 'Address the internal listener binds to.' },
   { env: 'REDIS_URL', kind: 'secret', description: 'Redis to read streams from: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or `unix:///path/redis.sock`. Unset: the in-memory engine (one replica only, history lost on restart), for a first run.' },
+  { env: 'REDIS_CLUSTER_NODES', kind: 'list', description: 'Redis Cluster seed nodes, `host:port,host:port,...` (any few nodes of the cluster; the rest are discovered). Instead of `REDIS_URL`: the gateway then routes every command by hash slot and keeps one live feed per master, following resharding and failover. Needs `notify-keyspace-events Kt` on every node. Producers write plain keys (`sse:user:42`), no hash tags.' },
   { env: 'KEY_PREFIX', kind: 'string', default: 'sse:', description: 'Prefix of every stream key: a user channel is `<prefix>user:<sub>`, a topic `<prefix>topic:<name>`.' },
   { env: 'JWT_SECRET', kind: 'secret', partOf: 'jwt', description: 'HMAC secret for HS256/384/512 tokens, at least 32 characters. Set this or `JWT_PUBLIC_KEY`.' },
   { env: 'JWT_PUBLIC_KEY', kind: 'secret', partOf: 'jwt', description: 'PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens. Set this or `JWT_SECRET`.' },
@@ -212,13 +213,20 @@ export function loadConfig (env: Raw): Config {
   if (v.JWT_PUBLISH_CLAIM === v.JWT_TOPICS_CLAIM) throw new ConfigError('JWT_PUBLISH_CLAIM and JWT_TOPICS_CLAIM must name different claims: reading and publishing are granted separately')
   if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(v.TOKEN_COOKIE)) throw new ConfigError(`TOKEN_COOKIE must be a cookie name, got "${v.TOKEN_COOKIE}"`)
   if (v.REDIS_URL !== undefined) checkRedisUrl(v.REDIS_URL)
+  if (v.REDIS_CLUSTER_NODES.length > 0) {
+    if (v.REDIS_URL !== undefined) throw new ConfigError('set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster), not both')
+    for (const n of v.REDIS_CLUSTER_NODES) {
+      const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(n)
+      if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new ConfigError(`REDIS_CLUSTER_NODES has "${n}", which is not host:port (give the cluster's seed nodes as host:port,host:port)`)
+    }
+  }
 
   // The derived fields, in this order (it decides which error comes first).
   const derived: DerivedFields = {
     // The key settings are read raw from env (jwtSettings trims them; a PEM keeps its newlines).
     jwt: jwtSettings(env, v.JWT_ALGORITHMS, v.JWT_AUDIENCE, v.JWT_ISSUER, v.JWT_CLOCK_TOLERANCE_MS),
     trustProxy: parseTrustProxy(v.TRUST_PROXY),
-    demoEnabled: v.DEMO_ENABLED ?? v.REDIS_URL === undefined,
+    demoEnabled: v.DEMO_ENABLED ?? (v.REDIS_URL === undefined && v.REDIS_CLUSTER_NODES.length === 0),
   }
 
   const fields: Record<string, unknown> = {}

@@ -37,7 +37,7 @@ export interface EngineHooks {
   /** Live reads stopped flowing, and why. */
   readonly onStall?: (reason: StallReason) => void
   /** The live reader changed: `to` is the new one, `because` why. */
-  readonly onModeChange?: (to: 'block' | 'notify', because: 'start' | 'server-setting' | 'probe-timeout') => void
+  readonly onModeChange?: (to: 'block' | 'notify' | 'cluster', because: 'start' | 'server-setting' | 'probe-timeout') => void
   /** The engine lost the data this replica read (a new epoch). */
   readonly onDataLost?: () => void
 }

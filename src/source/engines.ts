@@ -18,9 +18,9 @@ const ENGINES = {
 
 export type EngineKind = keyof typeof ENGINES
 
-/** Redis when REDIS_URL is set; otherwise the in-memory engine (a first-run mode). */
+/** Redis when REDIS_URL or REDIS_CLUSTER_NODES is set; otherwise the in-memory engine (a first-run mode). */
 export function engineKind (config: Config): EngineKind {
-  return config.redisUrl === undefined ? 'memory' : 'redis'
+  return config.redisUrl === undefined && config.redisClusterNodes.length === 0 ? 'memory' : 'redis'
 }
 
 /** The engine `config` asks for, made and not yet started. */

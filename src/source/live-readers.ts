@@ -7,12 +7,15 @@
 import { ShardedReader } from './blocking-reader.js'
 import type { LiveReaderFactory } from './live-reader.js'
 import { NotifyReader } from './notify-reader.js'
+import { ClusterReader } from './cluster-reader.js'
 
 export const LIVE_READERS = {
   /** Sharded blocking XREAD: any Redis, no server setting needed. */
   block: (opts, host) => new ShardedReader(opts, host),
   /** Keyspace notifications, then XREAD of the changed keys only. */
   notify: (opts, host) => new NotifyReader(opts, host),
+  /** Redis Cluster: a feed per master (keyspace notifications), then single-key XREADs routed by slot. */
+  cluster: (opts, host) => new ClusterReader(opts, host),
 } as const satisfies Record<string, LiveReaderFactory>
 
 /** The name of a live reader. */

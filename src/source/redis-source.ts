@@ -34,7 +34,7 @@
  * it at resume (see Session).
  */
 import { randomBytes } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { ZERO_ID, type StreamId } from '../core/stream-id.js'
 import type { StallReason } from '../core/protocol.js'
@@ -45,6 +45,7 @@ import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, REQUEST_REPLY, connectionFor, type
 import { RedisQueries } from './redis-queries.js'
 import { isPermanent, notificationsCoverStreams, readerBySetting, serverMode } from './server-check.js'
 import { claimEpoch, epochTimeMs } from './epoch.js'
+import { isClusterFactory } from './cluster-connection.js'
 import type { EntriesListener, RawEntry, ResetListener, SourceState, StreamSource } from './stream-source.js'
 
 export interface RedisSourceOptions {
@@ -78,7 +79,7 @@ export interface RedisSourceOptions {
   /** Live reads stopped flowing (metrics). */
   readonly onStall?: (reason: StallReason) => void
   /** The live reader changed: `to` is the new mode, `because` why (metrics). */
-  readonly onModeChange?: (to: 'block' | 'notify', because: 'start' | 'server-setting' | 'probe-timeout') => void
+  readonly onModeChange?: (to: LiveReaderKind, because: 'start' | 'server-setting' | 'probe-timeout') => void
   /** Redis lost the data this replica read (a new epoch): metrics. */
   readonly onDataLost?: () => void
 }
@@ -109,7 +110,9 @@ async function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
  * this object.
  */
 export class RedisSource implements StreamSource {
-  private readonly cmd: Redis
+  private readonly cmd: Redis | Cluster
+  /** REDIS_CLUSTER_NODES: the command connection routes by slot, and the cluster reader reads. */
+  private readonly clustered: boolean
   private readonly queries: RedisQueries
   /** What every live reader is made with (settings, connections, health). */
   private readonly readerOptions: LiveReaderOptions
@@ -137,7 +140,7 @@ export class RedisSource implements StreamSource {
   /** Connections lost so far: a loss during a check makes it run again. */
   private losses = 0
   /** The reader mode the last server check chose. */
-  private checkedMode: 'block' | 'notify' | undefined
+  private checkedMode: LiveReaderKind | undefined
   private closed = false
   private probeTimer: NodeJS.Timeout | undefined
   /** Bumped to retire a probe loop when a new one starts. */
@@ -152,13 +155,15 @@ export class RedisSource implements StreamSource {
     this.epochKey = `${opts.keyPrefix}__gateway:epoch`
     this.probeIntervalMs = opts.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS
     const connection = opts.connection ?? connectionFor(opts.url)
-    this.cmd = connection.connect({ ...REQUEST_REPLY, connectionName: 'sse-gateway:commands', enableAutoPipelining: true })
+    const commands = { ...REQUEST_REPLY, connectionName: 'sse-gateway:commands', enableAutoPipelining: true }
+    this.clustered = isClusterFactory(connection)
+    this.cmd = isClusterFactory(connection) ? connection.cluster(commands) : connection.connect(commands)
     this.queries = new RedisQueries(this.cmd)
     this.readerOptions = {
       connection,
       keyPrefix: opts.keyPrefix,
       instance: this.instance,
-      db: this.cmd.options.db ?? 0,
+      db: this.cmd instanceof Cluster ? 0 : this.cmd.options.db ?? 0,
       shards: opts.shards,
       blockMs: opts.blockMs,
       maxKeysPerSecond: opts.maxKeysPerSecond ?? 0,
@@ -183,7 +188,10 @@ export class RedisSource implements StreamSource {
 
   /** Why live reads do not flow now, or undefined when they do (readiness). */
   get liveReason (): string | undefined {
-    return this.health.reason
+    const reason = this.health.reason
+    // A Redis Cluster: which master (see ClusterReader.trouble).
+    if (reason === 'probe-timeout' || reason === 'reader-error') return this.reader?.trouble?.() ?? reason
+    return reason
   }
 
   /**
@@ -203,7 +211,7 @@ export class RedisSource implements StreamSource {
     } catch {
       this.opts.logger.info('Redis does not answer yet; live reads start once it does and the server is checked')
     }
-    this.useReader(this.checkedMode ?? (this.opts.mode === 'notify' ? 'notify' : 'block'), 'start')
+    this.useReader(this.checkedMode ?? (this.clustered ? 'cluster' : this.opts.mode === 'notify' ? 'notify' : 'block'), 'start')
     this.startProbing()
   }
 
@@ -212,8 +220,9 @@ export class RedisSource implements StreamSource {
    * it still holds the data read so far (the epoch), and which live reader
    * suits it. Resolves with the reader mode to use.
    */
-  private async checkServer (): Promise<'block' | 'notify'> {
+  private async checkServer (): Promise<LiveReaderKind> {
     const mode = await serverMode(this.cmd)
+    if (this.clustered) return await this.checkCluster(mode)
     this.health.serverMode(mode)
     // A Cluster node or a Sentinel: not readable by this version, and not
     // ready (LiveHealth says why); nothing more to check.
@@ -224,6 +233,19 @@ export class RedisSource implements StreamSource {
     // Unknown (CONFIG refused): `notify` keeps what it has (notify at start;
     // the probe tells if notifications do not come), `auto` reads by blocking.
     return wanted ?? (this.opts.mode === 'notify' ? this.mode ?? 'notify' : 'block')
+  }
+
+  /**
+   * REDIS_CLUSTER_NODES: the cluster reader, after the epoch and, since a
+   * failover can promote a replica that lacks the newest entries
+   * (asynchronous replication), a look at every watched key's last read
+   * entry: one that is gone starts the key over, and its clients are told
+   * (`gateway.gap`, reason `reset`).
+   */
+  private async checkCluster (mode: string | undefined): Promise<LiveReaderKind> {
+    this.health.serverMode(mode === 'cluster' || mode === undefined ? undefined : mode)
+    await this.checkEpoch(true)
+    return 'cluster'
   }
 
   /** The reader the server's setting calls for (see readerBySetting). */
@@ -240,7 +262,7 @@ export class RedisSource implements StreamSource {
    * arrive although the setting claimed them: that waits for a reconnect.
    */
   private async followSetting (): Promise<void> {
-    if (this.opts.mode === 'block' || this.reader === undefined) return
+    if (this.opts.mode === 'block' || this.reader === undefined || this.clustered) return
     const wanted = await this.modeBySetting().catch(() => undefined)
     if (wanted === undefined || wanted === this.mode || this.gated !== undefined || this.closed) return
     if (wanted === 'notify' && this.notificationsFailed) return
@@ -255,7 +277,7 @@ export class RedisSource implements StreamSource {
    * entry is still there lost nothing (the epoch alone was evicted or
    * deleted): its sessions read on, with no duplicate.
    */
-  private async checkEpoch (): Promise<void> {
+  private async checkEpoch (cursorsToo = false): Promise<void> {
     let epoch: string
     try {
       epoch = await claimEpoch(this.cmd, this.epochKey)
@@ -270,12 +292,14 @@ export class RedisSource implements StreamSource {
     this.epochFailed = false
     const epochMs = epochTimeMs(epoch)
     const before = this.epoch
-    if (before !== undefined && before !== epoch) {
+    const changed = before !== undefined && before !== epoch
+    if (changed || (cursorsToo && before !== undefined)) {
       // Until the resets are done the old epoch stays: a check that fails
       // half-way runs again and still sees the change.
       const lost: string[] = []
       await Promise.all([...(this.reader?.positions() ?? this.watched)].map(async ([key, id]) => {
-        if (id === ZERO_ID || !(await this.has(key, id))) lost.push(key)
+        // Same epoch (a failover): an empty key lost nothing we know of.
+        if (id === ZERO_ID ? changed : !(await this.has(key, id))) lost.push(key)
       }))
       // Keys whose last session left during those reads are not watched again.
       const reset = lost.filter(key => this.watched.has(key))
@@ -287,7 +311,7 @@ export class RedisSource implements StreamSource {
           this.reader?.add(key, ZERO_ID)
         }
         this.resetListener(reset)
-      } else {
+      } else if (changed) {
         this.opts.logger.info({ key: this.epochKey, streams: this.watched.size }, 'the epoch key was replaced (evicted or deleted), but every stream still holds its last read entry: nothing was lost')
       }
     }
@@ -350,7 +374,7 @@ export class RedisSource implements StreamSource {
   }
 
   /** Replaces the live reader (or makes the first): the new one starts where the old one got to. */
-  private useReader (mode: 'block' | 'notify', because: 'start' | 'server-setting' | 'probe-timeout'): void {
+  private useReader (mode: LiveReaderKind, because: 'start' | 'server-setting' | 'probe-timeout'): void {
     const old = this.reader
     const previous = this.mode
     const reader: LiveReader = LIVE_READERS[mode](this.readerOptions, this.hostFor(() => this.reader === reader))
@@ -366,11 +390,13 @@ export class RedisSource implements StreamSource {
       if (mode === 'block') this.opts.logger.error({ from: previous, to: mode, because }, message)
       else this.opts.logger.info({ from: previous, to: mode, because }, message)
     } else {
-      this.opts.logger.info({ mode }, mode === 'notify'
-        ? 'live reads follow keyspace notifications (notify-keyspace-events covers streams)'
-        : this.opts.mode === 'auto'
-          ? 'live reads use sharded blocking XREAD; for many per-user channels enable keyspace notifications (CONFIG SET notify-keyspace-events Kt) so only changed keys are read'
-          : 'live reads use sharded blocking XREAD')
+      this.opts.logger.info({ mode }, mode === 'cluster'
+        ? 'live reads follow a Redis Cluster: one keyspace-notification feed per master, single-key XREADs routed by slot'
+        : mode === 'notify'
+          ? 'live reads follow keyspace notifications (notify-keyspace-events covers streams)'
+          : this.opts.mode === 'auto'
+            ? 'live reads use sharded blocking XREAD; for many per-user channels enable keyspace notifications (CONFIG SET notify-keyspace-events Kt) so only changed keys are read'
+            : 'live reads use sharded blocking XREAD')
     }
     this.opts.onModeChange?.(mode, because)
   }

@@ -4,7 +4,7 @@
  * `notify-keyspace-events` setting calls for. Managed Redis may refuse INFO
  * or CONFIG: a refusal is an answer (unknown), not an outage.
  */
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 
 /** Errors that retrying the same command will not mend: no such command, no permission, a read-only replica. */
 export function isPermanent (err: unknown): boolean {
@@ -24,7 +24,7 @@ export function notificationsCoverStreams (flags: string): boolean {
  * `unknown` where it has no INFO, undefined where INFO is refused (ACLs: the
  * probe and the reads still tell). Rejects on an outage.
  */
-export async function serverMode (cmd: Redis): Promise<string | undefined> {
+export async function serverMode (cmd: Redis | Cluster): Promise<string | undefined> {
   try {
     const info = String(await cmd.info('server'))
     return /^redis_mode:(\S+)/m.exec(info)?.[1]
@@ -40,7 +40,7 @@ export async function serverMode (cmd: Redis): Promise<string | undefined> {
  * undefined where CONFIG is refused (managed Redis), after `refused` is told
  * why. Rejects on an outage.
  */
-export async function readerBySetting (cmd: Redis, refused: (err: unknown) => void): Promise<'block' | 'notify' | undefined> {
+export async function readerBySetting (cmd: Redis | Cluster, refused: (err: unknown) => void): Promise<'block' | 'notify' | undefined> {
   try {
     const reply = await (cmd.config('GET', 'notify-keyspace-events') as Promise<unknown>)
     return notificationsCoverStreams(Array.isArray(reply) ? String(reply[1] ?? '') : '') ? 'notify' : 'block'

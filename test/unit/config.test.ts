@@ -354,3 +354,14 @@ t.test('REDIS_URL: one standalone Redis URL; other schemes and lists are refused
   }
   t.notMatch(configError(t, { REDIS_URL: 'http://user:s3cret@h:6379' })?.message, /s3cret/, 'never the password')
 })
+
+t.test('REDIS_CLUSTER_NODES: seed nodes as host:port, instead of REDIS_URL', async t => {
+  const c = loadConfig({ REDIS_CLUSTER_NODES: ' 10.0.0.1:7000, redis-b.example:7001 ,[::1]:7002' })
+  t.same(c.redisClusterNodes, ['10.0.0.1:7000', 'redis-b.example:7001', '[::1]:7002'])
+  t.equal(c.demoEnabled, false, 'a cluster is Redis: no demo by default')
+  t.same(loadConfig({}).redisClusterNodes, [], 'unset: none')
+  for (const bad of ['10.0.0.1', 'redis://h:7000', 'h:0', 'h:65536', 'h:7000/0', ':7000']) {
+    rejects(t, { REDIS_CLUSTER_NODES: bad }, 'REDIS_CLUSTER_NODES', /host:port/)
+  }
+  rejects(t, { REDIS_CLUSTER_NODES: 'h:7000', REDIS_URL: 'redis://h:6379' }, 'REDIS_CLUSTER_NODES', /not both/)
+})
