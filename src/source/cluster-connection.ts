@@ -25,8 +25,8 @@ export interface ClusterConnectionFactory extends RedisConnectionFactory {
   readonly seeds: readonly ClusterNode[]
   /**
    * A client that routes by slot. `options` are per-node connection options,
-   * except `lazyConnect`, `enableOfflineQueue` and `enableAutoPipelining`,
-   * which apply to the whole client.
+   * except `lazyConnect` and `enableOfflineQueue`, which apply to the whole
+   * client; never auto-pipelined (see below).
    */
   cluster (options: RedisOptions, clusterOptions?: ClusterOptions): Cluster
   /** A connection to one node (a master's live feed). */
@@ -74,6 +74,11 @@ export function clusterConnection (seeds: readonly ClusterNode[]): ClusterConnec
         slotsRefreshTimeout: 2000,
         enableOfflineQueue: true,
         ...whole,
+        // ioredis retries a cluster pipeline after MOVED or ASK only when every
+        // command in it was redirected alike: an auto-pipelined batch with one
+        // key of a slot being moved failed with MOVED. Each command is its own
+        // request, so each follows its redirection.
+        enableAutoPipelining: false,
         ...clusterOptions,
       })
     },
