@@ -31,8 +31,13 @@ export interface TestCluster {
   masters (): Promise<Array<{ address: string, id: string, slots: number }>>
   /** The node serving `key`'s slot, as `127.0.0.1:port`. */
   ownerOf (key: string): Promise<string>
-  /** SIGKILL the master at `address`, and wait until a replica serves its slots and the cluster is ok. */
-  killMaster (address: string): Promise<void>
+  /**
+   * SIGKILL the master at `address`, and wait until a replica serves its
+   * slots and the cluster is ok; `afterKill` runs right after the kill.
+   */
+  killMaster (address: string, afterKill?: () => void): Promise<void>
+  /** SIGSTOP the replica of the master at `address` and cut its link (what the master takes next is on the master only); the function resumes it (SIGCONT). */
+  pauseReplicaOf (address: string): Promise<() => void>
   /** Moves the slot of `key` to the master at `to` (CLUSTER SETSLOT / MIGRATE, as `redis-cli --cluster reshard` does). */
   moveSlotOf (key: string, to: string): Promise<void>
   /** Starts an empty node, joins it as a master with no slots (CLUSTER MEET, as `redis-cli --cluster add-node`): its address. */
@@ -149,6 +154,7 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
   })
   client.on('error', () => {})
   clients.push(client)
+  const portOf = (address: string): number => Number(address.split(':')[1])
   const ownerOf = async (key: string): Promise<string> => {
     const slot = Number(await ask(anyPort(), 'CLUSTER', 'KEYSLOT', key))
     const view = await clusterNodes(anyPort())
@@ -162,7 +168,6 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
     }
     throw new Error(`no master serves slot ${slot}`)
   }
-  const portOf = (address: string): number => Number(address.split(':')[1])
   return {
     seeds: nodes.slice(0, masters).map(n => n.address).join(','),
     nodes,
@@ -172,11 +177,12 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
       return view.filter(v => v.flags.includes('master') && !v.flags.includes('fail')).map(v => ({ address: v.address, id: v.id, slots: slotCount(v.slots) }))
     },
     ownerOf,
-    async killMaster (address) {
+    async killMaster (address, afterKill) {
       const node = nodes.find(n => n.address === address)
       if (node === undefined) throw new Error(`no node at ${address}`)
       node.proc.kill('SIGKILL')
       await waitForExit(node.proc)
+      afterKill?.()
       await until(async () => {
         for (const n of alive()) {
           if (!/cluster_state:ok/.test(String(await ask(n.port, 'CLUSTER', 'INFO')))) return false
@@ -185,6 +191,17 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
         }
         return true
       }, `a replica of ${address} promoted`)
+    },
+    async pauseReplicaOf (address) {
+      const view = await clusterNodes(anyPort())
+      const master = view.find(v => v.address === address)
+      const replica = view.find(v => v.flags.includes('slave') && v.master === master?.id)
+      const node = nodes.find(n => n.address === replica?.address)
+      if (node === undefined) throw new Error(`${address} has no replica`)
+      node.proc.kill('SIGSTOP')
+      // The master drops its link: what it takes from now on reaches no replica.
+      await ask(portOf(address), 'CLIENT', 'KILL', 'TYPE', 'replica')
+      return () => { node.proc.kill('SIGCONT') }
     },
     async moveSlotOf (key, to) {
       const from = await ownerOf(key)
@@ -200,7 +217,17 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
       for (;;) {
         const keys = await ask(fromPort, 'CLUSTER', 'GETKEYSINSLOT', slot, '100') as string[]
         if (keys.length === 0) break
-        await ask(fromPort, 'MIGRATE', '127.0.0.1', String(toPort), '', '0', '5000', 'KEYS', ...keys)
+        // A busy machine can make a node think the cluster is down for a moment: retry.
+        const deadline = Date.now() + 15000
+        for (;;) {
+          try {
+            await ask(fromPort, 'MIGRATE', '127.0.0.1', String(toPort), '', '0', '5000', 'KEYS', ...keys)
+            break
+          } catch (err) {
+            if (!/CLUSTERDOWN|TRYAGAIN/.test((err as Error).message) || Date.now() > deadline) throw err
+            await new Promise(resolve => setTimeout(resolve, 100))
+          }
+        }
       }
       await ask(toPort, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId)
       await ask(fromPort, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId)
@@ -211,13 +238,16 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
       // What `redis-cli --cluster add-node` does, without its emptiness check (it
       // misjudged a node just started): the new node meets the cluster.
       await ask(node.port, 'CLUSTER', 'MEET', '127.0.0.1', String(anyPort()))
+      let views = ''
       await until(async () => {
+        views = ''
         for (const n of alive()) {
           const view = await clusterNodes(n.port)
+          views += `${n.address}: ${view.map(v => `${v.address} ${v.flags.join(',')}`).join('; ')}\n`
           if (!view.some(v => v.address === node.address && v.flags.includes('master'))) return false
         }
         return true
-      }, `${node.address} known to every node`)
+      }, `${node.address} known to every node`).catch(err => { throw new Error(`${(err as Error).message}:\n${views}`) })
       return node.address
     },
     stop,
