@@ -97,16 +97,16 @@ t.test('2,000 clients over user channels and topics spread over every master get
 
 /** Writes to `keys` every few ms until stopped; clients on them must see all of it once. */
 function streamInto (keys: string[], ledger: Ledger, tolerant = false): { stop: () => Promise<void> } {
-  let running = true
+  const state = { running: true }
   let n = 0
   const loop = (async () => {
-    while (running) {
+    while (state.running) {
       await ledger.write(keys, k => `${k} ${n}`, tolerant)
       n++
       await sleep(10)
     }
   })()
-  return { async stop () { running = false; await loop } }
+  return { async stop () { state.running = false; await loop } }
 }
 
 t.test('a slot moved mid-stream, and a master added: no loss, no duplicate', async t => {
