@@ -107,6 +107,8 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
       '--port', String(port), '--bind', '127.0.0.1',
       '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`),
       '--cluster-node-timeout', '1000',
+      // A master added with no slots yet must stay a master (Redis 7 may make it a replica otherwise).
+      '--cluster-allow-replica-migration', 'no',
       '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, `redis-${port}.log`),
       '--notify-keyspace-events', 'Kt',
     ], { stdio: 'ignore' })

@@ -6,10 +6,16 @@
  * names a master whose feed went silent; and through a master killed and
  * its replica promoted, clients get every entry the new master holds and
  * `gateway.gap` for any they had that it does not: never silence. Producers
- * write plain keys, no hash tags.
+ * write plain keys, no hash tags; the producer helper, the CLI and `POST
+ * /publish` write to the cluster.
  */
 import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { publish } from '../../src/producer.js'
 import { keySlot } from '../../src/source/cluster-connection.js'
+import { bearer, post } from '../helpers/publish.js'
 import { startCluster } from '../helpers/cluster.js'
 import { eventually, openMany } from '../helpers/extra.js'
 import { startGateway } from '../helpers/gateway.js'
@@ -18,6 +24,8 @@ import { getJson, sleep, type RawStream } from '../helpers/sse.js'
 import { hsToken } from '../helpers/token.js'
 
 t.setTimeout(120000)
+
+const CLI = join(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'), 'dist', 'src', 'cli.js')
 
 const cluster = await startCluster()
 const prefix = uniquePrefix('cl')
@@ -93,6 +101,35 @@ t.test('2,000 clients over user channels and topics spread over every master get
   users.forEach((s, n) => { check(s, userKey(n)) })
   topics.forEach((s, i) => { check(s, topicKey(TOPICS[i % TOPICS.length] as string)) })
   t.equal(wrong, 0, `every client got exactly its events, once, in order ${first}`)
+})
+
+t.test('the producer helper, the CLI and POST /publish write to the cluster, and clients get their events', async t => {
+  const topic = 'made'
+  const sub = 'writer-1'
+  const [onTopic, onUser] = [
+    (await open(1, () => `${gw.url}/events?topic=${topic}`, () => 'reader-made'))[0] as RawStream,
+    (await open(1, () => `${gw.url}/events`, () => sub))[0] as RawStream,
+  ]
+  t.teardown(() => { onTopic.close(); onUser.close() })
+  t.not(masterOf(topicKey(topic)), masterOf(userKey(0).replace('u0', sub)), 'the two channels on different masters')
+  // The helper, given an ioredis Cluster: its MULTI touches one key.
+  const id1 = await publish(cluster.client, { prefix, channel: `topic:${topic}`, data: 'from the helper' })
+  const id2 = await publish(cluster.client, { prefix, channel: `user:${sub}`, event: 'notice', data: 'to the user' })
+  t.ok(await cluster.client.ttl(`${prefix}user:${sub}`) > 0, 'user channel: EXPIRE in the same MULTI')
+  // The command line, with --cluster.
+  const cliRun = spawnSync(process.execPath, [CLI, 'publish', '--cluster', cluster.seeds, '--prefix', prefix, '--channel', `topic:${topic}`, '--data', 'from the cli'], { encoding: 'utf8', timeout: 30000, env: { PATH: process.env.PATH ?? '' } })
+  t.equal(cliRun.status, 0, `cli exit 0 (${cliRun.stderr})`)
+  t.match(cliRun.stdout, /^\d+-\d+\n$/, 'the cli prints the entry id')
+  // POST /publish through the gateway on the cluster.
+  const posted = await post(`${gw.url}/publish`, { channel: `user:${sub}`, data: 'posted' }, bearer(hsToken({ publish: ['topic:*', 'user:*'] })))
+  t.equal(posted.status, 200, `POST /publish: 200 (${JSON.stringify(posted.body)})`)
+  await onTopic.until(s => data(s).length >= 2, 20000, 'topic events')
+  await onUser.until(s => data(s).length >= 2, 20000, 'user events')
+  t.same(data(onTopic), ['from the helper', 'from the cli'])
+  t.same(data(onUser), ['to the user', 'posted'])
+  t.equal((await cluster.client.xrange(topicKey(topic), id1, id1)).length, 1, 'the helper answers the entry id')
+  t.equal(onUser.events.find(e => e.data === 'to the user')?.event, 'notice')
+  t.ok(id2.length > 0)
 })
 
 /** Writes to `keys` every few ms until stopped; clients on them must see all of it once. */
