@@ -130,7 +130,7 @@ t.test('publish: usage errors exit 2 and write nothing', async t => {
     ['--maxlen 0', cli(['publish', '--channel', 'topic:a', '--data', 'x', '--maxlen', '0', ...to]), /SSEGW_ERR_PUBLISH_OPTION_INVALID: `maxLen` must be/],
     ['--maxlen and --minid', cli(['publish', '--channel', 'topic:a', '--data', 'x', '--maxlen', '5', '--minid', '1-0', ...to]), /not both/],
     ['no destination', cli(['publish', '--channel', 'topic:a', '--data', 'x']), /nowhere to publish: give --redis URL \(or set REDIS_URL\), --cluster HOST:PORT,... \(or set REDIS_CLUSTER_NODES\), or --url/],
-    ['both destinations', cli(['publish', '--channel', 'topic:a', '--data', 'x', '--redis', redis.url, '--url', 'http://127.0.0.1:1']), /--redis or --url, not both/],
+    ['both destinations', cli(['publish', '--channel', 'topic:a', '--data', 'x', '--redis', redis.url, '--url', 'http://127.0.0.1:1']), /give one of --redis, --cluster or --url/],
     ['--maxlen with --url', cli(['publish', '--channel', 'topic:a', '--data', 'x', '--url', 'http://127.0.0.1:1', '--token', 't', '--maxlen', '5']), /apply to --redis and --cluster only/],
     ['--url without a token', cli(['publish', '--channel', 'topic:a', '--data', 'x', '--url', 'http://127.0.0.1:1']), /--token JWT or SSE_GATEWAY_TOKEN/],
     ['bad --url', cli(['publish', '--channel', 'topic:a', '--data', 'x', '--url', 'not a url', '--token', 't']), /--url must be the gateway's base URL/],
