@@ -243,6 +243,11 @@ export class ClusterReader implements LiveReader {
     return undefined
   }
 
+  /** Each master and whether its reads answer and its last probe was seen. */
+  nodes (): Array<[string, boolean]> {
+    return [...this.probeOf].map(([node, p]) => [node, !p.waiters.pending && this.healthOf.get(node)?.failingNow !== true])
+  }
+
   * positions (): Iterable<[string, StreamId]> {
     for (const k of this.keys.values()) yield [k.key, k.afterId]
   }

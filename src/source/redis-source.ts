@@ -82,6 +82,8 @@ export interface RedisSourceOptions {
   readonly onModeChange?: (to: LiveReaderKind, because: 'start' | 'server-setting' | 'probe-timeout') => void
   /** Redis lost the data this replica read (a new epoch): metrics. */
   readonly onDataLost?: () => void
+  /** A Redis Cluster, after each probe: each master and whether live reads from it flow (metrics). */
+  readonly onMasters?: (masters: ReadonlyArray<readonly [string, boolean]>) => void
 }
 
 export type ReaderMode = 'auto' | 'block' | 'notify'
@@ -464,6 +466,8 @@ export class RedisSource implements StreamSource {
         this.connectionLost()
         return
       }
+      const nodes = reader.nodes?.()
+      if (nodes !== undefined) this.opts.onMasters?.(nodes)
       if (outcome === 'seen') {
         this.probeMisses = 0
         this.health.probed(undefined)

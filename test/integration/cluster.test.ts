@@ -17,7 +17,7 @@ import { publish } from '../../src/producer.js'
 import { keySlot } from '../../src/source/cluster-connection.js'
 import { bearer, post } from '../helpers/publish.js'
 import { startCluster } from '../helpers/cluster.js'
-import { eventually, openMany } from '../helpers/extra.js'
+import { eventually, openMany, scrapeMetric } from '../helpers/extra.js'
 import { startGateway } from '../helpers/gateway.js'
 import { uniquePrefix } from '../helpers/redis.js'
 import { getJson, sleep, type RawStream } from '../helpers/sse.js'
@@ -105,13 +105,14 @@ t.test('2,000 clients over user channels and topics spread over every master get
 
 t.test('the producer helper, the CLI and POST /publish write to the cluster, and clients get their events', async t => {
   const topic = 'made'
-  const sub = 'writer-1'
+  // A user whose channel lives on another master than the topic's.
+  let sub = 'writer-0'
+  for (let i = 1; masterOf(`${prefix}user:${sub}`) === masterOf(topicKey(topic)); i++) sub = `writer-${i}`
   const [onTopic, onUser] = [
     (await open(1, () => `${gw.url}/events?topic=${topic}`, () => 'reader-made'))[0] as RawStream,
     (await open(1, () => `${gw.url}/events`, () => sub))[0] as RawStream,
   ]
   t.teardown(() => { onTopic.close(); onUser.close() })
-  t.not(masterOf(topicKey(topic)), masterOf(userKey(0).replace('u0', sub)), 'the two channels on different masters')
   // The helper, given an ioredis Cluster: its MULTI touches one key.
   const id1 = await publish(cluster.client, { prefix, channel: `topic:${topic}`, data: 'from the helper' })
   const id2 = await publish(cluster.client, { prefix, channel: `user:${sub}`, event: 'notice', data: 'to the user' })
@@ -176,7 +177,7 @@ t.test('a slot moved mid-stream, and a master added: no loss, no duplicate', asy
   })
 })
 
-t.test('/readyz names the master whose feed went silent, and is ready again once it feeds', async t => {
+t.test('/readyz and sse_gateway_redis_master_flowing name the master whose feed went silent, and are well again once it feeds', async t => {
   const readyz = async (): Promise<{ status: number, body: any }> => await getJson(`${gw.internalUrl}/readyz`)
   await eventually(async () => (await readyz()).status === 200, 20000, 'ready')
   const master = (await cluster.masters())[0]?.address as string
@@ -193,9 +194,13 @@ t.test('/readyz names the master whose feed went silent, and is ready again once
     return r.status === 503 && JSON.stringify(r.body).includes(`feed-silent ${master}`)
   }, 20000, `readyz to name ${master}`)
   t.match(JSON.stringify(body), `feed-silent ${master}`, `not ready, naming ${master}: ${JSON.stringify(body)}`)
+  t.equal(await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_master_flowing', { node: master }), 0, `the metric says ${master} does not flow`)
+  const others = (await cluster.masters()).map(m => m.address).filter(a => a !== master)
+  for (const other of others) t.equal(await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_master_flowing', { node: other }), 1, `${other} flows`)
   await admin.config('SET', 'notify-keyspace-events', 'Kt')
   await eventually(async () => (await readyz()).status === 200, 20000, 'ready again')
   t.pass('ready again once the feed delivers')
+  await eventually(async () => await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_master_flowing', { node: master }) === 1, 10000, 'the metric back to 1')
 })
 
 t.test('a master killed mid-stream, its replica promoted: every entry the new master holds, gateway.gap for any it does not, never silence', async t => {
