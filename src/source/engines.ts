@@ -9,6 +9,7 @@ import type { Engine, EngineDeps } from './engine.js'
 import { memoryEngine } from './memory-engine.js'
 import { RedisPublisher } from './redis-publisher.js'
 import { redisEngine } from './redis-engine.js'
+import { clusterConnection, parseClusterNode } from './cluster-connection.js'
 import type { StreamSource } from './stream-source.js'
 
 const ENGINES = {
@@ -31,13 +32,16 @@ export function createEngine (config: Config, deps: EngineDeps): Engine {
 /**
  * An engine around a source made elsewhere (an embedder's own): readiness
  * reports its connection state and live reason; `POST /publish` writes to
- * Redis at REDIS_URL when it is set.
+ * Redis at REDIS_URL (or the cluster at REDIS_CLUSTER_NODES) when it is set.
  */
 export function engineOf (source: StreamSource, config: Config): Engine {
   const url = config.redisUrl
+  const nodes = config.redisClusterNodes
   return {
     source,
-    createPublisher: () => url === undefined ? undefined : new RedisPublisher({ url }),
+    createPublisher: () => nodes.length > 0
+      ? new RedisPublisher({ url: `cluster:${nodes.join(',')}`, connection: clusterConnection(nodes.map(parseClusterNode)) })
+      : url === undefined ? undefined : new RedisPublisher({ url }),
     readiness: () => ({ redis: source.state, live: source.liveReason ?? 'flowing' }),
   }
 }
