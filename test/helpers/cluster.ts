@@ -156,6 +156,8 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
   })
   client.on('error', () => {})
   clients.push(client)
+  // Connected, so its slot map is known (tests look keys up in it).
+  await until(async () => await client.ping() === 'PONG' && client.slots.filter(x => x !== undefined).length > 0, 'the test client connected')
   const portOf = (address: string): number => Number(address.split(':')[1])
   const ownerOf = async (key: string): Promise<string> => {
     const slot = Number(await ask(anyPort(), 'CLUSTER', 'KEYSLOT', key))
