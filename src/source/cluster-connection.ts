@@ -69,8 +69,11 @@ export function clusterConnection (seeds: readonly ClusterNode[]): ClusterConnec
         retryDelayOnClusterDown: 200,
         retryDelayOnTryAgain: 100,
         maxRedirections: 16,
-        // A topology change seen within a second even when no command hits a moved slot.
-        slotsRefreshInterval: 1000,
+        // No periodic refresh here: ioredis re-arms its refresh timer when a
+        // refresh in flight ends after disconnect(), which then keeps the
+        // process alive. The cluster reader refreshes on its own timer
+        // (CLUSTER_REFRESH_MS); every client refreshes on MOVED.
+        slotsRefreshInterval: 0,
         slotsRefreshTimeout: 2000,
         enableOfflineQueue: true,
         ...whole,

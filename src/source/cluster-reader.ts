@@ -33,6 +33,9 @@ import { notificationsCoverStreams } from './server-check.js'
 /** The keyspace event of an XADD. */
 const XADD = Buffer.from('xadd')
 
+/** How often the slot map is asked for: a failover or a slot moved is seen within this, with no command to a moved slot. */
+export const CLUSTER_REFRESH_MS = 1000
+
 class ClusterKey {
   dirty = false
   reading = false
@@ -126,6 +129,7 @@ export class ClusterReader implements LiveReader {
   private scheduled = false
   private closed = false
   private fingerprint = ''
+  private readonly refreshTimer: NodeJS.Timeout
   private readonly countText: string
   private readonly flushNow = (): void => {
     this.scheduled = false
@@ -140,6 +144,8 @@ export class ClusterReader implements LiveReader {
     this.client.on('error', () => { /* reported by the reads */ })
     this.client.on('ready', () => { this.topology() })
     this.client.on('refresh', () => { this.topology() })
+    this.refreshTimer = setInterval(() => { this.client.refreshSlotsCache() }, CLUSTER_REFRESH_MS)
+    this.refreshTimer.unref()
     this.topology()
   }
 
@@ -348,6 +354,7 @@ export class ClusterReader implements LiveReader {
 
   async close (): Promise<void> {
     this.closed = true
+    clearInterval(this.refreshTimer)
     for (const h of this.healthOf.values()) h.forget()
     for (const f of this.feeds.values()) f.close()
     this.feeds.clear()

@@ -118,7 +118,9 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
     return node
   }
   const clients: Cluster[] = []
+  const timers: NodeJS.Timeout[] = []
   const stop = async (): Promise<void> => {
+    for (const timer of timers) clearInterval(timer)
     for (const c of clients) c.disconnect()
     await Promise.all(nodes.map(async n => {
       n.proc.kill('SIGKILL')
@@ -152,10 +154,14 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
     redisOptions: { protocol: 2, maxRetriesPerRequest: 20 },
     retryDelayOnFailover: 200,
     retryDelayOnClusterDown: 200,
-    slotsRefreshInterval: 500,
+    // Refreshed by the timer below: ioredis's own interval can outlive disconnect().
+    slotsRefreshInterval: 0,
   })
   client.on('error', () => {})
   clients.push(client)
+  const refresh = setInterval(() => { client.refreshSlotsCache() }, 500)
+  refresh.unref()
+  timers.push(refresh)
   // Connected, so its slot map is known (tests look keys up in it).
   await until(async () => await client.ping() === 'PONG' && client.slots.filter(x => x !== undefined).length > 0, 'the test client connected')
   const portOf = (address: string): number => Number(address.split(':')[1])
