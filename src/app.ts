@@ -71,6 +71,11 @@ function engineHooks (metrics: Metrics): EngineHooks {
       if (because !== 'start') metrics.readerModeChanges.inc({ mode, because })
     },
     onDataLost: () => { metrics.dataLost.inc() },
+    onMasters: masters => {
+      // Masters come and go (failover, a master added): only today's are shown.
+      metrics.masterFlowing.reset()
+      for (const [node, flowing] of masters) metrics.masterFlowing.set({ node }, flowing ? 1 : 0)
+    },
   }
 }
 

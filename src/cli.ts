@@ -9,13 +9,14 @@
  *     sse-gateway publish --channel user:42 --data hello --url http://gateway:8080 --token "$JWT"
  */
 import { parseArgs } from 'node:util'
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import { redisAccessFrom, type RedisAccess } from './core/config.js'
 import { ConfigError, GatewayError } from './core/errors.js'
 import { DEFAULT_MAX_DATA_BYTES, validateAppendOptions, validateEntry } from './core/publish.js'
 import { publish } from './producer.js'
 import { mintToken } from './core/token.js'
 import { connectionFor } from './source/redis-connection.js'
+import { clusterConnection, parseClusterNode } from './source/cluster-connection.js'
 
 const USAGE = `usage:
   sse-gateway token [--sub ID] [--topics 'a,b.*'] [--publish 'topic:*,user:*'] [--ttl SECONDS] [--aud A] [--iss I]
@@ -23,11 +24,12 @@ const USAGE = `usage:
       the JWT_TOPICS_CLAIM claim (default "topics"), --publish the JWT_PUBLISH_CLAIM
       claim (default "publish").
   sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
-                      [--redis URL] [--prefix P] [--maxlen N | --minid ID] [--expire SECONDS]
+                      [--redis URL | --cluster HOST:PORT,...] [--prefix P] [--maxlen N | --minid ID] [--expire SECONDS]
   sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
                       --url http://gateway:8080 [--token JWT]
       Publishes one event and prints its entry id. To Redis (--redis, default
-      REDIS_URL; key prefix --prefix, default KEY_PREFIX or "sse:"; MAXLEN ~ 10000
+      REDIS_URL; or a Redis Cluster: --cluster seed nodes, default
+      REDIS_CLUSTER_NODES; key prefix --prefix, default KEY_PREFIX or "sse:"; MAXLEN ~ 10000
       for topics and 1000 with a 24 h EXPIRE for user channels unless told), or to
       a gateway's POST /publish (--url, token from --token or SSE_GATEWAY_TOKEN,
       with a publish claim). --data - reads the data from standard input.
@@ -91,22 +93,26 @@ function safeUrl (url: string): string {
 /** Credentials and TLS from the gateway's own variables (REDIS_PASSWORD, REDIS_TLS_CA_FILE...), for `url`. */
 function redisAccess (url: string): RedisAccess {
   try {
-    return redisAccessFrom(process.env, url)
+    return redisAccessFrom(process.env, url.startsWith('cluster:') ? 'redis://cluster' : url)
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message.replace('REDIS_URL', 'the Redis URL (--redis or REDIS_URL)'))
     throw err
   }
 }
 
-function redisClient (url: string): { client: Redis, lastError: () => Error | undefined } {
-  const client = connectionFor(url, redisAccess(url)).connect({
+/** `url` is a REDIS_URL, or `cluster:<seed>,<seed>` for a Redis Cluster. */
+function redisClient (url: string): { client: Redis | Cluster, lastError: () => Error | undefined } {
+  const options = {
     connectionName: 'sse-gateway:cli',
     connectTimeout: 5000,
     commandTimeout: 10000,
     maxRetriesPerRequest: 1,
     // A command line tool reports an unreachable server instead of waiting for it.
     retryStrategy: (times: number) => times > 2 ? null : 200,
-  })
+  }
+  const client = url.startsWith('cluster:')
+    ? clusterConnection(list(url.slice('cluster:'.length)).map(parseClusterNode), redisAccess(url)).cluster(options, { clusterRetryStrategy: (times: number) => times > 2 ? null : 200 })
+    : connectionFor(url, redisAccess(url)).connect(options)
   let last: Error | undefined
   client.on('error', (err: Error) => { last = err })
   return { client, lastError: () => last }
@@ -121,6 +127,7 @@ async function publishCommand (args: string[]): Promise<void> {
       event: { type: 'string' },
       data: { type: 'string' },
       redis: { type: 'string' },
+      cluster: { type: 'string' },
       prefix: { type: 'string' },
       maxlen: { type: 'string' },
       minid: { type: 'string' },
@@ -132,12 +139,18 @@ async function publishCommand (args: string[]): Promise<void> {
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0] ?? ''}"`)
   if (values.channel === undefined) throw new UsageError('--channel is required (topic:<name> or user:<sub>).')
   if (values.data === undefined) throw new UsageError('--data is required (the event data, or - to read it from standard input).')
-  if (values.url !== undefined && values.redis !== undefined) throw new UsageError('give --redis or --url, not both.')
+  if ([values.url, values.redis, values.cluster].filter(v => v !== undefined).length > 1) throw new UsageError('give one of --redis, --cluster or --url.')
   const viaHttp = values.url !== undefined
-  const redisUrl = values.redis ?? (viaHttp ? undefined : nonEmpty(process.env.REDIS_URL))
-  if (!viaHttp && redisUrl === undefined) throw new UsageError('nowhere to publish: give --redis URL (or set REDIS_URL), or --url of a gateway.')
+  if (values.cluster !== undefined) {
+    for (const n of list(values.cluster)) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):\d{1,5}$/.test(n)) throw new UsageError(`--cluster has "${n}", which is not host:port (give seed nodes as host:port,host:port).`)
+  }
+  const envCluster = nonEmpty(process.env.REDIS_CLUSTER_NODES)
+  const redisUrl = values.redis ??
+    (values.cluster !== undefined ? `cluster:${values.cluster}` : undefined) ??
+    (viaHttp ? undefined : nonEmpty(process.env.REDIS_URL) ?? (envCluster !== undefined ? `cluster:${envCluster}` : undefined))
+  if (!viaHttp && redisUrl === undefined) throw new UsageError('nowhere to publish: give --redis URL (or set REDIS_URL), --cluster HOST:PORT,... (or set REDIS_CLUSTER_NODES), or --url of a gateway.')
   if (viaHttp && (values.maxlen !== undefined || values.minid !== undefined || values.expire !== undefined || values.prefix !== undefined)) {
-    throw new UsageError('--maxlen, --minid, --expire and --prefix apply to --redis only: through --url the gateway applies its own PUBLISH_* settings.')
+    throw new UsageError('--maxlen, --minid, --expire and --prefix apply to --redis and --cluster only: through --url the gateway applies its own PUBLISH_* settings.')
   }
   const data = values.data === '-' ? await readStdin() : values.data
   const maxDataBytes = wholeNumber('MAX_EVENT_BYTES', nonEmpty(process.env.MAX_EVENT_BYTES)) ?? DEFAULT_MAX_DATA_BYTES

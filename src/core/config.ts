@@ -48,6 +48,7 @@ export const SETTINGS = [
   { env: 'INTERNAL_PORT', kind: 'int', default: '9090', min: 0, max: 65535, description: 'Port of the internal listener (`/metrics`, `/livez`, `/readyz`); keep it off the load balancer.' },
   { env: 'INTERNAL_HOST', kind: 'string', default: '0.0.0.0', description: 'Address the internal listener binds to.' },
   { env: 'REDIS_URL', kind: 'secret', description: 'Redis to read streams from: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or `unix:///path/redis.sock`. Unset: the in-memory engine (one replica only, history lost on restart), for a first run.' },
+  { env: 'REDIS_CLUSTER_NODES', kind: 'list', description: 'Redis Cluster seed nodes, `host:port,host:port,...` (any few nodes of the cluster; the rest are discovered). Instead of `REDIS_URL`: the gateway then routes every command by hash slot and keeps one live feed per master, following resharding and failover. Needs `notify-keyspace-events Kt` on every node. Producers write plain keys (`sse:user:42`), no hash tags.' },
   { env: 'REDIS_USERNAME', kind: 'string', partOf: 'redisAccess', description: 'ACL user the gateway authenticates as (Redis 6+), when it is not in `REDIS_URL` (give it in one place, not both). Needs a password. Unset: the `default` user. The rights each reader mode needs: README, "TLS and ACL".' },
   { env: 'REDIS_PASSWORD', kind: 'secret', partOf: 'redisAccess', description: 'Password of that user (or the server\'s `requirepass`), when it is not in `REDIS_URL`. Set this, `REDIS_PASSWORD_FILE` or a password in the URL: one of them.' },
   { env: 'REDIS_PASSWORD_FILE', kind: 'string', partOf: 'redisAccess', description: 'File holding the password (a mounted Secret), read at start-up; one trailing newline is stripped. Instead of `REDIS_PASSWORD`.' },
@@ -251,14 +252,23 @@ export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
   if (v.JWT_PUBLISH_CLAIM === v.JWT_TOPICS_CLAIM) throw new ConfigError('JWT_PUBLISH_CLAIM and JWT_TOPICS_CLAIM must name different claims: reading and publishing are granted separately')
   if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(v.TOKEN_COOKIE)) throw new ConfigError(`TOKEN_COOKIE must be a cookie name, got "${v.TOKEN_COOKIE}"`)
   if (v.REDIS_URL !== undefined) checkRedisUrl(v.REDIS_URL)
+  if (v.REDIS_CLUSTER_NODES.length > 0) {
+    if (v.REDIS_URL !== undefined) throw new ConfigError('set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster), not both')
+    for (const n of v.REDIS_CLUSTER_NODES) {
+      const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(n)
+      if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new ConfigError(`REDIS_CLUSTER_NODES has "${n}", which is not host:port (give the cluster's seed nodes as host:port,host:port)`)
+    }
+  }
 
   // The derived fields, in this order (it decides which error comes first).
   const derived: DerivedFields = {
     // The key settings are read raw from env (jwtSettings trims them; a PEM keeps its newlines).
     jwt: jwtSettings(env, v.JWT_ALGORITHMS, v.JWT_AUDIENCE, v.JWT_ISSUER, v.JWT_CLOCK_TOLERANCE_MS),
-    redisAccess: redisAccessFrom(env, v.REDIS_URL, io),
+    // A cluster's nodes take the same user and password as one Redis (no
+    // URL to carry them); TLS to a cluster is not offered yet (redisAccessFrom).
+    redisAccess: redisAccessFrom(env, v.REDIS_URL ?? (v.REDIS_CLUSTER_NODES.length > 0 ? CLUSTER_TARGET : undefined), io),
     trustProxy: parseTrustProxy(v.TRUST_PROXY),
-    demoEnabled: v.DEMO_ENABLED ?? v.REDIS_URL === undefined,
+    demoEnabled: v.DEMO_ENABLED ?? (v.REDIS_URL === undefined && v.REDIS_CLUSTER_NODES.length === 0),
   }
 
   const fields: Record<string, unknown> = {}
@@ -336,6 +346,9 @@ const TLS_SETTINGS = ['REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY
  * deployment should not have to make). Messages never hold a password or a
  * key, only variable names and file paths.
  */
+/** What redisAccessFrom is given for a Redis Cluster (REDIS_CLUSTER_NODES): no URL, no TLS. */
+const CLUSTER_TARGET = 'redis://cluster'
+
 export function redisAccessFrom (env: Raw, url: string | undefined, io: ConfigIo = {}): RedisAccess {
   const value = (name: typeof ACCESS_SETTINGS[number]): string | undefined => {
     const text = env[name]?.trim()
@@ -343,7 +356,7 @@ export function redisAccessFrom (env: Raw, url: string | undefined, io: ConfigIo
   }
   const set = ACCESS_SETTINGS.filter(name => value(name) !== undefined)
   if (set.length === 0 && url?.startsWith('rediss:') !== true) return Object.freeze({})
-  if (url === undefined) throw new ConfigError(`${set.join(', ')} ${set.length > 1 ? 'are' : 'is'} set but REDIS_URL is not: they are for the connection to Redis`)
+  if (url === undefined) throw new ConfigError(`${set.join(', ')} ${set.length > 1 ? 'are' : 'is'} set but neither REDIS_URL nor REDIS_CLUSTER_NODES is: they are for the connection to Redis`)
   const read = io.readFile ?? ((path: string) => readFileSync(path, 'utf8'))
   const readSetting = (name: string, path: string, what: string): string => {
     let text: string
@@ -359,6 +372,9 @@ export function redisAccessFrom (env: Raw, url: string | undefined, io: ConfigIo
   let parsed: URL | undefined
   try { parsed = new URL(url) } catch { parsed = undefined }
   const tlsSet = TLS_SETTINGS.filter(name => value(name) !== undefined)
+  if (tlsSet.length > 0 && url === CLUSTER_TARGET) {
+    throw new ConfigError(`${tlsSet.join(', ')} ${tlsSet.length > 1 ? 'are' : 'is'} set with REDIS_CLUSTER_NODES: TLS to a Redis Cluster is not supported yet (a user and password are: REDIS_USERNAME, REDIS_PASSWORD)`)
+  }
   if (tlsSet.length > 0 && parsed?.protocol !== 'rediss:') {
     throw new ConfigError(`${tlsSet.join(', ')} ${tlsSet.length > 1 ? 'are' : 'is'} set but REDIS_URL is not a rediss:// URL: TLS to Redis needs rediss://host:port`)
   }

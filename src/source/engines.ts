@@ -10,6 +10,7 @@ import { memoryEngine } from './memory-engine.js'
 import { connectionFor } from './redis-connection.js'
 import { RedisPublisher } from './redis-publisher.js'
 import { redisEngine } from './redis-engine.js'
+import { clusterConnection, parseClusterNode } from './cluster-connection.js'
 import type { StreamSource } from './stream-source.js'
 
 const ENGINES = {
@@ -19,9 +20,9 @@ const ENGINES = {
 
 export type EngineKind = keyof typeof ENGINES
 
-/** Redis when REDIS_URL is set; otherwise the in-memory engine (a first-run mode). */
+/** Redis when REDIS_URL or REDIS_CLUSTER_NODES is set; otherwise the in-memory engine (a first-run mode). */
 export function engineKind (config: Config): EngineKind {
-  return config.redisUrl === undefined ? 'memory' : 'redis'
+  return config.redisUrl === undefined && config.redisClusterNodes.length === 0 ? 'memory' : 'redis'
 }
 
 /** The engine `config` asks for, made and not yet started. */
@@ -32,13 +33,16 @@ export function createEngine (config: Config, deps: EngineDeps): Engine {
 /**
  * An engine around a source made elsewhere (an embedder's own): readiness
  * reports its connection state and live reason; `POST /publish` writes to
- * Redis at REDIS_URL when it is set.
+ * Redis at REDIS_URL (or the cluster at REDIS_CLUSTER_NODES) when it is set.
  */
 export function engineOf (source: StreamSource, config: Config): Engine {
   const url = config.redisUrl
+  const nodes = config.redisClusterNodes
   return {
     source,
-    createPublisher: () => url === undefined ? undefined : new RedisPublisher({ url, connection: connectionFor(url, config.redisAccess) }),
+    createPublisher: () => nodes.length > 0
+      ? new RedisPublisher({ url: `cluster:${nodes.join(',')}`, connection: clusterConnection(nodes.map(parseClusterNode), config.redisAccess) })
+      : url === undefined ? undefined : new RedisPublisher({ url, connection: connectionFor(url, config.redisAccess) }),
     readiness: () => ({ redis: source.state, live: source.liveReason ?? 'flowing' }),
   }
 }

@@ -5,14 +5,14 @@
  * lost the history this replica read (see RedisSource for what follows).
  */
 import { randomBytes } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 
 /**
  * Sets the epoch if the dataset has none (`SET NX`, then `GET`: Redis 6.2
  * has no `SET NX GET`) and returns the one that stands ('' if it vanished
  * in between). Rejects where the commands fail or are refused.
  */
-export async function claimEpoch (cmd: Redis, key: string): Promise<string> {
+export async function claimEpoch (cmd: Redis | Cluster, key: string): Promise<string> {
   // Redis's clock, not ours: cursors hold Redis ids, and are compared with it.
   const [seconds, micros] = await cmd.time() as [string | number, string | number]
   const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)

@@ -81,7 +81,9 @@ export class LiveHealth {
     }
     this.opts.onStall?.(reason)
     const detail = reason === 'not-standalone'
-      ? `REDIS_URL points at a Redis in ${this.server ?? '?'} mode: this version reads one standalone Redis (a primary or a replica of one), not a Cluster node or a Sentinel`
+      ? this.server === 'cluster'
+        ? 'REDIS_URL points at a Redis in cluster mode (a Redis Cluster node), which one connection cannot read (CROSSSLOT, MOVED): unset REDIS_URL and set REDIS_CLUSTER_NODES=host:port,host:port (seed nodes) instead'
+        : `REDIS_URL points at a Redis in ${this.server ?? '?'} mode: this version reads one standalone Redis (a primary or a replica of one), not a Sentinel`
       : reason === 'probe-timeout'
         ? 'a probe entry written to Redis was not seen by the live reader in time (Redis frozen or overloaded, or keyspace notifications stopped)'
         : reason === 'probe-error'

@@ -26,6 +26,10 @@ export interface LiveReader {
   probe (): Promise<void>
   /** Every key and the last id read live of it: where a reader that replaces this one starts. */
   positions (): Iterable<[string, StreamId]>
+  /** Which node fails, when the reader reads several (a Redis Cluster): `feed-silent 127.0.0.1:7002`. */
+  trouble? (): string | undefined
+  /** Each node read and whether live reads from it flow now (a Redis Cluster: each master). */
+  nodes? (): Array<[string, boolean]>
   close (): Promise<void>
 }
 

@@ -7,6 +7,7 @@
 import { ShardedReader } from './blocking-reader.js'
 import type { LiveReaderFactory } from './live-reader.js'
 import { NotifyReader } from './notify-reader.js'
+import { ClusterReader } from './cluster-reader.js'
 import { TrackingReader } from './tracking-reader.js'
 
 export const LIVE_READERS = {
@@ -14,6 +15,8 @@ export const LIVE_READERS = {
   block: (opts, host) => new ShardedReader(opts, host),
   /** Keyspace notifications, then XREAD of the changed keys only. */
   notify: (opts, host) => new NotifyReader(opts, host),
+  /** Redis Cluster: a feed per master (keyspace notifications), then single-key XREADs routed by slot. */
+  cluster: (opts, host) => new ClusterReader(opts, host),
   /** Client tracking (Redis >= 6, no server setting), then XREAD of the changed keys only. */
   track: (opts, host) => new TrackingReader(opts, host),
 } as const satisfies Record<string, LiveReaderFactory>

@@ -18,6 +18,11 @@ export class ReaderHealth {
 
   constructor (private readonly opts: ReaderHealthOptions) {}
 
+  /** Whether the last read failed (and none has succeeded since). */
+  get failingNow (): boolean {
+    return this.failing
+  }
+
   /** Records a failed read; resolves when it is time to try again. */
   async failed (err: unknown): Promise<void> {
     if (!this.failing) {

@@ -6,13 +6,16 @@
 import type { Config } from '../core/config.js'
 import type { Engine, EngineDeps } from './engine.js'
 import { connectionFor } from './redis-connection.js'
+import { clusterConnection, parseClusterNode } from './cluster-connection.js'
 import { RedisPublisher } from './redis-publisher.js'
 import { RedisSource } from './redis-source.js'
 
-/** Made when REDIS_URL is set. */
+/** Made when REDIS_URL (or REDIS_CLUSTER_NODES) is set. */
 export function redisEngine (config: Config, deps: EngineDeps): Engine {
-  const url = config.redisUrl as string
-  const connection = connectionFor(url, config.redisAccess)
+  const nodes = config.redisClusterNodes
+  // A Redis Cluster (REDIS_CLUSTER_NODES) or one Redis (REDIS_URL).
+  const url = nodes.length > 0 ? `cluster:${nodes.join(',')}` : config.redisUrl as string
+  const connection = nodes.length > 0 ? clusterConnection(nodes.map(parseClusterNode), config.redisAccess) : connectionFor(url, config.redisAccess)
   const hooks = deps.hooks ?? {}
   const source = new RedisSource({
     url,

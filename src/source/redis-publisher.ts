@@ -4,11 +4,12 @@
  * single write (one round trip, and a reader never sees a per-user stream
  * that has entries but no expiry).
  */
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import type { AppendOptions } from '../core/publish.js'
 import type { StreamId } from '../core/stream-id.js'
 import { PublisherUnavailableError, type Publisher } from './publisher.js'
 import { connectionFor, type RedisConnectionFactory } from './redis-connection.js'
+import { isClusterFactory } from './cluster-connection.js'
 
 /**
  * The part of an ioredis client (`Redis` or `Cluster`, any recent major) the
@@ -64,16 +65,19 @@ function isReplyError (err: unknown): boolean {
  * {@link PublisherUnavailableError} instead of queueing for long.
  */
 export class RedisPublisher implements Publisher {
-  private readonly client: Redis
+  private readonly client: Redis | Cluster
 
   constructor (opts: RedisPublisherOptions) {
-    this.client = (opts.connection ?? connectionFor(opts.url)).connect({
+    const connection = opts.connection ?? connectionFor(opts.url)
+    const options = {
       lazyConnect: true,
       connectionName: 'sse-gateway:publish',
       maxRetriesPerRequest: 1,
       commandTimeout: opts.commandTimeoutMs ?? 5000,
       connectTimeout: 5000,
-    })
+    }
+    // A Redis Cluster: the client routes each append by its key's slot (one key per MULTI).
+    this.client = isClusterFactory(connection) ? connection.cluster(options) : connection.connect(options)
     // Failures reach the caller of publish(); the event only must not go unhandled.
     this.client.on('error', () => {})
   }

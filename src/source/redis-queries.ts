@@ -3,13 +3,13 @@
  * detection ask of a stream, each one command on the shared command
  * connection (auto-pipelined, so concurrent queries share round trips).
  */
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import type { StreamId } from '../core/stream-id.js'
 import { toEntry } from './live-reader.js'
 import type { HistoryQueries, RawEntry } from './stream-source.js'
 
 export class RedisQueries implements Omit<HistoryQueries, 'epochMs'> {
-  constructor (private readonly cmd: Redis) {}
+  constructor (private readonly cmd: Redis | Cluster) {}
 
   async tail (key: string): Promise<StreamId | undefined> {
     const r = await this.cmd.xrevrange(key, '+', '-', 'COUNT', 1)

@@ -37,7 +37,7 @@
  * it at resume (see Session).
  */
 import { randomBytes } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { ZERO_ID, type StreamId } from '../core/stream-id.js'
 import type { StallReason } from '../core/protocol.js'
@@ -48,6 +48,7 @@ import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, REQUEST_REPLY, connectionFor, type
 import { RedisQueries } from './redis-queries.js'
 import { ACL_RULES, isPermanent, isRefused, notificationsCoverStreams, readerBySetting, serverMode, trackingAllowed } from './server-check.js'
 import { claimEpoch, epochTimeMs } from './epoch.js'
+import { isClusterFactory } from './cluster-connection.js'
 import type { EntriesListener, RawEntry, ResetListener, SourceState, StreamSource } from './stream-source.js'
 
 export interface RedisSourceOptions {
@@ -84,6 +85,8 @@ export interface RedisSourceOptions {
   readonly onModeChange?: (to: LiveReaderKind, because: 'start' | 'server-setting' | 'probe-timeout') => void
   /** Redis lost the data this replica read (a new epoch): metrics. */
   readonly onDataLost?: () => void
+  /** A Redis Cluster, after each probe: each master and whether live reads from it flow (metrics). */
+  readonly onMasters?: (masters: ReadonlyArray<readonly [string, boolean]>) => void
 }
 
 export type ReaderMode = 'auto' | 'block' | 'notify' | 'track'
@@ -125,7 +128,9 @@ function connectHint (err: Error): string {
  * this object.
  */
 export class RedisSource implements StreamSource {
-  private readonly cmd: Redis
+  private readonly cmd: Redis | Cluster
+  /** REDIS_CLUSTER_NODES: the command connection routes by slot, and the cluster reader reads. */
+  private readonly clustered: boolean
   private readonly queries: RedisQueries
   /** What every live reader is made with (settings, connections, health). */
   private readonly readerOptions: LiveReaderOptions
@@ -173,13 +178,15 @@ export class RedisSource implements StreamSource {
     this.epochKey = `${opts.keyPrefix}__gateway:epoch`
     this.probeIntervalMs = opts.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS
     const connection = opts.connection ?? connectionFor(opts.url)
-    this.cmd = connection.connect({ ...REQUEST_REPLY, connectionName: 'sse-gateway:commands', enableAutoPipelining: true })
+    const commands = { ...REQUEST_REPLY, connectionName: 'sse-gateway:commands', enableAutoPipelining: true }
+    this.clustered = isClusterFactory(connection)
+    this.cmd = isClusterFactory(connection) ? connection.cluster(commands) : connection.connect(commands)
     this.queries = new RedisQueries(this.cmd)
     this.readerOptions = {
       connection,
       keyPrefix: opts.keyPrefix,
       instance: this.instance,
-      db: this.cmd.options.db ?? 0,
+      db: this.cmd instanceof Cluster ? 0 : this.cmd.options.db ?? 0,
       shards: opts.shards,
       blockMs: opts.blockMs,
       maxKeysPerSecond: opts.maxKeysPerSecond ?? 0,
@@ -204,7 +211,10 @@ export class RedisSource implements StreamSource {
 
   /** Why live reads do not flow now, or undefined when they do (readiness). */
   get liveReason (): string | undefined {
-    return this.health.reason
+    const reason = this.health.reason
+    // A Redis Cluster: which master (see ClusterReader.trouble).
+    if (reason === 'probe-timeout' || reason === 'reader-error') return this.reader?.trouble?.() ?? reason
+    return reason
   }
 
   /**
@@ -224,7 +234,7 @@ export class RedisSource implements StreamSource {
     } catch {
       this.opts.logger.info('Redis does not answer yet; live reads start once it does and the server is checked')
     }
-    this.useReader(this.checkedMode ?? (this.opts.mode === 'notify' || this.opts.mode === 'track' ? this.opts.mode : 'block'), 'start')
+    this.useReader(this.checkedMode ?? (this.clustered ? 'cluster' : this.opts.mode === 'notify' || this.opts.mode === 'track' ? this.opts.mode : 'block'), 'start')
     this.startProbing()
   }
 
@@ -239,6 +249,7 @@ export class RedisSource implements StreamSource {
       this.infoRefused = true
       this.opts.logger.warn({ err: errorSummary(err), grant: ACL_RULES.info() }, `Redis refused INFO: the gateway cannot tell a Cluster node or a Sentinel from a standalone Redis (the probe still proves that reads flow); grant ${ACL_RULES.info()}`)
     })
+    if (this.clustered) return await this.checkCluster(mode)
     this.health.serverMode(mode)
     // A Cluster node or a Sentinel: not readable by this version, and not
     // ready (LiveHealth says why); nothing more to check.
@@ -270,6 +281,19 @@ export class RedisSource implements StreamSource {
     return given
   }
 
+  /**
+   * REDIS_CLUSTER_NODES: the cluster reader, after the epoch and, since a
+   * failover can promote a replica that lacks the newest entries
+   * (asynchronous replication), a look at every watched key's last read
+   * entry: one that is gone starts the key over, and its clients are told
+   * (`gateway.gap`, reason `reset`).
+   */
+  private async checkCluster (mode: string | undefined): Promise<LiveReaderKind> {
+    this.health.serverMode(mode === 'cluster' || mode === undefined ? undefined : mode)
+    await this.checkEpoch(true)
+    return 'cluster'
+  }
+
   /** The reader the server's setting calls for (see readerBySetting). */
   private async modeBySetting (): Promise<'block' | 'notify' | undefined> {
     return await readerBySetting(this.cmd, err => {
@@ -290,7 +314,7 @@ export class RedisSource implements StreamSource {
    * arrive although the setting claimed them: that waits for a reconnect.
    */
   private async followSetting (): Promise<void> {
-    if (this.opts.mode === 'block' || this.reader === undefined || this.mode === 'track') return
+    if (this.opts.mode === 'block' || this.reader === undefined || this.mode === 'track' || this.clustered) return
     const wanted = await this.modeBySetting().catch(() => undefined)
     if (wanted === undefined || wanted === this.mode || this.gated !== undefined || this.closed) return
     if (wanted === 'notify' && this.notificationsFailed) return
@@ -305,7 +329,7 @@ export class RedisSource implements StreamSource {
    * entry is still there lost nothing (the epoch alone was evicted or
    * deleted): its sessions read on, with no duplicate.
    */
-  private async checkEpoch (): Promise<void> {
+  private async checkEpoch (cursorsToo = false): Promise<void> {
     let epoch: string
     try {
       epoch = await claimEpoch(this.cmd, this.epochKey)
@@ -321,12 +345,14 @@ export class RedisSource implements StreamSource {
     this.epochFailed = false
     const epochMs = epochTimeMs(epoch)
     const before = this.epoch
-    if (before !== undefined && before !== epoch) {
+    const changed = before !== undefined && before !== epoch
+    if (changed || (cursorsToo && before !== undefined)) {
       // Until the resets are done the old epoch stays: a check that fails
       // half-way runs again and still sees the change.
       const lost: string[] = []
       await Promise.all([...(this.reader?.positions() ?? this.watched)].map(async ([key, id]) => {
-        if (id === ZERO_ID || !(await this.has(key, id))) lost.push(key)
+        // Same epoch (a failover): an empty key lost nothing we know of.
+        if (id === ZERO_ID ? changed : !(await this.has(key, id))) lost.push(key)
       }))
       // Keys whose last session left during those reads are not watched again.
       const reset = lost.filter(key => this.watched.has(key))
@@ -338,7 +364,7 @@ export class RedisSource implements StreamSource {
           this.reader?.add(key, ZERO_ID)
         }
         this.resetListener(reset)
-      } else {
+      } else if (changed) {
         this.opts.logger.info({ key: this.epochKey, streams: this.watched.size }, 'the epoch key was replaced (evicted or deleted), but every stream still holds its last read entry: nothing was lost')
       }
     }
@@ -421,13 +447,15 @@ export class RedisSource implements StreamSource {
       if (mode === 'block') this.opts.logger.error({ from: previous, to: mode, because }, message)
       else this.opts.logger.info({ from: previous, to: mode, because }, message)
     } else {
-      this.opts.logger.info({ mode }, mode === 'track'
-        ? 'live reads follow client-tracking invalidations (CLIENT TRACKING, no server setting)'
-        : mode === 'notify'
-          ? 'live reads follow keyspace notifications (notify-keyspace-events covers streams)'
-          : this.opts.mode === 'auto'
-            ? 'live reads use sharded blocking XREAD; for many per-user channels enable keyspace notifications (CONFIG SET notify-keyspace-events Kt) so only changed keys are read'
-            : 'live reads use sharded blocking XREAD')
+      this.opts.logger.info({ mode }, mode === 'cluster'
+        ? 'live reads follow a Redis Cluster: one keyspace-notification feed per master, single-key XREADs routed by slot'
+        : mode === 'track'
+          ? 'live reads follow client-tracking invalidations (CLIENT TRACKING, no server setting)'
+          : mode === 'notify'
+            ? 'live reads follow keyspace notifications (notify-keyspace-events covers streams)'
+            : this.opts.mode === 'auto'
+              ? 'live reads use sharded blocking XREAD; for many per-user channels enable keyspace notifications (CONFIG SET notify-keyspace-events Kt) so only changed keys are read'
+              : 'live reads use sharded blocking XREAD')
     }
     this.opts.onModeChange?.(mode, because)
   }
@@ -498,6 +526,8 @@ export class RedisSource implements StreamSource {
         this.connectionLost()
         return
       }
+      const nodes = reader.nodes?.()
+      if (nodes !== undefined) this.opts.onMasters?.(nodes)
       if (outcome === 'seen') {
         this.probeMisses = 0
         this.health.probed(undefined)

@@ -4,7 +4,7 @@
  * and which live reader its `notify-keyspace-events` setting calls for.
  * Managed Redis may refuse INFO, CONFIG or CLIENT: a refusal is an answer (unknown), not an outage.
  */
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 
 /**
  * The ACL rules the gateway's commands need, as `ACL SETUSER` takes them,
@@ -77,7 +77,7 @@ export function notificationsCoverStreams (flags: string): boolean {
  * probe and the reads still tell), after `refused` is told why. Rejects on
  * an outage.
  */
-export async function serverMode (cmd: Redis, refused?: (err: unknown) => void): Promise<string | undefined> {
+export async function serverMode (cmd: Redis | Cluster, refused?: (err: unknown) => void): Promise<string | undefined> {
   try {
     const info = String(await cmd.info('server'))
     return /^redis_mode:(\S+)/m.exec(info)?.[1]
@@ -94,7 +94,7 @@ export async function serverMode (cmd: Redis, refused?: (err: unknown) => void):
  * undefined where CONFIG is refused (managed Redis), after `refused` is told
  * why. Rejects on an outage.
  */
-export async function readerBySetting (cmd: Redis, refused: (err: unknown) => void): Promise<'block' | 'notify' | undefined> {
+export async function readerBySetting (cmd: Redis | Cluster, refused: (err: unknown) => void): Promise<'block' | 'notify' | undefined> {
   try {
     const reply = await (cmd.config('GET', 'notify-keyspace-events') as Promise<unknown>)
     return notificationsCoverStreams(Array.isArray(reply) ? String(reply[1] ?? '') : '') ? 'notify' : 'block'
@@ -112,7 +112,7 @@ export async function readerBySetting (cmd: Redis, refused: (err: unknown) => vo
  * the ACL lacks `+client|id` or `+client|tracking`, after `refused` is told
  * why. Rejects on an outage.
  */
-export async function trackingAllowed (cmd: Redis, refused: (err: unknown) => void): Promise<boolean> {
+export async function trackingAllowed (cmd: Redis | Cluster, refused: (err: unknown) => void): Promise<boolean> {
   try {
     await cmd.client('ID')
     await cmd.call('CLIENT', 'TRACKING', 'off')

@@ -4,11 +4,13 @@
  * engine. Redis engines produce with XADD/XTRIM/XDEL/PEXPIRE on the test's
  * own client; the memory engine with its producer API.
  */
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import pino from 'pino'
 import type { StreamId } from '../../src/core/stream-id.js'
 import { MemorySource } from '../../src/source/memory-source.js'
 import { RedisSource } from '../../src/source/redis-source.js'
+import { clusterConnection, parseClusterNode } from '../../src/source/cluster-connection.js'
+import { startCluster, type TestCluster } from './cluster.js'
 import type { StreamSource } from '../../src/source/stream-source.js'
 import { startRedis, uniquePrefix, type TestRedis } from './redis.js'
 
@@ -29,7 +31,7 @@ export interface Producer {
   expire (key: string, ms: number): Promise<boolean>
 }
 
-export function redisProducer (client: Redis): Producer {
+export function redisProducer (client: Redis | Cluster): Producer {
   const trimArgs = (trim: ProducerTrim = {}): string[] =>
     trim.maxLen !== undefined ? ['MAXLEN', String(trim.maxLen)] : trim.minId !== undefined ? ['MINID', trim.minId] : []
   const flat = (fields: Record<string, string> | string[]): string[] => Array.isArray(fields) ? fields : Object.entries(fields).flat()
@@ -117,6 +119,53 @@ export function redisEngine (mode: 'block' | 'notify' | 'track'): EngineFactory 
     },
     async stop () {
       if (server !== undefined) await (await server).stop()
+    },
+  }
+}
+
+/**
+ * A Redis Cluster of 3 masters and 3 replicas (REDIS_CLUSTER_NODES), read by
+ * the cluster reader; the cluster starts on first use.
+ */
+export function clusterEngine (): EngineFactory {
+  let cluster: Promise<TestCluster> | undefined
+  const started = async (): Promise<TestCluster> => {
+    cluster ??= startCluster()
+    return await cluster
+  }
+  return {
+    name: 'redis cluster',
+    async create () {
+      const c = await started()
+      // The feeds listen under the key prefix: the contract's keys are under it.
+      const prefix = uniquePrefix('contract')
+      const source = new RedisSource({
+        url: `cluster:${c.seeds}`,
+        connection: clusterConnection(c.seeds.split(',').map(parseClusterNode)),
+        keyPrefix: prefix,
+        shards: 2,
+        blockMs: 2000,
+        count: 64,
+        mode: 'auto',
+        logger: silent,
+      })
+      await source.ready()
+      await source.start()
+      return {
+        source,
+        producer: redisProducer(c.client),
+        prefix,
+        async close () { await source.close() },
+      }
+    },
+    async gatewayEnv () {
+      return { REDIS_CLUSTER_NODES: (await started()).seeds, KEY_PREFIX: uniquePrefix('e2e') }
+    },
+    async gatewayProducer () {
+      return redisProducer((await started()).client)
+    },
+    async stop () {
+      if (cluster !== undefined) await (await cluster).stop()
     },
   }
 }

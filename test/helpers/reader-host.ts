@@ -5,7 +5,7 @@
  * reader is made with, against a test's own redis-server.
  */
 import { randomBytes } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import pino from 'pino'
 import type { StreamId } from '../../src/core/stream-id.js'
 import { LiveHealth } from '../../src/source/live-health.js'
@@ -28,7 +28,7 @@ export class RecordingHost implements ReaderHost {
   private held: Promise<void> | undefined
   private release: (() => void) | undefined
 
-  constructor (private readonly client: Redis) {}
+  constructor (private readonly client: Redis | Cluster) {}
 
   emit (key: string, entries: RawEntry[]): void {
     let ids = this.ids.get(key)
@@ -97,7 +97,7 @@ export async function until (check: () => boolean, what: string, timeoutMs = 100
 }
 
 /** Appends `n` entries to `key` concurrently (many share a millisecond): their ids, in stream order. */
-export async function appendMany (client: Redis, key: string, n: number, tag = 'e'): Promise<StreamId[]> {
+export async function appendMany (client: Redis | Cluster, key: string, n: number, tag = 'e'): Promise<StreamId[]> {
   const ids = await Promise.all(Array.from({ length: n }, (_, i) => client.xadd(key, '*', 'data', `${tag}${i}`) as Promise<StreamId>))
   return ids
 }

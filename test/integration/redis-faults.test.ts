@@ -321,6 +321,7 @@ t.test('/readyz says ready while no event can flow: a Redis Cluster node and a S
     t.equal((await readyz(gw)).status, 503, `${what}: still not ready with a client`)
     s.close()
     t.ok(gw.logs.some(l => l.includes(`${mode} mode`)), `${what}: the log names the mode`)
+    if (mode === 'cluster') t.ok(gw.logs.some(l => l.includes('set REDIS_CLUSTER_NODES')), 'a Cluster node: the log says to set REDIS_CLUSTER_NODES')
     t.ok(await scrapeMetric(gw.internalUrl, 'sse_gateway_live_stalls_total', { reason: 'not-standalone' }) >= 1)
     await gw.close()
   }

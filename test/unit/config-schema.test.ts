@@ -69,7 +69,7 @@ function candidates (s: Spec): string[] {
     case 'int': return [s.min, s.max].filter(n => n !== undefined).map(String)
     case 'bool': return ['true', 'false']
     case 'enum': return [...(s.values ?? [])]
-    case 'list': return ['news', 'https://app.example.com', 'HS512']
+    case 'list': return ['news', 'https://app.example.com', 'HS512', 'redis-a.example:6379,10.0.0.2:6379']
     case 'secret': return ['redis://redis.example:6380', 'x'.repeat(40), RSA]
     case 'proxies': return ['true', '127.0.0.1']
     default: return ['x-1']
@@ -77,8 +77,8 @@ function candidates (s: Spec): string[] {
 }
 
 // A field that another setting decides as well: DEMO_ENABLED's default is on
-// exactly when REDIS_URL is unset.
-const ALSO_CHANGES: Record<string, string[]> = { REDIS_URL: ['demoEnabled'] }
+// exactly when REDIS_URL (and REDIS_CLUSTER_NODES) is unset.
+const ALSO_CHANGES: Record<string, string[]> = { REDIS_URL: ['demoEnabled'], REDIS_CLUSTER_NODES: ['demoEnabled'] }
 
 t.test('env names are words joined by single underscores (the camelCase of the type and of loadConfig agree on those)', async t => {
   for (const s of specs) t.match(s.env, /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$/, s.env)

@@ -376,7 +376,7 @@ t.test('Redis credentials and TLS: files read and checked at start-up, one place
   t.equal(loadConfig({ REDIS_URL: 'unix:///tmp/r.sock', REDIS_PASSWORD: 'pw' }).redisAccess.password, 'pw', 'a password for a unix socket (which has no place for one in its URL)')
   t.equal(loadConfig({ REDIS_URL: 'redis://gw:pw@h:6379' }).redisAccess.password, undefined, 'credentials in the URL keep working (ioredis reads them from it)')
 
-  rejects(t, { REDIS_PASSWORD: 'pw' }, 'REDIS_PASSWORD', /REDIS_URL is not/)
+  rejects(t, { REDIS_PASSWORD: 'pw' }, 'REDIS_PASSWORD', /neither REDIS_URL nor REDIS_CLUSTER_NODES is/)
   rejects(t, { REDIS_URL: 'redis://h:6379', REDIS_TLS_CA_FILE: ca.caCert }, 'REDIS_TLS_CA_FILE', /rediss:\/\//)
   rejects(t, { REDIS_URL: 'unix:///tmp/r.sock', REDIS_TLS_CA_FILE: ca.caCert }, 'REDIS_TLS_CA_FILE', /rediss:\/\//)
   rejects(t, { REDIS_URL: tls, REDIS_TLS_CA_FILE: join(ca.dir, 'nope.crt') }, 'REDIS_TLS_CA_FILE', /does not exist/)
@@ -403,4 +403,18 @@ t.test('Redis credentials and TLS: files read and checked at start-up, one place
     return ''
   })()
   t.match(denied, /REDIS_TLS_CA_FILE names \/x\/ca.crt, which cannot be read \(permission denied\)/, 'an unreadable file')
+})
+
+t.test('REDIS_CLUSTER_NODES: seed nodes as host:port, instead of REDIS_URL', async t => {
+  const c = loadConfig({ REDIS_CLUSTER_NODES: ' 10.0.0.1:7000, redis-b.example:7001 ,[::1]:7002' })
+  t.same(c.redisClusterNodes, ['10.0.0.1:7000', 'redis-b.example:7001', '[::1]:7002'])
+  t.equal(c.demoEnabled, false, 'a cluster is Redis: no demo by default')
+  t.same(loadConfig({}).redisClusterNodes, [], 'unset: none')
+  for (const bad of ['10.0.0.1', 'redis://h:7000', 'h:0', 'h:65536', 'h:7000/0', ':7000']) {
+    rejects(t, { REDIS_CLUSTER_NODES: bad }, 'REDIS_CLUSTER_NODES', /host:port/)
+  }
+  rejects(t, { REDIS_CLUSTER_NODES: 'h:7000', REDIS_URL: 'redis://h:6379' }, 'REDIS_CLUSTER_NODES', /not both/)
+  const access = loadConfig({ REDIS_CLUSTER_NODES: 'h:7000', REDIS_USERNAME: 'gw', REDIS_PASSWORD: 'pw' }).redisAccess
+  t.same([access.username, access.password, access.tls], ['gw', 'pw', undefined], 'the nodes take REDIS_USERNAME and REDIS_PASSWORD')
+  rejects(t, { REDIS_CLUSTER_NODES: 'h:7000', REDIS_TLS_CA_FILE: '/x/ca.crt' }, 'REDIS_TLS_CA_FILE', /not supported yet/)
 })

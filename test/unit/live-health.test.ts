@@ -47,6 +47,7 @@ t.test('a server that is not a standalone Redis is never flowing, whatever the r
   h.probed(undefined)
   t.equal(h.reason, 'not-standalone')
   t.match(lines[0]?.[1], /cluster mode/)
+  t.match(lines[0]?.[1], /set REDIS_CLUSTER_NODES/, 'and says what to set instead')
   h.serverMode('standalone')
   t.ok(h.flowing)
   h.serverMode(undefined)

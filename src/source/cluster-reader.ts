@@ -1,0 +1,363 @@
+/**
+ * The cluster live reader, for a Redis Cluster (REDIS_CLUSTER_NODES): a
+ * multi-key XREAD needs all its keys in one hash slot (CROSSSLOT
+ * otherwise), so this reader reads one key per XREAD, non-blocking, from
+ * its explicit last id, through an ioredis `Cluster` client that routes by
+ * slot and follows MOVED and ASK (auto-pipelined: the reads of one node go
+ * in one write).
+ *
+ * What says which keys to read is a **feed** per master: keyspace
+ * notifications are node-local, so each master gets a subscriber connection
+ * of its own (`PSUBSCRIBE __keyspace@0__:<prefix>*`), re-listed whenever
+ * the slot map changes (a failover, a slot moved, a master added). Pub/sub
+ * is fire and forget: after a feed (re)connects and after any topology
+ * change, every watched key is read again from its last id. The feed is the
+ * seam a client-tracking feed can replace per node later ({@link Feed}).
+ *
+ * The proof of flow covers every master: each has a probe stream of its own
+ * (`<prefix>__gateway:probe:{<tag>}:<instance>`, the hash tag chosen so the
+ * key lands on that master), read only when its notification comes. A
+ * master whose probe is not seen is named ({@link ClusterReader.trouble}):
+ * `/readyz` says `feed-silent 127.0.0.1:7002`.
+ */
+import type { Cluster, Redis } from 'ioredis'
+import { ZERO_ID, compareIds, type StreamId } from '../core/stream-id.js'
+import { isClusterFactory, keySlot, SLOTS, type ClusterConnectionFactory } from './cluster-connection.js'
+import { errorSummary } from './live-health.js'
+import { advance, type LiveReader, type LiveReaderOptions, type ReaderHost, type XReadReply } from './live-reader.js'
+import { ProbeWaiters } from './probe-waiters.js'
+import { ReaderHealth } from './reader-health.js'
+import { REQUEST_REPLY } from './redis-connection.js'
+import { notificationsCoverStreams } from './server-check.js'
+
+/** The keyspace event of an XADD. */
+const XADD = Buffer.from('xadd')
+
+/** How often the slot map is asked for: a failover or a slot moved is seen within this, with no command to a moved slot. */
+export const CLUSTER_REFRESH_MS = 1000
+
+class ClusterKey {
+  dirty = false
+  reading = false
+  removed = false
+  constructor (readonly key: string, public afterId: StreamId) {}
+}
+
+/** A master's probe stream: read like a watched key, never emitted. */
+class ProbeKey extends ClusterKey {
+  readonly waiters = new ProbeWaiters()
+  constructor (key: string, readonly node: string) { super(key, ZERO_ID) }
+}
+
+/**
+ * What tells the reader which keys of one master changed: today keyspace
+ * notifications on a subscriber connection to that master. It calls
+ * `changed(key)` per change and `resync()` whenever changes may have been
+ * missed (it (re)connected); `lost()` when a connection that worked closed.
+ */
+interface Feed {
+  readonly node: string
+  close (): void
+}
+
+interface FeedCallbacks {
+  changed (key: string): void
+  resync (): void
+  lost (): void
+}
+
+/** Keyspace notifications of one master, pattern-subscribed under the key prefix. */
+function notificationFeed (opts: LiveReaderOptions, factory: ClusterConnectionFactory, node: string, on: FeedCallbacks): Feed {
+  const [host, port] = [node.slice(0, node.lastIndexOf(':')), Number(node.slice(node.lastIndexOf(':') + 1))]
+  const pattern = `__keyspace@0__:${opts.keyPrefix}*`
+  const prefixBytes = Buffer.byteLength('__keyspace@0__:')
+  let closed = false
+  let flowing = false
+  let warned = false
+  const sub: Redis = factory.node(host, port, {
+    connectionName: 'sse-gateway:cluster-feed',
+    maxRetriesPerRequest: null,
+    autoResubscribe: false,
+  })
+  sub.on('error', () => { /* the probe and the reads report a dead master */ })
+  sub.on('ready', () => {
+    void (async () => {
+      // A node without notifications for streams feeds nothing: say which, once.
+      try {
+        const reply = await (sub.config('GET', 'notify-keyspace-events') as Promise<unknown>)
+        const flags = Array.isArray(reply) ? String(reply[1] ?? '') : ''
+        if (!notificationsCoverStreams(flags) && !warned) {
+          warned = true
+          opts.logger.error({ node, flags }, `the cluster node ${node} does not publish keyspace notifications for streams: its channels are not read live; set notify-keyspace-events Kt on every node (CONFIG SET, and in redis.conf so a restart keeps it)`)
+        }
+      } catch { /* CONFIG refused (managed Redis): the probe tells */ }
+      await sub.psubscribe(pattern)
+      if (closed) return
+      flowing = true
+      on.resync()
+    })().catch(() => { /* closed or lost again: the next ready subscribes again */ })
+  })
+  sub.on('close', () => {
+    if (closed || !flowing) return
+    flowing = false
+    on.lost()
+  })
+  sub.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, event: Buffer) => {
+    if (event.equals(XADD)) on.changed(channel.toString('utf8', prefixBytes))
+  })
+  return {
+    node,
+    close () {
+      closed = true
+      sub.disconnect()
+    },
+  }
+}
+
+/** Reads watched keys of a Redis Cluster when a master's feed says they changed. */
+export class ClusterReader implements LiveReader {
+  private readonly keys = new Map<string, ClusterKey>()
+  /** Probe streams by key, and by the master they live on. */
+  private readonly probeKeys = new Map<string, ProbeKey>()
+  private readonly probeOf = new Map<string, ProbeKey>()
+  private readonly feeds = new Map<string, Feed>()
+  /** Each master's reads, so readiness can say which master fails. */
+  private readonly healthOf = new Map<string, ReaderHealth>()
+  private readonly client: Cluster
+  private readonly factory: ClusterConnectionFactory
+  private dirty: ClusterKey[] = []
+  private scheduled = false
+  private closed = false
+  private fingerprint = ''
+  private readonly refreshTimer: NodeJS.Timeout
+  private readonly countText: string
+  private readonly flushNow = (): void => {
+    this.scheduled = false
+    this.flush()
+  }
+
+  constructor (private readonly opts: LiveReaderOptions, private readonly host: ReaderHost) {
+    if (!isClusterFactory(opts.connection)) throw new Error('the cluster reader needs a Redis Cluster connection (REDIS_CLUSTER_NODES)')
+    this.factory = opts.connection
+    this.countText = String(opts.count)
+    this.client = this.factory.cluster({ ...REQUEST_REPLY, connectionName: 'sse-gateway:cluster-reader', enableAutoPipelining: true })
+    this.client.on('error', () => { /* reported by the reads */ })
+    this.client.on('ready', () => { this.topology() })
+    this.client.on('refresh', () => { this.topology() })
+    this.refreshTimer = setInterval(() => { this.client.refreshSlotsCache() }, CLUSTER_REFRESH_MS)
+    this.refreshTimer.unref()
+    this.topology()
+  }
+
+  /** The masters and who serves each slot, as one string: a change of it is a topology change. */
+  private slotMap (): string {
+    const slots = this.client.slots
+    let out = ''
+    let owner: string | undefined
+    for (let s = 0; s < SLOTS; s++) {
+      const o = slots[s]?.[0]
+      if (o !== owner) {
+        out += `${s}:${o ?? '-'} `
+        owner = o
+      }
+    }
+    return out
+  }
+
+  /**
+   * After every slot-map refresh: a feed for each master, none for a node
+   * that no longer is one, a probe stream on each master, and, when the map
+   * changed, every key read again (a key that moved, or a master promoted,
+   * may hold entries no feed announced).
+   */
+  private topology (): void {
+    if (this.closed) return
+    const map = this.slotMap()
+    if (map === this.fingerprint) return
+    this.fingerprint = map
+    const masters = new Set(this.client.slots.map(s => s[0]).filter((n): n is string => n !== undefined))
+    for (const [node, feed] of this.feeds) {
+      if (masters.has(node)) continue
+      feed.close()
+      this.feeds.delete(node)
+      this.healthOf.get(node)?.forget()
+      this.healthOf.delete(node)
+    }
+    for (const node of masters) {
+      if (this.feeds.has(node)) continue
+      this.feeds.set(node, notificationFeed(this.opts, this.factory, node, {
+        changed: key => {
+          const k = this.keys.get(key) ?? this.probeKeys.get(key)
+          if (k !== undefined) this.markDirty(k)
+        },
+        resync: () => { this.markAll() },
+        lost: () => { if (!this.closed) this.host.connectionLost() },
+      }))
+    }
+    this.placeProbes(masters)
+    if (masters.size > 0) this.opts.logger.info({ masters: [...masters] }, 'cluster topology: one live feed per master')
+    this.markAll()
+  }
+
+  /** One probe stream per master, its hash tag chosen to land on it. */
+  private placeProbes (masters: Set<string>): void {
+    const slots = this.client.slots
+    for (const [node, probe] of this.probeOf) {
+      if (masters.has(node) && slots[keySlot(probe.key)]?.[0] === node) continue
+      this.probeOf.delete(node)
+      this.probeKeys.delete(probe.key)
+      probe.removed = true
+    }
+    const missing = new Set([...masters].filter(n => !this.probeOf.has(n)))
+    for (let i = 0; missing.size > 0 && i < 20 * SLOTS; i++) {
+      const key = `${this.opts.keyPrefix}__gateway:probe:{p${i}}:${this.opts.instance}`
+      const node = slots[keySlot(key)]?.[0]
+      if (node === undefined || !missing.has(node)) continue
+      missing.delete(node)
+      const probe = new ProbeKey(key, node)
+      this.probeOf.set(node, probe)
+      this.probeKeys.set(key, probe)
+    }
+  }
+
+  private markAll (): void {
+    for (const k of this.keys.values()) this.markDirty(k)
+    for (const k of this.probeKeys.values()) this.markDirty(k)
+  }
+
+  /**
+   * Writes a probe entry on every master and resolves once each was read
+   * after its notification: every feed delivers and every master answers.
+   */
+  async probe (): Promise<void> {
+    // Before the first slot map: the probe waits for it (its timeout tells if it never comes).
+    while (this.probeOf.size === 0 && !this.closed) await new Promise<void>(resolve => { this.client.once('refresh', resolve) })
+    const probes = [...this.probeOf.values()]
+    await Promise.all(probes.map(async p => { await p.waiters.until(await this.host.append(p.key)) }))
+  }
+
+  /**
+   * Which masters fail, for readiness: `feed-silent <node>` for those whose
+   * probe is still unseen, `reader-error <node>` for those whose reads fail;
+   * undefined when none.
+   */
+  trouble (): string | undefined {
+    const failing = [...this.healthOf].filter(([, h]) => h.failingNow).map(([n]) => n)
+    if (failing.length > 0) return `reader-error ${failing.sort().join(',')}`
+    const silent = [...this.probeOf].filter(([, p]) => p.waiters.pending).map(([n]) => n)
+    if (silent.length > 0) return `feed-silent ${silent.sort().join(',')}`
+    return undefined
+  }
+
+  /** Each master and whether its reads answer and its last probe was seen. */
+  nodes (): Array<[string, boolean]> {
+    return [...this.probeOf].map(([node, p]) => [node, !p.waiters.pending && this.healthOf.get(node)?.failingNow !== true])
+  }
+
+  * positions (): Iterable<[string, StreamId]> {
+    for (const k of this.keys.values()) yield [k.key, k.afterId]
+  }
+
+  add (key: string, afterId: StreamId): void {
+    let k = this.keys.get(key)
+    if (k === undefined) this.keys.set(key, k = new ClusterKey(key, afterId))
+    else k.afterId = afterId
+    this.markDirty(k)
+  }
+
+  remove (key: string): void {
+    const k = this.keys.get(key)
+    if (k === undefined) return
+    this.keys.delete(key)
+    k.removed = true
+  }
+
+  private markDirty (k: ClusterKey): void {
+    if (this.closed || k.removed || k.dirty) return
+    k.dirty = true
+    this.dirty.push(k)
+    this.scheduleFlush()
+  }
+
+  /** Gathers every change of this turn of the event loop into one flush. */
+  private scheduleFlush (): void {
+    if (this.scheduled || this.dirty.length === 0) return
+    this.scheduled = true
+    setImmediate(this.flushNow)
+  }
+
+  private flush (): void {
+    const queued = this.dirty
+    this.dirty = []
+    for (const k of queued) {
+      if (k.removed) {
+        k.dirty = false
+        continue
+      }
+      // Being read: read again once that read is back (it stays dirty).
+      if (k.reading) {
+        this.dirty.push(k)
+        continue
+      }
+      k.dirty = false
+      k.reading = true
+      void this.read(k)
+    }
+  }
+
+  /** The health record of the master serving `key` now. */
+  private healthFor (key: string): ReaderHealth {
+    const node = this.client.slots[keySlot(key)]?.[0] ?? '?'
+    let h = this.healthOf.get(node)
+    if (h === undefined) this.healthOf.set(node, h = new ReaderHealth(this.opts))
+    return h
+  }
+
+  private async read (k: ClusterKey): Promise<void> {
+    // After a reconnect: no read until the source has checked the server;
+    // the id is taken after it (a reset moves it back to 0-0).
+    const gate = this.host.gate()
+    if (gate !== undefined) await gate
+    if (this.closed) return
+    const health = this.healthFor(k.key)
+    const started = process.hrtime.bigint()
+    let reply: XReadReply
+    try {
+      reply = await (this.client.xread('COUNT', this.countText, 'STREAMS', k.key, k.afterId) as Promise<XReadReply>)
+    } catch (err) {
+      k.reading = false
+      if (this.closed) return
+      this.opts.logger.debug({ err: errorSummary(err), key: k.key }, 'cluster read failed')
+      await health.failed(err)
+      this.markDirty(k)
+      // Marked again while this read was out: read now.
+      this.scheduleFlush()
+      return
+    }
+    health.succeeded(started)
+    k.reading = false
+    const entries = reply?.[0]?.[1] ?? []
+    if (k instanceof ProbeKey) {
+      const last = entries[entries.length - 1]
+      if (last !== undefined) {
+        if (compareIds(last[0], k.afterId) > 0) k.afterId = last[0]
+        k.waiters.read(last[0])
+      }
+    } else {
+      k.afterId = advance(this.host, k.key, k.afterId, entries) ?? k.afterId
+    }
+    // A full page: there may be more.
+    if (entries.length >= this.opts.count) this.markDirty(k)
+    // Changes that came during the read (this key's among them).
+    this.scheduleFlush()
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    clearInterval(this.refreshTimer)
+    for (const h of this.healthOf.values()) h.forget()
+    for (const f of this.feeds.values()) f.close()
+    this.feeds.clear()
+    this.client.disconnect()
+  }
+}
