@@ -14,7 +14,8 @@ import { GatewayError } from './core/errors.js'
 import { DEFAULT_MAX_DATA_BYTES, validateAppendOptions, validateEntry } from './core/publish.js'
 import { publish } from './producer.js'
 import { mintToken } from './core/token.js'
-import { connectionFor } from './source/redis-connection.js'
+import { connectionFor, type RedisConnectionFactory } from './source/redis-connection.js'
+import { sentinelConnection } from './source/sentinel-connection.js'
 
 const USAGE = `usage:
   sse-gateway token [--sub ID] [--topics 'a,b.*'] [--publish 'topic:*,user:*'] [--ttl SECONDS] [--aud A] [--iss I]
@@ -23,6 +24,7 @@ const USAGE = `usage:
       claim (default "publish").
   sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
                       [--redis URL] [--prefix P] [--maxlen N | --minid ID] [--expire SECONDS]
+                      [--sentinels host:port,... --sentinel-master NAME]
   sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
                       --url http://gateway:8080 [--token JWT]
       Publishes one event and prints its entry id. To Redis (--redis, default
@@ -30,6 +32,10 @@ const USAGE = `usage:
       for topics and 1000 with a 24 h EXPIRE for user channels unless told), or to
       a gateway's POST /publish (--url, token from --token or SSE_GATEWAY_TOKEN,
       with a publish claim). --data - reads the data from standard input.
+      Sentinel: --sentinels (default REDIS_SENTINELS) and --sentinel-master
+      (default REDIS_SENTINEL_MASTER) write to the master the Sentinels name;
+      --redis (or REDIS_URL) then gives only the data nodes' credentials and db,
+      and REDIS_SENTINEL_USERNAME / REDIS_SENTINEL_PASSWORD the Sentinels' own.
 exit codes: 0 done, 1 failed, 2 usage error`
 
 class UsageError extends Error {}
@@ -87,14 +93,15 @@ function safeUrl (url: string): string {
   }
 }
 
-function redisClient (url: string): { client: Redis, lastError: () => Error | undefined } {
-  const client = connectionFor(url).connect({
+function redisClient (connection: RedisConnectionFactory): { client: Redis, lastError: () => Error | undefined } {
+  const client = connection.connect({
     connectionName: 'sse-gateway:cli',
     connectTimeout: 5000,
     commandTimeout: 10000,
     maxRetriesPerRequest: 1,
     // A command line tool reports an unreachable server instead of waiting for it.
     retryStrategy: (times: number) => times > 2 ? null : 200,
+    sentinelRetryStrategy: (times: number) => times > 2 ? null : 200,
   })
   let last: Error | undefined
   client.on('error', (err: Error) => { last = err })
@@ -116,6 +123,8 @@ async function publishCommand (args: string[]): Promise<void> {
       expire: { type: 'string' },
       url: { type: 'string' },
       token: { type: 'string' },
+      sentinels: { type: 'string' },
+      'sentinel-master': { type: 'string' },
     },
   })
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0] ?? ''}"`)
@@ -124,7 +133,13 @@ async function publishCommand (args: string[]): Promise<void> {
   if (values.url !== undefined && values.redis !== undefined) throw new UsageError('give --redis or --url, not both.')
   const viaHttp = values.url !== undefined
   const redisUrl = values.redis ?? (viaHttp ? undefined : nonEmpty(process.env.REDIS_URL))
-  if (!viaHttp && redisUrl === undefined) throw new UsageError('nowhere to publish: give --redis URL (or set REDIS_URL), or --url of a gateway.')
+  const sentinels = list(values.sentinels ?? (viaHttp ? '' : process.env.REDIS_SENTINELS ?? ''))
+  const sentinelMaster = values['sentinel-master'] ?? (viaHttp ? undefined : nonEmpty(process.env.REDIS_SENTINEL_MASTER))
+  if (viaHttp && (sentinels.length > 0 || sentinelMaster !== undefined)) throw new UsageError('--sentinels and --sentinel-master apply to Redis only, not to --url.')
+  if (sentinels.length > 0 && sentinelMaster === undefined) throw new UsageError('--sentinels needs --sentinel-master NAME (or REDIS_SENTINEL_MASTER): the master name the Sentinels monitor.')
+  if (sentinels.length === 0 && sentinelMaster !== undefined) throw new UsageError('--sentinel-master needs --sentinels host:port,... (or REDIS_SENTINELS).')
+  for (const s of sentinels) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]/@]+):\d{1,5}$/.test(s)) throw new UsageError(`--sentinels has "${s}", which is not host:port.`)
+  if (!viaHttp && redisUrl === undefined && sentinels.length === 0) throw new UsageError('nowhere to publish: give --redis URL (or set REDIS_URL), --sentinels with --sentinel-master, or --url of a gateway.')
   if (viaHttp && (values.maxlen !== undefined || values.minid !== undefined || values.expire !== undefined || values.prefix !== undefined)) {
     throw new UsageError('--maxlen, --minid, --expire and --prefix apply to --redis only: through --url the gateway applies its own PUBLISH_* settings.')
   }
@@ -179,7 +194,17 @@ async function publishCommand (args: string[]): Promise<void> {
   // Arguments are checked before a connection is opened.
   validateEntry(prefix, entry, { maxDataBytes, limitName: 'MAX_EVENT_BYTES' })
   validateAppendOptions(append)
-  const { client, lastError } = redisClient(redisUrl as string)
+  const connection = sentinelMaster !== undefined
+    ? sentinelConnection({
+      sentinels,
+      master: sentinelMaster,
+      sentinelUsername: nonEmpty(process.env.REDIS_SENTINEL_USERNAME),
+      sentinelPassword: nonEmpty(process.env.REDIS_SENTINEL_PASSWORD),
+      url: redisUrl,
+    })
+    : connectionFor(redisUrl as string)
+  const where = sentinelMaster !== undefined ? `the master "${sentinelMaster}" of the Sentinels ${sentinels.join(',')}` : `Redis at ${safeUrl(redisUrl as string)}`
+  const { client, lastError } = redisClient(connection)
   try {
     const id = await publish(client, { prefix, ...entry, ...append, maxDataBytes })
     process.stdout.write(id + '\n')
@@ -188,7 +213,7 @@ async function publishCommand (args: string[]): Promise<void> {
     // A reply error (WRONGTYPE, NOPERM...) is the server's answer; anything else is the connection.
     if (err instanceof GatewayError || (err as Error).name === 'ReplyError') throw err
     const cause = lastError()?.message ?? (err as Error).message
-    throw new Error(`cannot reach Redis at ${safeUrl(redisUrl as string)}: ${cause}`)
+    throw new Error(`cannot reach ${where}: ${cause}`)
   } finally {
     client.disconnect()
   }

@@ -47,6 +47,10 @@ export const SETTINGS = [
   { env: 'INTERNAL_PORT', kind: 'int', default: '9090', min: 0, max: 65535, description: 'Port of the internal listener (`/metrics`, `/livez`, `/readyz`); keep it off the load balancer.' },
   { env: 'INTERNAL_HOST', kind: 'string', default: '0.0.0.0', description: 'Address the internal listener binds to.' },
   { env: 'REDIS_URL', kind: 'secret', description: 'Redis to read streams from: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or `unix:///path/redis.sock`. Unset: the in-memory engine (one replica only, history lost on restart), for a first run.' },
+  { env: 'REDIS_SENTINELS', kind: 'list', description: 'Sentinel-managed Redis: the Sentinels as `host:port,host:port,...` (any of them answers; three or more for a quorum). Every connection asks them for the current master of `REDIS_SENTINEL_MASTER` and follows it through a failover. With it, `REDIS_URL` is optional and only says how to talk to the data nodes (`redis://[user:password@]<master name>[/db]`, `rediss://` for TLS): its host must be the master name, since the Sentinels say where the master is.' },
+  { env: 'REDIS_SENTINEL_MASTER', kind: 'string', description: 'The master name the Sentinels monitor (`sentinel monitor <name> ...`); required with `REDIS_SENTINELS`.' },
+  { env: 'REDIS_SENTINEL_USERNAME', kind: 'string', description: 'ACL user for the Sentinels themselves (`sentinel sentinel-user`), when they require one; the data nodes\' user goes in `REDIS_URL`.' },
+  { env: 'REDIS_SENTINEL_PASSWORD', kind: 'secret', description: 'Password of the Sentinels themselves (`requirepass` in sentinel.conf), when they require one; the data nodes\' password goes in `REDIS_URL`.' },
   { env: 'KEY_PREFIX', kind: 'string', default: 'sse:', description: 'Prefix of every stream key: a user channel is `<prefix>user:<sub>`, a topic `<prefix>topic:<name>`.' },
   { env: 'JWT_SECRET', kind: 'secret', partOf: 'jwt', description: 'HMAC secret for HS256/384/512 tokens, at least 32 characters. Set this or `JWT_PUBLIC_KEY`.' },
   { env: 'JWT_PUBLIC_KEY', kind: 'secret', partOf: 'jwt', description: 'PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens. Set this or `JWT_SECRET`.' },
@@ -212,13 +216,14 @@ export function loadConfig (env: Raw): Config {
   if (v.JWT_PUBLISH_CLAIM === v.JWT_TOPICS_CLAIM) throw new ConfigError('JWT_PUBLISH_CLAIM and JWT_TOPICS_CLAIM must name different claims: reading and publishing are granted separately')
   if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(v.TOKEN_COOKIE)) throw new ConfigError(`TOKEN_COOKIE must be a cookie name, got "${v.TOKEN_COOKIE}"`)
   if (v.REDIS_URL !== undefined) checkRedisUrl(v.REDIS_URL)
+  checkSentinel(v.REDIS_SENTINELS, v.REDIS_SENTINEL_MASTER, v.REDIS_SENTINEL_USERNAME, v.REDIS_SENTINEL_PASSWORD, v.REDIS_URL)
 
   // The derived fields, in this order (it decides which error comes first).
   const derived: DerivedFields = {
     // The key settings are read raw from env (jwtSettings trims them; a PEM keeps its newlines).
     jwt: jwtSettings(env, v.JWT_ALGORITHMS, v.JWT_AUDIENCE, v.JWT_ISSUER, v.JWT_CLOCK_TOLERANCE_MS),
     trustProxy: parseTrustProxy(v.TRUST_PROXY),
-    demoEnabled: v.DEMO_ENABLED ?? v.REDIS_URL === undefined,
+    demoEnabled: v.DEMO_ENABLED ?? (v.REDIS_URL === undefined && v.REDIS_SENTINELS.length === 0),
   }
 
   const fields: Record<string, unknown> = {}
@@ -281,6 +286,32 @@ function checkRedisUrl (text: string): void {
   }
   if (url.hostname === '') throw new ConfigError(`REDIS_URL names no host: give it as ${forms}`)
   if (!/^\/?\d*$/.test(url.pathname)) throw new ConfigError('REDIS_URL has a path that is not a database number: end it with /0 to /15, or nothing')
+}
+
+/**
+ * The Sentinel settings go together: Sentinels need the master's name and
+ * the name needs Sentinels. REDIS_URL beside them gives the data nodes'
+ * credentials, db and TLS only, so its host must be the master name (a
+ * host:port there would look used and be ignored). Secrets are never quoted.
+ */
+function checkSentinel (sentinels: readonly string[], master: string | undefined, username: string | undefined, password: string | undefined, redisUrl: string | undefined): void {
+  if (sentinels.length === 0) {
+    if (master !== undefined) throw new ConfigError('REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS is not: list the Sentinels as host:port,host:port')
+    if (username !== undefined || password !== undefined) throw new ConfigError(`${username !== undefined ? 'REDIS_SENTINEL_USERNAME' : 'REDIS_SENTINEL_PASSWORD'} is set but REDIS_SENTINELS is not: list the Sentinels as host:port,host:port`)
+    return
+  }
+  for (const s of sentinels) {
+    const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]/@]+):(\d{1,5})$/.exec(s)
+    if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new ConfigError(`REDIS_SENTINELS has "${s}", which is not host:port: list the Sentinels as host:port,host:port (IPv6 as [::1]:26379)`)
+  }
+  if (master === undefined) throw new ConfigError('REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not: give the master name the Sentinels monitor (sentinel monitor <name> ...)')
+  if (/[\s,]/.test(master)) throw new ConfigError('REDIS_SENTINEL_MASTER must be one master name, with no spaces or commas')
+  if (redisUrl === undefined) return
+  const url = new URL(redisUrl)
+  if (url.protocol === 'unix:') throw new ConfigError('REDIS_URL is a unix socket, which Sentinel cannot hand out: with REDIS_SENTINELS, give REDIS_URL as redis://[user:password@]<master name>[/db] (or rediss://), or leave it unset')
+  if (url.hostname.toLowerCase() !== master.toLowerCase() || url.port !== '') {
+    throw new ConfigError(`with REDIS_SENTINELS, REDIS_URL only carries the data nodes' credentials, db and TLS: give its host as the master name and no port (redis://[user:password@]${master}[/db]); the Sentinels say where the master is`)
+  }
 }
 
 function jwtSettings (env: Raw, algorithms: readonly string[], audience: readonly string[], issuer: readonly string[], clockToleranceMs: number): JwtSettings | undefined {

@@ -9,6 +9,7 @@ import type { Engine, EngineDeps } from './engine.js'
 import { memoryEngine } from './memory-engine.js'
 import { RedisPublisher } from './redis-publisher.js'
 import { redisEngine } from './redis-engine.js'
+import { sentinelConnection, sentinelTargetOf } from './sentinel-connection.js'
 import type { StreamSource } from './stream-source.js'
 
 const ENGINES = {
@@ -18,9 +19,9 @@ const ENGINES = {
 
 export type EngineKind = keyof typeof ENGINES
 
-/** Redis when REDIS_URL is set; otherwise the in-memory engine (a first-run mode). */
+/** Redis when REDIS_URL or REDIS_SENTINELS is set; otherwise the in-memory engine (a first-run mode). */
 export function engineKind (config: Config): EngineKind {
-  return config.redisUrl === undefined ? 'memory' : 'redis'
+  return config.redisUrl === undefined && config.redisSentinels.length === 0 ? 'memory' : 'redis'
 }
 
 /** The engine `config` asks for, made and not yet started. */
@@ -31,13 +32,16 @@ export function createEngine (config: Config, deps: EngineDeps): Engine {
 /**
  * An engine around a source made elsewhere (an embedder's own): readiness
  * reports its connection state and live reason; `POST /publish` writes to
- * Redis at REDIS_URL when it is set.
+ * Redis at REDIS_URL (or the Sentinels' master) when it is set.
  */
 export function engineOf (source: StreamSource, config: Config): Engine {
   const url = config.redisUrl
+  const sentinel = sentinelTargetOf(config)
   return {
     source,
-    createPublisher: () => url === undefined ? undefined : new RedisPublisher({ url }),
+    createPublisher: () => sentinel !== undefined
+      ? new RedisPublisher({ connection: sentinelConnection(sentinel) })
+      : url === undefined ? undefined : new RedisPublisher({ url }),
     readiness: () => ({ redis: source.state, live: source.liveReason ?? 'flowing' }),
   }
 }

@@ -1,18 +1,20 @@
 /**
- * The Redis engine: a connection factory for REDIS_URL (redis-connection.ts),
- * shared by the source (its command connection and live readers) and the
- * publisher.
+ * The Redis engine: a connection factory for REDIS_URL (redis-connection.ts)
+ * or for the master the Sentinels name (sentinel-connection.ts), shared by
+ * the source (its command connection and live readers) and the publisher.
  */
 import type { Config } from '../core/config.js'
 import type { Engine, EngineDeps } from './engine.js'
 import { connectionFor } from './redis-connection.js'
 import { RedisPublisher } from './redis-publisher.js'
 import { RedisSource } from './redis-source.js'
+import { sentinelConnection, sentinelTargetOf } from './sentinel-connection.js'
 
-/** Made when REDIS_URL is set. */
+/** Made when REDIS_URL or REDIS_SENTINELS is set. */
 export function redisEngine (config: Config, deps: EngineDeps): Engine {
-  const url = config.redisUrl as string
-  const connection = connectionFor(url)
+  const url = config.redisUrl
+  const sentinel = sentinelTargetOf(config)
+  const connection = sentinel !== undefined ? sentinelConnection(sentinel) : connectionFor(url as string)
   const hooks = deps.hooks ?? {}
   const source = new RedisSource({
     url,

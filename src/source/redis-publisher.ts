@@ -45,8 +45,8 @@ export async function redisAppend (redis: RedisLike, key: string, fields: readon
 }
 
 export interface RedisPublisherOptions {
-  /** `redis://`, `rediss://` or `unix:///path/redis.sock`. */
-  readonly url: string
+  /** `redis://`, `rediss://` or `unix:///path/redis.sock`; unused when `connection` is given. */
+  readonly url?: string
   /** Per-command timeout in ms (default 5000). */
   readonly commandTimeoutMs?: number
   /** How to reach Redis; defaults to the factory for `url` (see connectionFor). */
@@ -67,7 +67,7 @@ export class RedisPublisher implements Publisher {
   private readonly client: Redis
 
   constructor (opts: RedisPublisherOptions) {
-    this.client = (opts.connection ?? connectionFor(opts.url)).connect({
+    this.client = (opts.connection ?? connectionFor(opts.url ?? 'redis://127.0.0.1:6379')).connect({
       lazyConnect: true,
       connectionName: 'sse-gateway:publish',
       maxRetriesPerRequest: 1,

@@ -43,13 +43,13 @@ import { sleep, type LiveReader, type LiveReaderOptions, type ReaderHost } from 
 import { LIVE_READERS, type LiveReaderKind } from './live-readers.js'
 import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, REQUEST_REPLY, connectionFor, type RedisConnectionFactory } from './redis-connection.js'
 import { RedisQueries } from './redis-queries.js'
-import { isPermanent, notificationsCoverStreams, readerBySetting, serverMode } from './server-check.js'
+import { isPermanent, notificationsCoverStreams, readerBySetting, serverMode, serverRunId } from './server-check.js'
 import { claimEpoch, epochTimeMs } from './epoch.js'
 import type { EntriesListener, RawEntry, ResetListener, SourceState, StreamSource } from './stream-source.js'
 
 export interface RedisSourceOptions {
-  /** `redis://`, `rediss://` or `unix:///path/redis.sock`. */
-  readonly url: string
+  /** `redis://`, `rediss://` or `unix:///path/redis.sock`; unused when `connection` is given. */
+  readonly url?: string
   /** How to reach Redis; defaults to the factory for `url` (see connectionFor). */
   readonly connection?: RedisConnectionFactory
   readonly keyPrefix: string
@@ -128,6 +128,8 @@ export class RedisSource implements StreamSource {
   private readonly epochKey: string
   /** The epoch this replica read under (the key's whole value), once known. */
   private epoch: string | undefined
+  /** The `run_id` of the server the last check passed on: another one is a restart or a failover. */
+  private runId: string | undefined
   /** Redis time (ms) at which the current dataset's epoch was written. */
   epochMs: number | undefined
   /** Pending while the server is being checked after a (re)connect: live reads wait. */
@@ -151,7 +153,7 @@ export class RedisSource implements StreamSource {
     this.health = new LiveHealth({ logger: opts.logger, onStall: opts.onStall })
     this.epochKey = `${opts.keyPrefix}__gateway:epoch`
     this.probeIntervalMs = opts.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS
-    const connection = opts.connection ?? connectionFor(opts.url)
+    const connection = opts.connection ?? connectionFor(opts.url ?? 'redis://127.0.0.1:6379')
     this.cmd = connection.connect({ ...REQUEST_REPLY, connectionName: 'sse-gateway:commands', enableAutoPipelining: true })
     this.queries = new RedisQueries(this.cmd)
     this.readerOptions = {
@@ -218,7 +220,10 @@ export class RedisSource implements StreamSource {
     // A Cluster node or a Sentinel: not readable by this version, and not
     // ready (LiveHealth says why); nothing more to check.
     if (mode !== undefined && mode !== 'standalone') return 'block'
-    await this.checkEpoch()
+    const runId = await serverRunId(this.cmd)
+    const newEpoch = await this.checkEpoch()
+    if (!newEpoch && runId !== undefined && this.runId !== undefined && runId !== this.runId) await this.checkPositions()
+    this.runId = runId
     if (this.opts.mode === 'block') return 'block'
     const wanted = await this.modeBySetting()
     // Unknown (CONFIG refused): `notify` keeps what it has (notify at start;
@@ -255,7 +260,7 @@ export class RedisSource implements StreamSource {
    * entry is still there lost nothing (the epoch alone was evicted or
    * deleted): its sessions read on, with no duplicate.
    */
-  private async checkEpoch (): Promise<void> {
+  private async checkEpoch (): Promise<boolean> {
     let epoch: string
     try {
       epoch = await claimEpoch(this.cmd, this.epochKey)
@@ -265,7 +270,7 @@ export class RedisSource implements StreamSource {
         this.epochFailed = true
         this.opts.logger.error({ err: errorSummary(err), key: this.epochKey }, 'cannot keep the epoch, so a Redis that loses its data (a restart without persistence) cannot be told to clients: grant TIME, SET and GET on the key, on a primary')
       }
-      return
+      return false
     }
     this.epochFailed = false
     const epochMs = epochTimeMs(epoch)
@@ -293,6 +298,39 @@ export class RedisSource implements StreamSource {
     }
     this.epoch = epoch
     this.epochMs = epochMs
+    return before !== undefined && before !== epoch
+  }
+
+  /**
+   * Another server under the same epoch (a failover, or a restart with
+   * persistence): the dataset is the one read so far, but a promoted replica
+   * may lack the newest entries (asynchronous replication). Each watched key
+   * whose last read entry is gone goes back to the newest entry the server
+   * still holds before it (0-0 if none), and the sessions past it are told
+   * (`gateway.gap`, reason `reset`); what the server writes next is read
+   * from there, even with a clock behind the old master's.
+   */
+  private async checkPositions (): Promise<void> {
+    const from = new Map<string, StreamId>()
+    await Promise.all([...(this.reader?.positions() ?? this.watched)].map(async ([key, id]) => {
+      if (id === ZERO_ID) return
+      const kept = await this.queries.newestUpTo(key, id)
+      if (kept !== id) from.set(key, kept ?? ZERO_ID)
+    }))
+    // Keys whose last session left during those reads are not watched again.
+    const reset = [...from.keys()].filter(key => this.watched.has(key))
+    if (reset.length === 0) {
+      this.opts.logger.info({ streams: this.watched.size }, 'Redis is another server now (a failover or a restart), and every stream still holds its last read entry: nothing was lost')
+      return
+    }
+    this.opts.logger.error({ streams: this.watched.size, lost: reset.length }, 'Redis is another server now (a failover or a restart) and lacks the newest entries read from the old one (asynchronous replication lost them): those streams go back to the newest entry it holds, and their clients are told with gateway.gap (reason reset)')
+    this.opts.onDataLost?.()
+    for (const key of reset) {
+      const to = from.get(key) as StreamId
+      this.watched.set(key, to)
+      this.reader?.add(key, to)
+    }
+    this.resetListener(reset, from)
   }
 
   /** Any connection dropped: Redis may have restarted; no live read until the server is checked again. */
