@@ -39,9 +39,15 @@ export interface TestSentinel {
   node (port: number): Redis
   /** The replica stops receiving: its replication user is disabled and its link killed. */
   cutReplica (): Promise<void>
+  /** `SENTINEL FAILOVER`: the replica promoted, the master (alive) demoted to its replica; resolves with the old master's port. */
+  failover (): Promise<number>
   /** SIGKILLs the current master; resolves with its port. */
   killMaster (): Promise<number>
-  /** Resolves with the new master's port once the Sentinels name one other than `oldPort` and it answers as master. */
+  /**
+   * Resolves with the new master's port once the Sentinels name one other
+   * than `oldPort`, it answers as master and the old one, if alive,
+   * replicates it.
+   */
   failedOver (oldPort: number, timeoutMs?: number): Promise<number>
   stop (): Promise<void>
 }
@@ -180,6 +186,11 @@ export async function startSentinel (): Promise<TestSentinel> {
         await until('the replica cut off', 5000, async () =>
           /master_link_status:down/.test(String(await r.client.info('replication'))) ? true : undefined)
       },
+      async failover () {
+        const port = await masterPort()
+        await sentinelClients[0]?.call('SENTINEL', 'FAILOVER', SENTINEL_MASTER)
+        return port
+      },
       async killMaster () {
         const port = await masterPort()
         const n = nodes.get(port) as Node
@@ -188,11 +199,20 @@ export async function startSentinel (): Promise<TestSentinel> {
         return port
       },
       async failedOver (oldPort, timeoutMs = 20000) {
-        return await until('the Sentinels to promote the replica', timeoutMs, async () => {
+        const port = await until('the Sentinels to promote the replica', timeoutMs, async () => {
           const port = await masterPort()
           if (port === oldPort) return undefined
           return /role:master/.test(String(await nodes.get(port)?.client.info('replication'))) ? port : undefined
         })
+        // A demoted master that runs on: done once it replicates the new one.
+        const old = nodes.get(oldPort) as Node
+        if (old.proc.exitCode === null && old.proc.signalCode === null) {
+          await until('the old master to replicate the new one', timeoutMs, async () => {
+            const info = String(await old.client.info('replication'))
+            return info.includes(`master_port:${port}`) && /master_link_status:up/.test(info) ? true : undefined
+          })
+        }
+        return port
       },
       stop: stopAll,
     }
