@@ -180,8 +180,9 @@ export async function startSentinel (): Promise<TestSentinel> {
       },
       async cutReplica () {
         const m = nodes.get(await masterPort()) as Node
-        await m.client.call('ACL', 'SETUSER', REPL_USER, 'off')
-        await m.client.call('CLIENT', 'KILL', 'TYPE', 'replica')
+        // Sentinel kills normal clients of the nodes it reconfigures: retry on that.
+        await until('the replication user disabled', 5000, async () => await m.client.call('ACL', 'SETUSER', REPL_USER, 'off'))
+        await until('the replica link killed', 5000, async () => await m.client.call('CLIENT', 'KILL', 'TYPE', 'replica'))
         const r = [...nodes.values()].find(n => n !== m) as Node
         await until('the replica cut off', 5000, async () =>
           /master_link_status:down/.test(String(await r.client.info('replication'))) ? true : undefined)
