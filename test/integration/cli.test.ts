@@ -129,7 +129,7 @@ t.test('publish: usage errors exit 2 and write nothing', async t => {
     ['bad --maxlen', cli(['publish', '--channel', 'topic:a', '--data', 'x', '--maxlen', 'lots', ...to]), /--maxlen must be a whole number/],
     ['--maxlen 0', cli(['publish', '--channel', 'topic:a', '--data', 'x', '--maxlen', '0', ...to]), /SSEGW_ERR_PUBLISH_OPTION_INVALID: `maxLen` must be/],
     ['--maxlen and --minid', cli(['publish', '--channel', 'topic:a', '--data', 'x', '--maxlen', '5', '--minid', '1-0', ...to]), /not both/],
-    ['no destination', cli(['publish', '--channel', 'topic:a', '--data', 'x']), /nowhere to publish: give --redis URL \(or set REDIS_URL\), or --url/],
+    ['no destination', cli(['publish', '--channel', 'topic:a', '--data', 'x']), /nowhere to publish: give --redis URL \(or set REDIS_URL\), --sentinels with --sentinel-master, or --url/],
     ['both destinations', cli(['publish', '--channel', 'topic:a', '--data', 'x', '--redis', redis.url, '--url', 'http://127.0.0.1:1']), /--redis or --url, not both/],
     ['--maxlen with --url', cli(['publish', '--channel', 'topic:a', '--data', 'x', '--url', 'http://127.0.0.1:1', '--token', 't', '--maxlen', '5']), /apply to --redis only/],
     ['--url without a token', cli(['publish', '--channel', 'topic:a', '--data', 'x', '--url', 'http://127.0.0.1:1']), /--token JWT or SSE_GATEWAY_TOKEN/],

@@ -6,10 +6,15 @@
  * master holds, in order, none twice, and one `gateway.gap` (reason
  * `reset`) for the channel whose last entries the new master lacks, none
  * for the channels it holds whole. `/readyz` goes 503 during the failover
- * and 200 after it. Never silence.
+ * and 200 after it. Never silence. Before that, the command line publishes
+ * through the Sentinels.
  */
+import { spawn } from 'node:child_process'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import type { Redis } from 'ioredis'
+import { ensureBuilt } from '../helpers/process.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { eventually, scrapeMetric } from '../helpers/extra.js'
 import { uniquePrefix } from '../helpers/redis.js'
@@ -40,9 +45,45 @@ async function xadd (client: Redis, key: string, data: string): Promise<void> {
   }
 }
 
+const CLI = join(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'), 'dist', 'src', 'cli.js')
+ensureBuilt()
+const topology = await startSentinel()
+t.teardown(() => topology.stop())
+
+async function cli (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  return await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c })
+    child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c })
+    const timer = setTimeout(() => { child.kill('SIGKILL') }, 20000)
+    child.on('error', reject)
+    child.on('close', code => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
+  })
+}
+
+t.test('sse-gateway publish --sentinels --sentinel-master writes to the master the Sentinels name', async t => {
+  const prefix = uniquePrefix('cli')
+  const r = await cli(['publish', '--channel', 'topic:cli', '--data', 'hello', '--prefix', prefix, '--sentinels', topology.sentinels.join(','), '--sentinel-master', topology.master])
+  t.equal(r.code, 0, r.stderr)
+  const id = r.stdout.trim()
+  const master = topology.node(await topology.masterPort())
+  t.same(await master.xrange(`${prefix}topic:cli`, '-', '+'), [[id, ['data', 'hello']]], 'the entry is on the master')
+  const env = await cli(['publish', '--channel', 'topic:cli', '--data', 'again', '--prefix', prefix], { REDIS_SENTINELS: topology.sentinels.join(','), REDIS_SENTINEL_MASTER: topology.master })
+  t.equal(env.code, 0, `REDIS_SENTINELS and REDIS_SENTINEL_MASTER from the environment: ${env.stderr}`)
+  const noMaster = await cli(['publish', '--channel', 'topic:cli', '--data', 'x', '--sentinels', topology.sentinels.join(',')])
+  t.equal(noMaster.code, 2)
+  t.match(noMaster.stderr, /--sentinels needs --sentinel-master NAME/)
+  const badAddress = await cli(['publish', '--channel', 'topic:cli', '--data', 'x', '--sentinels', 'nowhere', '--sentinel-master', 'm'])
+  t.equal(badAddress.code, 2)
+  t.match(badAddress.stderr, /--sentinels has "nowhere", which is not host:port/)
+  const unknown = await cli(['publish', '--channel', 'topic:cli', '--data', 'x', '--sentinels', topology.sentinels.join(','), '--sentinel-master', 'no-such-master'])
+  t.equal(unknown.code, 1, 'a master the Sentinels do not know: fails, and says where it tried')
+  t.match(unknown.stderr, /cannot reach the master "no-such-master" of the Sentinels/)
+})
+
 t.test('Sentinel: the master killed mid-stream, a replica that missed the last entries promoted: every entry it holds, once, in order, and gateway.gap for the rest', async t => {
-  const topology = await startSentinel()
-  t.teardown(() => topology.stop())
   const prefix = uniquePrefix('failover')
   const gw = await startGateway({
     REDIS_SENTINELS: topology.sentinels.join(','),
