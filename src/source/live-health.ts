@@ -81,7 +81,9 @@ export class LiveHealth {
     }
     this.opts.onStall?.(reason)
     const detail = reason === 'not-standalone'
-      ? `REDIS_URL points at a Redis in ${this.server ?? '?'} mode: this version reads one standalone Redis (a primary or a replica of one), not a Cluster node or a Sentinel`
+      ? this.server === 'sentinel'
+        ? 'REDIS_URL points at a Sentinel (a Redis in sentinel mode), not a Redis that holds data: set REDIS_SENTINELS=<host:port,...> and REDIS_SENTINEL_MASTER=<name> instead (REDIS_URL may then carry the data nodes\' credentials, as redis://[user:password@]<name>)'
+        : `REDIS_URL points at a Redis in ${this.server ?? '?'} mode: this version reads one standalone Redis (a primary or a replica of one), not a Cluster node or a Sentinel`
       : reason === 'probe-timeout'
         ? 'a probe entry written to Redis was not seen by the live reader in time (Redis frozen or overloaded, or keyspace notifications stopped)'
         : reason === 'probe-error'
