@@ -59,6 +59,8 @@ async function retried<T> (f: () => Promise<T>): Promise<T> {
       return await f()
     } catch (err) {
       if (attempt >= 20 || !/Connection is closed|ECONNREFUSED|READONLY/.test((err as Error).message)) throw err
+      // Seen about once in five runs: the producer's client ended during the failover.
+      if (topology.client.status === 'end') await topology.client.connect().catch(() => {})
       await new Promise(resolve => setTimeout(resolve, 100))
     }
   }

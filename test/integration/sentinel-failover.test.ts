@@ -40,6 +40,8 @@ async function xadd (client: Redis, key: string, data: string): Promise<void> {
       return
     } catch (err) {
       if (attempt >= 30 || !/Connection is closed|ECONNREFUSED|READONLY/.test((err as Error).message)) throw err
+      // Seen now and then: the producer's client ended during the failover.
+      if (client.status === 'end') await client.connect().catch(() => {})
       await sleep(100)
     }
   }
