@@ -4,10 +4,12 @@
  * name, role: 'master' }`). A failover moves each connection on its own: the
  * killed or demoted master's sockets close (or a blocked read gets
  * `UNBLOCKED`), ioredis asks the Sentinels again, and, connected, checks the
- * node really is a master (a demoted one is refused and asked again). With
- * `failoverDetector` every connection also listens for `+switch-master` and
- * leaves a master that Sentinel has replaced at once, rather than at its
- * next error.
+ * node really is a master (a demoted one is refused and asked again).
+ * Sentinel itself ends the normal clients of a master it demotes (`CLIENT
+ * KILL TYPE normal` in the reconfiguration), so no `failoverDetector` is
+ * needed: it would open one more Sentinel connection per connection, and
+ * one made while its connection closes outlives it (a process that never
+ * exits, seen in tests).
  *
  * What the gateway's own loops add: each live reader re-reads from its
  * explicit last ids once the source has checked the new master (the gate in
@@ -68,7 +70,6 @@ export function sentinelConnection (target: SentinelTarget): RedisConnectionFact
         // master for a few seconds: keep asking, with the same backoff as
         // the connection's own (never give up: that is the outage's end).
         sentinelRetryStrategy: reconnectDelayMs,
-        failoverDetector: true,
         ...options,
         sentinels,
         name: target.master,

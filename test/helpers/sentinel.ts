@@ -153,7 +153,6 @@ export async function startSentinel (): Promise<TestSentinel> {
       maxRetriesPerRequest: 20,
       retryStrategy: () => 100,
       sentinelRetryStrategy: () => 100,
-      failoverDetector: true,
     })
     client.on('error', () => {})
     clients.push(client)
