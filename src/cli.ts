@@ -15,8 +15,9 @@ import { ConfigError, GatewayError } from './core/errors.js'
 import { DEFAULT_MAX_DATA_BYTES, validateAppendOptions, validateEntry } from './core/publish.js'
 import { publish } from './producer.js'
 import { mintToken } from './core/token.js'
-import { connectionFor } from './source/redis-connection.js'
-import { clusterConnection, parseClusterNode } from './source/cluster-connection.js'
+import { connectionFor, type RedisConnectionFactory } from './source/redis-connection.js'
+import { clusterConnection, isClusterFactory, parseClusterNode } from './source/cluster-connection.js'
+import { sentinelConnection } from './source/sentinel-connection.js'
 
 const USAGE = `usage:
   sse-gateway token [--sub ID] [--topics 'a,b.*'] [--publish 'topic:*,user:*'] [--ttl SECONDS] [--aud A] [--iss I]
@@ -25,6 +26,7 @@ const USAGE = `usage:
       claim (default "publish").
   sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
                       [--redis URL | --cluster HOST:PORT,...] [--prefix P] [--maxlen N | --minid ID] [--expire SECONDS]
+                      [--sentinels host:port,... --sentinel-master NAME]
   sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
                       --url http://gateway:8080 [--token JWT]
       Publishes one event and prints its entry id. To Redis (--redis, default
@@ -33,6 +35,10 @@ const USAGE = `usage:
       for topics and 1000 with a 24 h EXPIRE for user channels unless told), or to
       a gateway's POST /publish (--url, token from --token or SSE_GATEWAY_TOKEN,
       with a publish claim). --data - reads the data from standard input.
+      Sentinel: --sentinels (default REDIS_SENTINELS) and --sentinel-master
+      (default REDIS_SENTINEL_MASTER) write to the master the Sentinels name;
+      --redis (or REDIS_URL) then gives only the data nodes' credentials and db,
+      and REDIS_SENTINEL_USERNAME / REDIS_SENTINEL_PASSWORD the Sentinels' own.
 exit codes: 0 done, 1 failed, 2 usage error`
 
 class UsageError extends Error {}
@@ -90,18 +96,18 @@ function safeUrl (url: string): string {
   }
 }
 
-/** Credentials and TLS from the gateway's own variables (REDIS_PASSWORD, REDIS_TLS_CA_FILE...), for `url`. */
-function redisAccess (url: string): RedisAccess {
+/** Credentials and TLS from the gateway's own variables (REDIS_PASSWORD, REDIS_TLS_CA_FILE...), for `url` (a Sentinel's data nodes: REDIS_URL or none). */
+function redisAccess (url: string | undefined, sentinel = false): RedisAccess {
   try {
-    return redisAccessFrom(process.env, url.startsWith('cluster:') ? 'redis://cluster' : url)
+    return redisAccessFrom(process.env, url === undefined ? (sentinel ? 'redis://sentinel' : undefined) : url.startsWith('cluster:') ? 'redis://cluster' : url)
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message.replace('REDIS_URL', 'the Redis URL (--redis or REDIS_URL)'))
     throw err
   }
 }
 
-/** `url` is a REDIS_URL, or `cluster:<seed>,<seed>` for a Redis Cluster. */
-function redisClient (url: string): { client: Redis | Cluster, lastError: () => Error | undefined } {
+/** A client from `connection`: one Redis, the Sentinels' master, or a Redis Cluster. */
+function redisClient (connection: RedisConnectionFactory): { client: Redis | Cluster, lastError: () => Error | undefined } {
   const options = {
     connectionName: 'sse-gateway:cli',
     connectTimeout: 5000,
@@ -109,10 +115,11 @@ function redisClient (url: string): { client: Redis | Cluster, lastError: () => 
     maxRetriesPerRequest: 1,
     // A command line tool reports an unreachable server instead of waiting for it.
     retryStrategy: (times: number) => times > 2 ? null : 200,
+    sentinelRetryStrategy: (times: number) => times > 2 ? null : 200,
   }
-  const client = url.startsWith('cluster:')
-    ? clusterConnection(list(url.slice('cluster:'.length)).map(parseClusterNode), redisAccess(url)).cluster(options, { clusterRetryStrategy: (times: number) => times > 2 ? null : 200 })
-    : connectionFor(url, redisAccess(url)).connect(options)
+  const client = isClusterFactory(connection)
+    ? connection.cluster(options, { clusterRetryStrategy: (times: number) => times > 2 ? null : 200 })
+    : connection.connect(options)
   let last: Error | undefined
   client.on('error', (err: Error) => { last = err })
   return { client, lastError: () => last }
@@ -134,6 +141,8 @@ async function publishCommand (args: string[]): Promise<void> {
       expire: { type: 'string' },
       url: { type: 'string' },
       token: { type: 'string' },
+      sentinels: { type: 'string' },
+      'sentinel-master': { type: 'string' },
     },
   })
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0] ?? ''}"`)
@@ -148,7 +157,14 @@ async function publishCommand (args: string[]): Promise<void> {
   const redisUrl = values.redis ??
     (values.cluster !== undefined ? `cluster:${values.cluster}` : undefined) ??
     (viaHttp ? undefined : nonEmpty(process.env.REDIS_URL) ?? (envCluster !== undefined ? `cluster:${envCluster}` : undefined))
-  if (!viaHttp && redisUrl === undefined) throw new UsageError('nowhere to publish: give --redis URL (or set REDIS_URL), --cluster HOST:PORT,... (or set REDIS_CLUSTER_NODES), or --url of a gateway.')
+  const sentinels = list(values.sentinels ?? (viaHttp || values.cluster !== undefined ? '' : process.env.REDIS_SENTINELS ?? ''))
+  const sentinelMaster = values['sentinel-master'] ?? (viaHttp || values.cluster !== undefined ? undefined : nonEmpty(process.env.REDIS_SENTINEL_MASTER))
+  if (viaHttp && (sentinels.length > 0 || sentinelMaster !== undefined)) throw new UsageError('--sentinels and --sentinel-master apply to Redis only, not to --url.')
+  if (redisUrl?.startsWith('cluster:') === true && (sentinels.length > 0 || sentinelMaster !== undefined)) throw new UsageError('give --cluster (a Redis Cluster, or REDIS_CLUSTER_NODES) or --sentinels (a Sentinel-managed Redis, or REDIS_SENTINELS), not both.')
+  if (sentinels.length > 0 && sentinelMaster === undefined) throw new UsageError('--sentinels needs --sentinel-master NAME (or REDIS_SENTINEL_MASTER): the master name the Sentinels monitor.')
+  if (sentinels.length === 0 && sentinelMaster !== undefined) throw new UsageError('--sentinel-master needs --sentinels host:port,... (or REDIS_SENTINELS).')
+  for (const s of sentinels) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]/@]+):\d{1,5}$/.test(s)) throw new UsageError(`--sentinels has "${s}", which is not host:port.`)
+  if (!viaHttp && redisUrl === undefined && sentinels.length === 0) throw new UsageError('nowhere to publish: give --redis URL (or set REDIS_URL), --cluster HOST:PORT,... (or set REDIS_CLUSTER_NODES), --sentinels with --sentinel-master, or --url of a gateway.')
   if (viaHttp && (values.maxlen !== undefined || values.minid !== undefined || values.expire !== undefined || values.prefix !== undefined)) {
     throw new UsageError('--maxlen, --minid, --expire and --prefix apply to --redis and --cluster only: through --url the gateway applies its own PUBLISH_* settings.')
   }
@@ -203,7 +219,19 @@ async function publishCommand (args: string[]): Promise<void> {
   // Arguments are checked before a connection is opened.
   validateEntry(prefix, entry, { maxDataBytes, limitName: 'MAX_EVENT_BYTES' })
   validateAppendOptions(append)
-  const { client, lastError } = redisClient(redisUrl as string)
+  const connection = sentinelMaster !== undefined
+    ? sentinelConnection({
+      sentinels,
+      master: sentinelMaster,
+      sentinelUsername: nonEmpty(process.env.REDIS_SENTINEL_USERNAME),
+      sentinelPassword: nonEmpty(process.env.REDIS_SENTINEL_PASSWORD),
+      url: redisUrl,
+    }, redisAccess(redisUrl, true))
+    : redisUrl?.startsWith('cluster:') === true
+      ? clusterConnection(list(redisUrl.slice('cluster:'.length)).map(parseClusterNode), redisAccess(redisUrl))
+      : connectionFor(redisUrl as string, redisAccess(redisUrl))
+  const where = sentinelMaster !== undefined ? `the master "${sentinelMaster}" of the Sentinels ${sentinels.join(',')}` : `Redis at ${safeUrl(redisUrl as string)}`
+  const { client, lastError } = redisClient(connection)
   try {
     const id = await publish(client, { prefix, ...entry, ...append, maxDataBytes })
     process.stdout.write(id + '\n')
@@ -212,7 +240,7 @@ async function publishCommand (args: string[]): Promise<void> {
     // A reply error (WRONGTYPE, NOPERM...) is the server's answer; anything else is the connection.
     if (err instanceof GatewayError || (err as Error).name === 'ReplyError') throw err
     const cause = lastError()?.message ?? (err as Error).message
-    throw new Error(`cannot reach Redis at ${safeUrl(redisUrl as string)}: ${cause}`)
+    throw new Error(`cannot reach ${where}: ${cause}`)
   } finally {
     client.disconnect()
   }

@@ -49,6 +49,10 @@ export const SETTINGS = [
   { env: 'INTERNAL_HOST', kind: 'string', default: '0.0.0.0', description: 'Address the internal listener binds to.' },
   { env: 'REDIS_URL', kind: 'secret', description: 'Redis to read streams from: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or `unix:///path/redis.sock`. Unset: the in-memory engine (one replica only, history lost on restart), for a first run.' },
   { env: 'REDIS_CLUSTER_NODES', kind: 'list', description: 'Redis Cluster seed nodes, `host:port,host:port,...` (any few nodes of the cluster; the rest are discovered). Instead of `REDIS_URL`: the gateway then routes every command by hash slot and keeps one live feed per master, following resharding and failover. Needs `notify-keyspace-events Kt` on every node. Producers write plain keys (`sse:user:42`), no hash tags.' },
+  { env: 'REDIS_SENTINELS', kind: 'list', description: 'Sentinel-managed Redis: the Sentinels as `host:port,host:port,...` (any of them answers; three or more for a quorum). Every connection asks them for the current master of `REDIS_SENTINEL_MASTER` and follows it through a failover. With it, `REDIS_URL` is optional and only says how to talk to the data nodes (`redis://[user:password@]<master name>[/db]`, `rediss://` for TLS): its host must be the master name, since the Sentinels say where the master is.' },
+  { env: 'REDIS_SENTINEL_MASTER', kind: 'string', description: 'The master name the Sentinels monitor (`sentinel monitor <name> ...`); required with `REDIS_SENTINELS`.' },
+  { env: 'REDIS_SENTINEL_USERNAME', kind: 'string', description: 'ACL user for the Sentinels themselves (`sentinel sentinel-user`), when they require one; the data nodes\' user goes in `REDIS_URL`.' },
+  { env: 'REDIS_SENTINEL_PASSWORD', kind: 'secret', description: 'Password of the Sentinels themselves (`requirepass` in sentinel.conf), when they require one; the data nodes\' password goes in `REDIS_URL`.' },
   { env: 'REDIS_USERNAME', kind: 'string', partOf: 'redisAccess', description: 'ACL user the gateway authenticates as (Redis 6+), when it is not in `REDIS_URL` (give it in one place, not both). Needs a password. Unset: the `default` user. The rights each reader mode needs: README, "TLS and ACL".' },
   { env: 'REDIS_PASSWORD', kind: 'secret', partOf: 'redisAccess', description: 'Password of that user (or the server\'s `requirepass`), when it is not in `REDIS_URL`. Set this, `REDIS_PASSWORD_FILE` or a password in the URL: one of them.' },
   { env: 'REDIS_PASSWORD_FILE', kind: 'string', partOf: 'redisAccess', description: 'File holding the password (a mounted Secret), read at start-up; one trailing newline is stripped. Instead of `REDIS_PASSWORD`.' },
@@ -259,6 +263,8 @@ export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
       if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new ConfigError(`REDIS_CLUSTER_NODES has "${n}", which is not host:port (give the cluster's seed nodes as host:port,host:port)`)
     }
   }
+  if (v.REDIS_SENTINELS.length > 0 && v.REDIS_CLUSTER_NODES.length > 0) throw new ConfigError('set REDIS_CLUSTER_NODES (a Redis Cluster) or REDIS_SENTINELS (a Sentinel-managed Redis), not both')
+  checkSentinel(v.REDIS_SENTINELS, v.REDIS_SENTINEL_MASTER, v.REDIS_SENTINEL_USERNAME, v.REDIS_SENTINEL_PASSWORD, v.REDIS_URL)
 
   // The derived fields, in this order (it decides which error comes first).
   const derived: DerivedFields = {
@@ -266,9 +272,11 @@ export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
     jwt: jwtSettings(env, v.JWT_ALGORITHMS, v.JWT_AUDIENCE, v.JWT_ISSUER, v.JWT_CLOCK_TOLERANCE_MS),
     // A cluster's nodes take the same user and password as one Redis (no
     // URL to carry them); TLS to a cluster is not offered yet (redisAccessFrom).
-    redisAccess: redisAccessFrom(env, v.REDIS_URL ?? (v.REDIS_CLUSTER_NODES.length > 0 ? CLUSTER_TARGET : undefined), io),
+    // Sentinel's data nodes take REDIS_URL's (its host is the master name:
+    // rediss:// there means TLS to them) or, without it, the variables'.
+    redisAccess: redisAccessFrom(env, v.REDIS_URL ?? (v.REDIS_CLUSTER_NODES.length > 0 ? CLUSTER_TARGET : v.REDIS_SENTINELS.length > 0 ? SENTINEL_TARGET : undefined), io),
     trustProxy: parseTrustProxy(v.TRUST_PROXY),
-    demoEnabled: v.DEMO_ENABLED ?? (v.REDIS_URL === undefined && v.REDIS_CLUSTER_NODES.length === 0),
+    demoEnabled: v.DEMO_ENABLED ?? (v.REDIS_URL === undefined && v.REDIS_CLUSTER_NODES.length === 0 && v.REDIS_SENTINELS.length === 0),
   }
 
   const fields: Record<string, unknown> = {}
@@ -336,6 +344,11 @@ function checkRedisUrl (text: string): void {
 const ACCESS_SETTINGS = ['REDIS_USERNAME', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE'] as const
 const TLS_SETTINGS = ['REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE'] as const
 
+/** What redisAccessFrom is given for a Redis Cluster (REDIS_CLUSTER_NODES): no URL, no TLS. */
+const CLUSTER_TARGET = 'redis://cluster'
+/** What it is given for Sentinel (REDIS_SENTINELS) without REDIS_URL: plain redis:// to the data nodes. */
+const SENTINEL_TARGET = 'redis://sentinel'
+
 /**
  * The credentials and TLS material for Redis at `url` (REDIS_URL, or the
  * command line's --redis), from the REDIS_USERNAME, REDIS_PASSWORD(_FILE)
@@ -346,8 +359,6 @@ const TLS_SETTINGS = ['REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY
  * deployment should not have to make). Messages never hold a password or a
  * key, only variable names and file paths.
  */
-/** What redisAccessFrom is given for a Redis Cluster (REDIS_CLUSTER_NODES): no URL, no TLS. */
-const CLUSTER_TARGET = 'redis://cluster'
 
 export function redisAccessFrom (env: Raw, url: string | undefined, io: ConfigIo = {}): RedisAccess {
   const value = (name: typeof ACCESS_SETTINGS[number]): string | undefined => {
@@ -356,7 +367,7 @@ export function redisAccessFrom (env: Raw, url: string | undefined, io: ConfigIo
   }
   const set = ACCESS_SETTINGS.filter(name => value(name) !== undefined)
   if (set.length === 0 && url?.startsWith('rediss:') !== true) return Object.freeze({})
-  if (url === undefined) throw new ConfigError(`${set.join(', ')} ${set.length > 1 ? 'are' : 'is'} set but neither REDIS_URL nor REDIS_CLUSTER_NODES is: they are for the connection to Redis`)
+  if (url === undefined) throw new ConfigError(`${set.join(', ')} ${set.length > 1 ? 'are' : 'is'} set but none of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS is: they are for the connection to Redis`)
   const read = io.readFile ?? ((path: string) => readFileSync(path, 'utf8'))
   const readSetting = (name: string, path: string, what: string): string => {
     let text: string
@@ -376,7 +387,7 @@ export function redisAccessFrom (env: Raw, url: string | undefined, io: ConfigIo
     throw new ConfigError(`${tlsSet.join(', ')} ${tlsSet.length > 1 ? 'are' : 'is'} set with REDIS_CLUSTER_NODES: TLS to a Redis Cluster is not supported yet (a user and password are: REDIS_USERNAME, REDIS_PASSWORD)`)
   }
   if (tlsSet.length > 0 && parsed?.protocol !== 'rediss:') {
-    throw new ConfigError(`${tlsSet.join(', ')} ${tlsSet.length > 1 ? 'are' : 'is'} set but REDIS_URL is not a rediss:// URL: TLS to Redis needs rediss://host:port`)
+    throw new ConfigError(`${tlsSet.join(', ')} ${tlsSet.length > 1 ? 'are' : 'is'} set but REDIS_URL is not a rediss:// URL: TLS to Redis needs rediss://host:port (with REDIS_SENTINELS, rediss://<master name>)`)
   }
   const inUrlUser = parsed !== undefined && parsed.username !== ''
   const inUrlPassword = parsed !== undefined && parsed.password !== ''
@@ -439,6 +450,32 @@ export function redisAccessFrom (env: Raw, url: string | undefined, io: ConfigIo
     ...(secret !== undefined ? { password: secret } : {}),
     ...(tls !== undefined ? { tls } : {}),
   })
+}
+
+/**
+ * The Sentinel settings go together: Sentinels need the master's name and
+ * the name needs Sentinels. REDIS_URL beside them gives the data nodes'
+ * credentials, db and TLS only, so its host must be the master name (a
+ * host:port there would look used and be ignored). Secrets are never quoted.
+ */
+function checkSentinel (sentinels: readonly string[], master: string | undefined, username: string | undefined, password: string | undefined, redisUrl: string | undefined): void {
+  if (sentinels.length === 0) {
+    if (master !== undefined) throw new ConfigError('REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS is not: list the Sentinels as host:port,host:port')
+    if (username !== undefined || password !== undefined) throw new ConfigError(`${username !== undefined ? 'REDIS_SENTINEL_USERNAME' : 'REDIS_SENTINEL_PASSWORD'} is set but REDIS_SENTINELS is not: list the Sentinels as host:port,host:port`)
+    return
+  }
+  for (const s of sentinels) {
+    const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]/@]+):(\d{1,5})$/.exec(s)
+    if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new ConfigError(`REDIS_SENTINELS has "${s}", which is not host:port: list the Sentinels as host:port,host:port (IPv6 as [::1]:26379)`)
+  }
+  if (master === undefined) throw new ConfigError('REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not: give the master name the Sentinels monitor (sentinel monitor <name> ...)')
+  if (/[\s,]/.test(master)) throw new ConfigError('REDIS_SENTINEL_MASTER must be one master name, with no spaces or commas')
+  if (redisUrl === undefined) return
+  const url = new URL(redisUrl)
+  if (url.protocol === 'unix:') throw new ConfigError('REDIS_URL is a unix socket, which Sentinel cannot hand out: with REDIS_SENTINELS, give REDIS_URL as redis://[user:password@]<master name>[/db] (or rediss://), or leave it unset')
+  if (url.hostname.toLowerCase() !== master.toLowerCase() || url.port !== '') {
+    throw new ConfigError(`with REDIS_SENTINELS, REDIS_URL only carries the data nodes' credentials, db and TLS: give its host as the master name and no port (redis://[user:password@]${master}[/db]); the Sentinels say where the master is`)
+  }
 }
 
 function jwtSettings (env: Raw, algorithms: readonly string[], audience: readonly string[], issuer: readonly string[], clockToleranceMs: number): JwtSettings | undefined {

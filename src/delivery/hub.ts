@@ -99,8 +99,8 @@ export class Page extends Batch {
 export interface Subscriber {
   /** New entries of `key` that follow `prevId`, in order. */
   onBatch (key: string, prevId: StreamId, batch: Batch): void
-  /** The source lost these keys' history (a new epoch): each starts over from 0-0. */
-  onReset (keys: readonly string[]): void
+  /** The source lost these keys' history: each starts over from 0-0, or from its id in `from` (see ResetListener). */
+  onReset (keys: readonly string[], from?: ReadonlyMap<string, StreamId>): void
 }
 
 export interface HubOptions {
@@ -173,7 +173,7 @@ export class Hub {
   constructor (private readonly live: LiveFeed, private readonly history: HistoryQueries, private readonly opts: HubOptions) {
     this.reads = new Semaphore(opts.maxConcurrentReads)
     live.setListener((key, entries) => { this.dispatch(key, entries) })
-    live.setResetListener?.(keys => { this.reset(keys) })
+    live.setResetListener?.((keys, from) => { this.reset(keys, from) })
   }
 
   /**
@@ -189,7 +189,7 @@ export class Hub {
    * subscribers are told, each once with all of its keys (one gap event
    * naming every channel), after every position has moved.
    */
-  private reset (keys: readonly string[]): void {
+  private reset (keys: readonly string[], from?: ReadonlyMap<string, StreamId>): void {
     const told = new Map<Subscriber, string[]>()
     const tell = (s: Subscriber, key: string): void => {
       const list = told.get(s)
@@ -199,11 +199,11 @@ export class Hub {
     for (const key of keys) {
       const state = this.keys.get(key)
       if (state === undefined) continue
-      state.position = ZERO_ID
+      state.position = from?.get(key) ?? ZERO_ID
       if (state.one !== undefined) tell(state.one, key)
       else if (state.many !== undefined) for (const s of state.many) tell(s, key)
     }
-    for (const [s, list] of told) s.onReset(list)
+    for (const [s, list] of told) s.onReset(list, from)
   }
 
   /** Keys with at least one subscriber. */

@@ -229,18 +229,23 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
     this.deliver(ch, batch, 'live')
   }
 
-  onReset (keys: readonly string[]): void {
+  onReset (keys: readonly string[], from?: ReadonlyMap<string, StreamId>): void {
     if (this.closed_) return
+    let told = false
     for (const key of keys) {
       const ch = this.channelOf(key)
       if (ch === undefined) continue
-      // Whatever was after the cursor is gone; what the engine holds now is new.
-      this.setCursor(ch, ZERO_ID)
+      const to = from?.get(key)
+      // A failover kept what this client read up to its cursor: nothing it had is gone.
+      if (to !== undefined && compareIds(ch.cursor, to) <= 0) continue
+      // Whatever was after `to` (0-0: after the cursor) is gone; what the engine holds after it now is new.
+      this.setCursor(ch, to ?? ZERO_ID)
       ch.verify = false
       this.addGap(ch, 'reset')
+      told = true
     }
     // One gap event for all of them (catch-up sends it first).
-    if (this.started) void this.catchUp()
+    if (told && this.started) void this.catchUp()
   }
 
   /** A comment line if nothing was written for `intervalMs` (called by the registry's timer). */

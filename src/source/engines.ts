@@ -11,6 +11,7 @@ import { connectionFor } from './redis-connection.js'
 import { RedisPublisher } from './redis-publisher.js'
 import { redisEngine } from './redis-engine.js'
 import { clusterConnection, parseClusterNode } from './cluster-connection.js'
+import { sentinelConnection, sentinelTargetOf } from './sentinel-connection.js'
 import type { StreamSource } from './stream-source.js'
 
 const ENGINES = {
@@ -20,9 +21,9 @@ const ENGINES = {
 
 export type EngineKind = keyof typeof ENGINES
 
-/** Redis when REDIS_URL or REDIS_CLUSTER_NODES is set; otherwise the in-memory engine (a first-run mode). */
+/** Redis when REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS is set; otherwise the in-memory engine (a first-run mode). */
 export function engineKind (config: Config): EngineKind {
-  return config.redisUrl === undefined && config.redisClusterNodes.length === 0 ? 'memory' : 'redis'
+  return config.redisUrl === undefined && config.redisClusterNodes.length === 0 && config.redisSentinels.length === 0 ? 'memory' : 'redis'
 }
 
 /** The engine `config` asks for, made and not yet started. */
@@ -33,16 +34,20 @@ export function createEngine (config: Config, deps: EngineDeps): Engine {
 /**
  * An engine around a source made elsewhere (an embedder's own): readiness
  * reports its connection state and live reason; `POST /publish` writes to
- * Redis at REDIS_URL (or the cluster at REDIS_CLUSTER_NODES) when it is set.
+ * Redis at REDIS_URL (or the cluster at REDIS_CLUSTER_NODES, or the
+ * Sentinels' master) when it is set.
  */
 export function engineOf (source: StreamSource, config: Config): Engine {
   const url = config.redisUrl
   const nodes = config.redisClusterNodes
+  const sentinel = sentinelTargetOf(config)
   return {
     source,
     createPublisher: () => nodes.length > 0
       ? new RedisPublisher({ url: `cluster:${nodes.join(',')}`, connection: clusterConnection(nodes.map(parseClusterNode), config.redisAccess) })
-      : url === undefined ? undefined : new RedisPublisher({ url, connection: connectionFor(url, config.redisAccess) }),
+      : sentinel !== undefined
+        ? new RedisPublisher({ connection: sentinelConnection(sentinel, config.redisAccess) })
+        : url === undefined ? undefined : new RedisPublisher({ url, connection: connectionFor(url, config.redisAccess) }),
     readiness: () => ({ redis: source.state, live: source.liveReason ?? 'flowing' }),
   }
 }

@@ -83,7 +83,9 @@ export class LiveHealth {
     const detail = reason === 'not-standalone'
       ? this.server === 'cluster'
         ? 'REDIS_URL points at a Redis in cluster mode (a Redis Cluster node), which one connection cannot read (CROSSSLOT, MOVED): unset REDIS_URL and set REDIS_CLUSTER_NODES=host:port,host:port (seed nodes) instead'
-        : `REDIS_URL points at a Redis in ${this.server ?? '?'} mode: this version reads one standalone Redis (a primary or a replica of one), not a Sentinel`
+        : this.server === 'sentinel'
+          ? 'REDIS_URL points at a Sentinel (a Redis in sentinel mode), not a Redis that holds data: set REDIS_SENTINELS=<host:port,...> and REDIS_SENTINEL_MASTER=<name> instead (REDIS_URL may then carry the data nodes\' credentials, as redis://[user:password@]<name>)'
+          : `REDIS_URL points at a Redis in ${this.server ?? '?'} mode: this version reads one standalone Redis (a primary or a replica of one), a Redis Cluster (REDIS_CLUSTER_NODES) or a Sentinel-managed Redis (REDIS_SENTINELS)`
       : reason === 'probe-timeout'
         ? 'a probe entry written to Redis was not seen by the live reader in time (Redis frozen or overloaded, or keyspace notifications stopped)'
         : reason === 'probe-error'

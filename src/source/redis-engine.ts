@@ -1,7 +1,7 @@
 /**
- * The Redis engine: a connection factory for REDIS_URL (redis-connection.ts),
- * shared by the source (its command connection and live readers) and the
- * publisher.
+ * The Redis engine: a connection factory for REDIS_URL (redis-connection.ts)
+ * or for the master the Sentinels name (sentinel-connection.ts), shared by
+ * the source (its command connection and live readers) and the publisher.
  */
 import type { Config } from '../core/config.js'
 import type { Engine, EngineDeps } from './engine.js'
@@ -9,13 +9,18 @@ import { connectionFor } from './redis-connection.js'
 import { clusterConnection, parseClusterNode } from './cluster-connection.js'
 import { RedisPublisher } from './redis-publisher.js'
 import { RedisSource } from './redis-source.js'
+import { sentinelConnection, sentinelTargetOf } from './sentinel-connection.js'
 
-/** Made when REDIS_URL (or REDIS_CLUSTER_NODES) is set. */
+/** Made when REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS is set. */
 export function redisEngine (config: Config, deps: EngineDeps): Engine {
   const nodes = config.redisClusterNodes
-  // A Redis Cluster (REDIS_CLUSTER_NODES) or one Redis (REDIS_URL).
-  const url = nodes.length > 0 ? `cluster:${nodes.join(',')}` : config.redisUrl as string
-  const connection = nodes.length > 0 ? clusterConnection(nodes.map(parseClusterNode), config.redisAccess) : connectionFor(url, config.redisAccess)
+  const sentinel = sentinelTargetOf(config)
+  // A Redis Cluster (REDIS_CLUSTER_NODES), a Sentinel-managed Redis
+  // (REDIS_SENTINELS) or one Redis (REDIS_URL); the same access for each.
+  const url = nodes.length > 0 ? `cluster:${nodes.join(',')}` : config.redisUrl
+  const connection = nodes.length > 0
+    ? clusterConnection(nodes.map(parseClusterNode), config.redisAccess)
+    : sentinel !== undefined ? sentinelConnection(sentinel, config.redisAccess) : connectionFor(url as string, config.redisAccess)
   const hooks = deps.hooks ?? {}
   const source = new RedisSource({
     url,

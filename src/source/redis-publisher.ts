@@ -46,8 +46,8 @@ export async function redisAppend (redis: RedisLike, key: string, fields: readon
 }
 
 export interface RedisPublisherOptions {
-  /** `redis://`, `rediss://` or `unix:///path/redis.sock`. */
-  readonly url: string
+  /** `redis://`, `rediss://` or `unix:///path/redis.sock`; unused when `connection` is given. */
+  readonly url?: string
   /** Per-command timeout in ms (default 5000). */
   readonly commandTimeoutMs?: number
   /** How to reach Redis; defaults to the factory for `url` (see connectionFor). */
@@ -68,7 +68,7 @@ export class RedisPublisher implements Publisher {
   private readonly client: Redis | Cluster
 
   constructor (opts: RedisPublisherOptions) {
-    const connection = opts.connection ?? connectionFor(opts.url)
+    const connection = opts.connection ?? connectionFor(opts.url ?? 'redis://127.0.0.1:6379')
     const options = {
       lazyConnect: true,
       connectionName: 'sse-gateway:publish',

@@ -53,6 +53,12 @@ export class RedisQueries implements Omit<HistoryQueries, 'epochMs'> {
     return added === undefined || length === undefined ? undefined : added - length
   }
 
+  /** The newest entry at or before `id` (`id` itself when it is there), or undefined when none is. */
+  async newestUpTo (key: string, id: StreamId): Promise<StreamId | undefined> {
+    const r = await this.cmd.xrevrange(key, id, '-', 'COUNT', 1)
+    return r[0]?.[0]
+  }
+
   async has (key: string, id: StreamId): Promise<boolean> {
     const r = await this.cmd.xrange(key, id, id)
     return r.length > 0

@@ -46,14 +46,14 @@ import { sleep, type LiveReader, type LiveReaderOptions, type ReaderHost } from 
 import { LIVE_READERS, type LiveReaderKind } from './live-readers.js'
 import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, REQUEST_REPLY, connectionFor, type RedisConnectionFactory } from './redis-connection.js'
 import { RedisQueries } from './redis-queries.js'
-import { ACL_RULES, isPermanent, isRefused, notificationsCoverStreams, readerBySetting, serverMode, trackingAllowed } from './server-check.js'
+import { ACL_RULES, isPermanent, isRefused, notificationsCoverStreams, readerBySetting, serverMode, serverRunId, trackingAllowed } from './server-check.js'
 import { claimEpoch, epochTimeMs } from './epoch.js'
 import { isClusterFactory } from './cluster-connection.js'
 import type { EntriesListener, RawEntry, ResetListener, SourceState, StreamSource } from './stream-source.js'
 
 export interface RedisSourceOptions {
-  /** `redis://`, `rediss://` or `unix:///path/redis.sock`. */
-  readonly url: string
+  /** `redis://`, `rediss://` or `unix:///path/redis.sock`; unused when `connection` is given. */
+  readonly url?: string
   /** How to reach Redis; defaults to the factory for `url` (see connectionFor). */
   readonly connection?: RedisConnectionFactory
   readonly keyPrefix: string
@@ -152,6 +152,8 @@ export class RedisSource implements StreamSource {
   private readonly epochKey: string
   /** The epoch this replica read under (the key's whole value), once known. */
   private epoch: string | undefined
+  /** The `run_id` of the server the last check passed on: another one is a restart or a failover. */
+  private runId: string | undefined
   /** Redis time (ms) at which the current dataset's epoch was written. */
   epochMs: number | undefined
   /** Pending while the server is being checked after a (re)connect: live reads wait. */
@@ -177,7 +179,7 @@ export class RedisSource implements StreamSource {
     this.health = new LiveHealth({ logger: opts.logger, onStall: opts.onStall })
     this.epochKey = `${opts.keyPrefix}__gateway:epoch`
     this.probeIntervalMs = opts.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS
-    const connection = opts.connection ?? connectionFor(opts.url)
+    const connection = opts.connection ?? connectionFor(opts.url ?? 'redis://127.0.0.1:6379')
     const commands = { ...REQUEST_REPLY, connectionName: 'sse-gateway:commands', enableAutoPipelining: true }
     this.clustered = isClusterFactory(connection)
     this.cmd = isClusterFactory(connection) ? connection.cluster(commands) : connection.connect(commands)
@@ -254,7 +256,10 @@ export class RedisSource implements StreamSource {
     // A Cluster node or a Sentinel: not readable by this version, and not
     // ready (LiveHealth says why); nothing more to check.
     if (mode !== undefined && mode !== 'standalone') return 'block'
-    await this.checkEpoch()
+    const runId = await serverRunId(this.cmd)
+    const newEpoch = await this.checkEpoch()
+    if (!newEpoch && runId !== undefined && this.runId !== undefined && runId !== this.runId) await this.checkPositions()
+    this.runId = runId
     if (this.opts.mode === 'block') return 'block'
     if ((this.opts.mode === 'auto' || this.opts.mode === 'track') && await this.trackingGiven()) return 'track'
     const wanted = await this.modeBySetting()
@@ -329,7 +334,7 @@ export class RedisSource implements StreamSource {
    * entry is still there lost nothing (the epoch alone was evicted or
    * deleted): its sessions read on, with no duplicate.
    */
-  private async checkEpoch (cursorsToo = false): Promise<void> {
+  private async checkEpoch (cursorsToo = false): Promise<boolean> {
     let epoch: string
     try {
       epoch = await claimEpoch(this.cmd, this.epochKey)
@@ -340,7 +345,7 @@ export class RedisSource implements StreamSource {
         const grant = ACL_RULES.epoch(this.opts.keyPrefix)
         this.opts.logger.error({ err: errorSummary(err), key: this.epochKey, ...(isRefused(err) ? { grant } : {}) }, `cannot keep the epoch, so a Redis that loses its data (a restart without persistence) cannot be told to clients: ${isRefused(err) ? `grant ${grant}` : 'point REDIS_URL at a primary'}`)
       }
-      return
+      return false
     }
     this.epochFailed = false
     const epochMs = epochTimeMs(epoch)
@@ -370,6 +375,39 @@ export class RedisSource implements StreamSource {
     }
     this.epoch = epoch
     this.epochMs = epochMs
+    return before !== undefined && before !== epoch
+  }
+
+  /**
+   * Another server under the same epoch (a failover, or a restart with
+   * persistence): the dataset is the one read so far, but a promoted replica
+   * may lack the newest entries (asynchronous replication). Each watched key
+   * whose last read entry is gone goes back to the newest entry the server
+   * still holds before it (0-0 if none), and the sessions past it are told
+   * (`gateway.gap`, reason `reset`); what the server writes next is read
+   * from there, even with a clock behind the old master's.
+   */
+  private async checkPositions (): Promise<void> {
+    const from = new Map<string, StreamId>()
+    await Promise.all([...(this.reader?.positions() ?? this.watched)].map(async ([key, id]) => {
+      if (id === ZERO_ID) return
+      const kept = await this.queries.newestUpTo(key, id)
+      if (kept !== id) from.set(key, kept ?? ZERO_ID)
+    }))
+    // Keys whose last session left during those reads are not watched again.
+    const reset = [...from.keys()].filter(key => this.watched.has(key))
+    if (reset.length === 0) {
+      this.opts.logger.info({ streams: this.watched.size }, 'Redis is another server now (a failover or a restart), and every stream still holds its last read entry: nothing was lost')
+      return
+    }
+    this.opts.logger.error({ streams: this.watched.size, lost: reset.length }, 'Redis is another server now (a failover or a restart) and lacks the newest entries read from the old one (asynchronous replication lost them): those streams go back to the newest entry it holds, and their clients are told with gateway.gap (reason reset)')
+    this.opts.onDataLost?.()
+    for (const key of reset) {
+      const to = from.get(key) as StreamId
+      this.watched.set(key, to)
+      this.reader?.add(key, to)
+    }
+    this.resetListener(reset, from)
   }
 
   /** Any connection dropped: Redis may have restarted; no live read until the server is checked again. */

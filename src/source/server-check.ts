@@ -123,3 +123,17 @@ export async function trackingAllowed (cmd: Redis | Cluster, refused: (err: unkn
     return false
   }
 }
+
+/**
+ * The server's `run_id` (new at every start, and another node's after a
+ * failover), or undefined where INFO is refused or has none. Rejects on an
+ * outage.
+ */
+export async function serverRunId (cmd: Redis | Cluster): Promise<string | undefined> {
+  try {
+    return /^run_id:(\S+)/m.exec(String(await cmd.info('server')))?.[1]
+  } catch (err) {
+    if (!isPermanent(err)) throw err
+    return undefined
+  }
+}

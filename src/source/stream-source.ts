@@ -16,8 +16,14 @@ export type EntriesListener = (key: string, entries: readonly RawEntry[]) => voi
 
 export type SourceState = 'connecting' | 'ready' | 'down'
 
-/** The engine lost the history of these watched keys (a new epoch): each starts over from 0-0. */
-export type ResetListener = (keys: readonly string[]) => void
+/**
+ * The engine lost the history of these watched keys: each starts over from
+ * 0-0 (a new epoch: nothing it holds now was read before), or, for a key in
+ * `from`, from that id (a failover to a replica that lacked the newest
+ * entries read: what it holds up to that id was read already, what followed
+ * is gone).
+ */
+export type ResetListener = (keys: readonly string[], from?: ReadonlyMap<string, StreamId>) => void
 
 /**
  * The live side of an engine: which keys are read live, and the one listener

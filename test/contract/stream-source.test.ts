@@ -1,6 +1,6 @@
 /**
  * The StreamSource contract (issue 6): the same tests against every engine,
- * Redis (every live-reading mode) and memory. They assert what the hub and
+ * Redis (every live-reading mode, a Redis Cluster, and behind Sentinel) and memory. They assert what the hub and
  * sessions rely on: ids, reads on missing, empty and populated streams,
  * trimming, deletion and expiry as gap detection sees them, and live reading
  * from an explicit position: everything after it, in order, exactly once.
@@ -10,7 +10,7 @@
 import t from 'tap'
 import { compareIds, idBefore, isStreamId, type StreamId } from '../../src/core/stream-id.js'
 import type { RawEntry } from '../../src/source/stream-source.js'
-import { clusterEngine, memoryEngine, redisEngine, type EngineFactory, type EngineUnderTest } from '../helpers/engines.js'
+import { clusterEngine, memoryEngine, redisEngine, sentinelEngine, type EngineFactory, type EngineUnderTest } from '../helpers/engines.js'
 import { getAnswer, type TestContext } from '../helpers/extra.js'
 import { startGateway } from '../helpers/gateway.js'
 import { GAP_EVENT } from '../helpers/ledger.js'
@@ -19,7 +19,7 @@ import { hsToken } from '../helpers/token.js'
 
 t.setTimeout(180000)
 
-const ENGINES: EngineFactory[] = [memoryEngine(), redisEngine('block'), redisEngine('notify'), redisEngine('track'), clusterEngine()]
+const ENGINES: EngineFactory[] = [memoryEngine(), redisEngine('block'), redisEngine('notify'), redisEngine('track'), clusterEngine(), sentinelEngine()]
 t.teardown(async () => { await Promise.all(ENGINES.map(e => e.stop())) })
 
 /** How long "nothing more arrives" is watched for. */
@@ -379,13 +379,13 @@ for (const factory of ENGINES) {
     const data = (s: RawStream): string[] => s.events.filter(x => !x.event.startsWith('gateway.')).map(x => x.data)
 
     const memoryWarnings = gw.logs.filter(l => l.includes('in-memory stream engine'))
-    if (env.REDIS_URL === undefined && env.REDIS_CLUSTER_NODES === undefined) {
+    if (env.REDIS_URL === undefined && env.REDIS_CLUSTER_NODES === undefined && env.REDIS_SENTINELS === undefined) {
       t.equal(memoryWarnings.length, 1, 'one start-up line says the engine is in memory')
       t.equal(JSON.parse(memoryWarnings[0] as string).level, 40, 'at warn level')
       t.match(memoryWarnings[0], /single replica/i)
       t.match(memoryWarnings[0], /lost on restart/i)
     } else {
-      t.equal(memoryWarnings.length, 0, 'no in-memory warning with REDIS_URL or REDIS_CLUSTER_NODES')
+      t.equal(memoryWarnings.length, 0, 'no in-memory warning with REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS')
     }
     const ready = await getAnswer(`${gw.internalUrl}/readyz`)
     t.equal(ready.status, 200, '/readyz is 200')

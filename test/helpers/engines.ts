@@ -13,6 +13,8 @@ import { clusterConnection, parseClusterNode } from '../../src/source/cluster-co
 import { startCluster, type TestCluster } from './cluster.js'
 import type { StreamSource } from '../../src/source/stream-source.js'
 import { startRedis, uniquePrefix, type TestRedis } from './redis.js'
+import { sentinelConnection } from '../../src/source/sentinel-connection.js'
+import { startSentinel, type TestSentinel } from './sentinel.js'
 
 export interface ProducerTrim {
   readonly maxLen?: number
@@ -166,6 +168,49 @@ export function clusterEngine (): EngineFactory {
     },
     async stop () {
       if (cluster !== undefined) await (await cluster).stop()
+    },
+  }
+}
+
+/**
+ * Redis behind Sentinel (1 master, 1 replica, 3 Sentinels; started on first
+ * use): the source reaches the master through the Sentinel connection
+ * factory, the producer through a Sentinel-aware client.
+ */
+export function sentinelEngine (): EngineFactory {
+  let topology: Promise<TestSentinel> | undefined
+  const sentinel = async (): Promise<TestSentinel> => await (topology ??= startSentinel())
+  return {
+    name: 'redis (sentinel)',
+    async create () {
+      const s = await sentinel()
+      const source = new RedisSource({
+        connection: sentinelConnection({ sentinels: s.sentinels, master: s.master }),
+        keyPrefix: uniquePrefix('wake'),
+        shards: 2,
+        blockMs: 2000,
+        count: 64,
+        mode: 'block',
+        logger: silent,
+      })
+      await source.ready()
+      await source.start()
+      return {
+        source,
+        producer: redisProducer(s.client),
+        prefix: uniquePrefix('contract'),
+        async close () { await source.close() },
+      }
+    },
+    async gatewayEnv () {
+      const s = await sentinel()
+      return { REDIS_SENTINELS: s.sentinels.join(','), REDIS_SENTINEL_MASTER: s.master, KEY_PREFIX: uniquePrefix('e2e') }
+    },
+    async gatewayProducer () {
+      return redisProducer((await sentinel()).client)
+    },
+    async stop () {
+      if (topology !== undefined) await (await topology).stop()
     },
   }
 }

@@ -7,14 +7,14 @@ import t, { type Test } from 'tap'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { Ajv } from 'ajv'
-import { SETTINGS } from '../../src/core/config.js'
+import { SETTINGS, loadConfig } from '../../src/core/config.js'
 import { goFloat, loadChartValues, renderChart, TemplateFail, type Rendered } from './helm-render.js'
 
 const chartDir = fileURLToPath(new URL('../../helm/sse-gateway', import.meta.url))
 const schema = JSON.parse(readFileSync(`${chartDir}/values.schema.json`, 'utf8')) as Record<string, any>
 
 /** Settings the chart sets itself (from `ports`, `secret`, `redisTls` and `redisPassword`), not from `config`. */
-const CHART_MANAGED = ['PORT', 'INTERNAL_PORT', 'REDIS_URL', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE']
+const CHART_MANAGED = ['PORT', 'INTERNAL_PORT', 'REDIS_URL', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE', 'REDIS_SENTINEL_PASSWORD']
 
 type Obj = Record<string, any>
 
@@ -267,6 +267,32 @@ t.test('redisTls and redisPassword: the files are mounted read-only from the giv
   const plain = one(renderChart(chartDir), 'Deployment').spec.template.spec as Obj
   t.notOk((plain.volumes as Obj[]).some(v => v.name !== 'tmp'), 'no Redis volume by default')
   t.notOk([...envOf(plain.containers[0]).keys()].some(k => /^REDIS_(TLS|PASSWORD)/.test(k)), 'no TLS or password setting by default')
+})
+
+t.test('Sentinel values: REDIS_SENTINELS and the master from config, the Sentinels\' password from the Secret', async t => {
+  const r = renderChart(chartDir, {
+    values: {
+      config: { REDIS_SENTINELS: ['sentinel-0:26379', 'sentinel-1:26379', 'sentinel-2:26379'], REDIS_SENTINEL_MASTER: 'mymaster' },
+      secret: { redisUrl: 'redis://:data-pw@mymaster/0', redisSentinelPassword: 'sentinel-pw', jwtSecret: 'x'.repeat(40) },
+    },
+  })
+  checkObjects(t, r)
+  const env = envOf(one(r, 'Deployment').spec.template.spec.containers[0])
+  t.equal(env.get('REDIS_SENTINELS')?.value, 'sentinel-0:26379,sentinel-1:26379,sentinel-2:26379')
+  t.equal(env.get('REDIS_SENTINEL_MASTER')?.value, 'mymaster')
+  const secret = one(r, 'Secret')
+  t.same(env.get('REDIS_SENTINEL_PASSWORD')?.valueFrom.secretKeyRef, { name: secret.metadata.name, key: 'REDIS_SENTINEL_PASSWORD', optional: true })
+  t.equal(secret.stringData.REDIS_SENTINEL_PASSWORD, 'sentinel-pw')
+  const config = loadConfig({
+    REDIS_URL: secret.stringData.REDIS_URL,
+    JWT_SECRET: secret.stringData.JWT_SECRET,
+    REDIS_SENTINEL_PASSWORD: secret.stringData.REDIS_SENTINEL_PASSWORD,
+    REDIS_SENTINELS: env.get('REDIS_SENTINELS')?.value,
+    REDIS_SENTINEL_MASTER: env.get('REDIS_SENTINEL_MASTER')?.value,
+  })
+  t.same(config.redisSentinels, ['sentinel-0:26379', 'sentinel-1:26379', 'sentinel-2:26379'], 'the gateway takes what the chart renders')
+  const plain = envOf(one(renderChart(chartDir, { values: { secret: { jwtSecret: 'x'.repeat(40) } } }), 'Deployment').spec.template.spec.containers[0])
+  t.equal(plain.get('REDIS_SENTINEL_PASSWORD')?.valueFrom.secretKeyRef.optional, true, 'without Sentinel the variable is optional and absent from the Secret')
 })
 
 t.test('the chart refuses values that would break shutdown or the gateway', async t => {

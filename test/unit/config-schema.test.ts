@@ -69,7 +69,7 @@ function candidates (s: Spec): string[] {
     case 'int': return [s.min, s.max].filter(n => n !== undefined).map(String)
     case 'bool': return ['true', 'false']
     case 'enum': return [...(s.values ?? [])]
-    case 'list': return ['news', 'https://app.example.com', 'HS512', 'redis-a.example:6379,10.0.0.2:6379']
+    case 'list': return ['news', 'https://app.example.com', 'HS512', 'redis-a.example:6379,10.0.0.2:6379', 'sentinel-0:26379']
     case 'secret': return ['redis://redis.example:6380', 'x'.repeat(40), RSA]
     case 'proxies': return ['true', '127.0.0.1']
     default: return ['x-1']
@@ -77,8 +77,25 @@ function candidates (s: Spec): string[] {
 }
 
 // A field that another setting decides as well: DEMO_ENABLED's default is on
-// exactly when REDIS_URL (and REDIS_CLUSTER_NODES) is unset.
-const ALSO_CHANGES: Record<string, string[]> = { REDIS_URL: ['demoEnabled'], REDIS_CLUSTER_NODES: ['demoEnabled'] }
+// exactly when REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS are unset.
+const ALSO_CHANGES: Record<string, string[]> = {
+  REDIS_URL: ['demoEnabled'],
+  REDIS_CLUSTER_NODES: ['demoEnabled'],
+  REDIS_SENTINELS: ['demoEnabled', 'redisSentinelMaster'],
+  REDIS_SENTINEL_MASTER: ['demoEnabled', 'redisSentinels'],
+  REDIS_SENTINEL_USERNAME: ['demoEnabled', 'redisSentinels', 'redisSentinelMaster'],
+  REDIS_SENTINEL_PASSWORD: ['demoEnabled', 'redisSentinels', 'redisSentinelMaster'],
+}
+
+// Settings valid only beside others (the Sentinel ones go together): set
+// with them, whose fields ALSO_CHANGES then allows.
+const SENTINEL = { REDIS_SENTINELS: 'sentinel-0:26379', REDIS_SENTINEL_MASTER: 'mymaster' }
+const COMPANIONS: Record<string, Record<string, string>> = {
+  REDIS_SENTINELS: { REDIS_SENTINEL_MASTER: 'mymaster' },
+  REDIS_SENTINEL_MASTER: { REDIS_SENTINELS: 'sentinel-0:26379' },
+  REDIS_SENTINEL_USERNAME: SENTINEL,
+  REDIS_SENTINEL_PASSWORD: SENTINEL,
+}
 
 t.test('env names are words joined by single underscores (the camelCase of the type and of loadConfig agree on those)', async t => {
   for (const s of specs) t.match(s.env, /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$/, s.env)
@@ -105,7 +122,7 @@ t.test('every schema entry maps to a Config field that loadConfig sets from it, 
     for (const value of candidates(s)) {
       let after: Record<string, unknown>
       try {
-        after = loadConfig({ ...base, ...ALONGSIDE[s.env], [s.env]: value }) as unknown as Record<string, unknown>
+        after = loadConfig({ ...base, ...ALONGSIDE[s.env], ...COMPANIONS[s.env], [s.env]: value }) as unknown as Record<string, unknown>
       } catch (err) {
         if (err instanceof ConfigError) continue
         throw err

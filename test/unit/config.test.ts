@@ -376,7 +376,7 @@ t.test('Redis credentials and TLS: files read and checked at start-up, one place
   t.equal(loadConfig({ REDIS_URL: 'unix:///tmp/r.sock', REDIS_PASSWORD: 'pw' }).redisAccess.password, 'pw', 'a password for a unix socket (which has no place for one in its URL)')
   t.equal(loadConfig({ REDIS_URL: 'redis://gw:pw@h:6379' }).redisAccess.password, undefined, 'credentials in the URL keep working (ioredis reads them from it)')
 
-  rejects(t, { REDIS_PASSWORD: 'pw' }, 'REDIS_PASSWORD', /neither REDIS_URL nor REDIS_CLUSTER_NODES is/)
+  rejects(t, { REDIS_PASSWORD: 'pw' }, 'REDIS_PASSWORD', /none of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS is/)
   rejects(t, { REDIS_URL: 'redis://h:6379', REDIS_TLS_CA_FILE: ca.caCert }, 'REDIS_TLS_CA_FILE', /rediss:\/\//)
   rejects(t, { REDIS_URL: 'unix:///tmp/r.sock', REDIS_TLS_CA_FILE: ca.caCert }, 'REDIS_TLS_CA_FILE', /rediss:\/\//)
   rejects(t, { REDIS_URL: tls, REDIS_TLS_CA_FILE: join(ca.dir, 'nope.crt') }, 'REDIS_TLS_CA_FILE', /does not exist/)

@@ -468,6 +468,22 @@ t.test('gap: reset — the engine lost its data while the stream was open', asyn
   t.equal(await counted(f.metrics.gaps, { reason: 'reset' }), 1)
 })
 
+t.test('gap: reset after a failover — back to the newest entry the engine kept; nothing kept is sent twice, a channel at or before it is told nothing', async t => {
+  const f = setup(t)
+  const { session, writer } = await f.open({ channels: [ORDERS, PRICES] })
+  const ids = append(f.source, ORDERS, 3)
+  await until('three', () => writer.dataIds().length === 3)
+  // The promoted replica had only the first entry.
+  for (const id of ids.slice(1)) f.source.delete(ORDERS.key, id)
+  f.source.resetListener?.([ORDERS.key, PRICES.key], new Map([[ORDERS.key, ids[0] as string], [PRICES.key, '0-0']]))
+  await until('gap', () => writer.gaps().length === 1)
+  t.same(writer.gaps()[0]?.channels, [{ channel: ORDERS.name, reason: 'reset' }], 'only the channel whose cursor was past what the engine kept')
+  append(f.source, ORDERS, 1, 'after')
+  await until('new data', () => writer.dataIds().length === 4)
+  t.same(writer.parsed().events.filter(e => e.event === undefined).map(e => e.data), ['e0', 'e1', 'e2', 'after0'], 'then what the engine writes next; the kept entry not again')
+  t.notOk(session.closed)
+})
+
 t.test('gap: reset — a resume cursor made before the engine\'s current dataset began', async t => {
   const f = setup(t)
   const old = `${Date.now() - 60000}-0`
