@@ -13,6 +13,7 @@ import type { Redis } from 'ioredis'
 import { ZERO_ID, compareIds, type StreamId } from '../core/stream-id.js'
 import { advance, type LiveReaderOptions, type ReaderHost, type XReadReply, type Xread } from './live-reader.js'
 import { ProbeWaiters } from './probe-waiters.js'
+import { DirtyQueue } from './dirty-queue.js'
 import { ReaderHealth } from './reader-health.js'
 
 /** Keys per XREAD. */
@@ -43,16 +44,12 @@ export class ChangedKeys {
   readonly keys = new Map<string, WatchedKey>()
   readonly probeKey: ProbeKey
   readonly health: ReaderHealth
-  /** Keys to read, each once (its `dirty` flag); swapped with `spare` at each flush. */
-  private dirty: WatchedKey[] = []
-  private spare: WatchedKey[] = []
+  /** Keys to read, each once; read in batches of CHANGED_KEYS_BATCH. */
+  private readonly queue = new DirtyQueue<WatchedKey>(this)
+  /** The batch being gathered during a pass of the queue. */
+  private batch: WatchedKey[] = []
   private readonly countText: string
-  private scheduled = false
   private closed = false
-  private readonly flushNow = (): void => {
-    this.scheduled = false
-    this.flush()
-  }
 
   /**
    * @param reader the connection the XREADs go on (a dedicated one: behind
@@ -120,44 +117,23 @@ export class ChangedKeys {
   }
 
   markDirty (k: WatchedKey): void {
-    if (this.closed || k.removed || k.dirty) return
-    k.dirty = true
-    this.dirty.push(k)
-    this.scheduleFlush()
+    if (!this.closed) this.queue.mark(k)
   }
 
-  /** Gathers every signal of this turn of the event loop into few reads. */
-  private scheduleFlush (): void {
-    if (this.scheduled) return
-    this.scheduled = true
-    setImmediate(this.flushNow)
-  }
-
-  private flush (): void {
-    const queued = this.dirty
-    this.dirty = this.spare
-    let batch: WatchedKey[] = []
-    for (const k of queued) {
-      if (k.removed) {
-        k.dirty = false
-        continue
-      }
-      // Being read: read again once that read is back (it stays dirty).
-      if (k.reading) {
-        this.dirty.push(k)
-        continue
-      }
-      k.dirty = false
-      k.reading = true
-      batch.push(k)
-      if (batch.length === CHANGED_KEYS_BATCH) {
-        void this.read(batch)
-        batch = []
-      }
+  /** @internal (DirtyQueueSink) a key to read: into the batch, read when full. */
+  take (k: WatchedKey): void {
+    this.batch.push(k)
+    if (this.batch.length === CHANGED_KEYS_BATCH) {
+      void this.read(this.batch)
+      this.batch = []
     }
-    queued.length = 0
-    this.spare = queued
-    if (batch.length > 0) void this.read(batch)
+  }
+
+  /** @internal (DirtyQueueSink) the pass ended: read what is gathered. */
+  passed (): void {
+    if (this.batch.length === 0) return
+    void this.read(this.batch)
+    this.batch = []
   }
 
   private async read (batch: WatchedKey[]): Promise<void> {
@@ -188,7 +164,7 @@ export class ChangedKeys {
       for (const k of batch) this.markDirty(k)
       // Every key of the failed read left meanwhile: nothing will read, so
       // nothing can succeed; the failure no longer holds readiness.
-      if (this.dirty.length === 0) this.health.forget()
+      if (this.queue.pending === 0) this.health.forget()
       return
     }
     this.health.succeeded(started)
@@ -206,7 +182,7 @@ export class ChangedKeys {
       if (entries.length >= this.opts.count) this.markDirty(k)
     }
     // Signals that arrived during the read.
-    if (this.dirty.length > 0) this.scheduleFlush()
+    this.queue.schedule()
   }
 
   private probed (entries: Array<[string, string[]]>): void {

@@ -25,6 +25,8 @@ import { ZERO_ID, compareIds, type StreamId } from '../core/stream-id.js'
 import { isClusterFactory, keySlot, SLOTS, type ClusterConnectionFactory } from './cluster-connection.js'
 import { errorSummary } from './live-health.js'
 import { advance, type LiveReader, type LiveReaderOptions, type ReaderHost, type XReadReply } from './live-reader.js'
+import { WatchedKey } from './changed-keys.js'
+import { DirtyQueue } from './dirty-queue.js'
 import { ProbeWaiters } from './probe-waiters.js'
 import { ReaderHealth } from './reader-health.js'
 import { REQUEST_REPLY } from './redis-connection.js'
@@ -36,15 +38,8 @@ const XADD = Buffer.from('xadd')
 /** How often the slot map is asked for: a failover or a slot moved is seen within this, with no command to a moved slot. */
 export const CLUSTER_REFRESH_MS = 1000
 
-class ClusterKey {
-  dirty = false
-  reading = false
-  removed = false
-  constructor (readonly key: string, public afterId: StreamId) {}
-}
-
 /** A master's probe stream: read like a watched key, never emitted. */
-class ProbeKey extends ClusterKey {
+class ProbeKey extends WatchedKey {
   readonly waiters = new ProbeWaiters()
   constructor (key: string, readonly node: string) { super(key, ZERO_ID) }
 }
@@ -116,7 +111,7 @@ function notificationFeed (opts: LiveReaderOptions, factory: ClusterConnectionFa
 
 /** Reads watched keys of a Redis Cluster when a master's feed says they changed. */
 export class ClusterReader implements LiveReader {
-  private readonly keys = new Map<string, ClusterKey>()
+  private readonly keys = new Map<string, WatchedKey>()
   /** Probe streams by key, and by the master they live on. */
   private readonly probeKeys = new Map<string, ProbeKey>()
   private readonly probeOf = new Map<string, ProbeKey>()
@@ -125,16 +120,12 @@ export class ClusterReader implements LiveReader {
   private readonly healthOf = new Map<string, ReaderHealth>()
   private readonly client: Cluster
   private readonly factory: ClusterConnectionFactory
-  private dirty: ClusterKey[] = []
-  private scheduled = false
+  /** Keys to read, each once; each read alone (a multi-key XREAD needs one slot). */
+  private readonly queue = new DirtyQueue<WatchedKey>(this)
   private closed = false
   private fingerprint = ''
   private readonly refreshTimer: NodeJS.Timeout
   private readonly countText: string
-  private readonly flushNow = (): void => {
-    this.scheduled = false
-    this.flush()
-  }
 
   constructor (private readonly opts: LiveReaderOptions, private readonly host: ReaderHost) {
     if (!isClusterFactory(opts.connection)) throw new Error('the cluster reader needs a Redis Cluster connection (REDIS_CLUSTER_NODES)')
@@ -260,7 +251,7 @@ export class ClusterReader implements LiveReader {
 
   add (key: string, afterId: StreamId): void {
     let k = this.keys.get(key)
-    if (k === undefined) this.keys.set(key, k = new ClusterKey(key, afterId))
+    if (k === undefined) this.keys.set(key, k = new WatchedKey(key, afterId))
     else k.afterId = afterId
     this.markDirty(k)
   }
@@ -272,38 +263,17 @@ export class ClusterReader implements LiveReader {
     k.removed = true
   }
 
-  private markDirty (k: ClusterKey): void {
-    if (this.closed || k.removed || k.dirty) return
-    k.dirty = true
-    this.dirty.push(k)
-    this.scheduleFlush()
+  private markDirty (k: WatchedKey): void {
+    if (!this.closed) this.queue.mark(k)
   }
 
-  /** Gathers every change of this turn of the event loop into one flush. */
-  private scheduleFlush (): void {
-    if (this.scheduled || this.dirty.length === 0) return
-    this.scheduled = true
-    setImmediate(this.flushNow)
+  /** @internal (DirtyQueueSink) a key to read. */
+  take (k: WatchedKey): void {
+    void this.read(k)
   }
 
-  private flush (): void {
-    const queued = this.dirty
-    this.dirty = []
-    for (const k of queued) {
-      if (k.removed) {
-        k.dirty = false
-        continue
-      }
-      // Being read: read again once that read is back (it stays dirty).
-      if (k.reading) {
-        this.dirty.push(k)
-        continue
-      }
-      k.dirty = false
-      k.reading = true
-      void this.read(k)
-    }
-  }
+  /** @internal (DirtyQueueSink) each key is read as it is taken. */
+  passed (): void {}
 
   /** The health record of the master serving `key` now. */
   private healthFor (key: string): ReaderHealth {
@@ -313,7 +283,7 @@ export class ClusterReader implements LiveReader {
     return h
   }
 
-  private async read (k: ClusterKey): Promise<void> {
+  private async read (k: WatchedKey): Promise<void> {
     // After a reconnect: no read until the source has checked the server;
     // the id is taken after it (a reset moves it back to 0-0).
     const gate = this.host.gate()
@@ -331,7 +301,7 @@ export class ClusterReader implements LiveReader {
       await health.failed(err)
       this.markDirty(k)
       // Marked again while this read was out: read now.
-      this.scheduleFlush()
+      this.queue.schedule()
       return
     }
     health.succeeded(started)
@@ -349,7 +319,7 @@ export class ClusterReader implements LiveReader {
     // A full page: there may be more.
     if (entries.length >= this.opts.count) this.markDirty(k)
     // Changes that came during the read (this key's among them).
-    this.scheduleFlush()
+    this.queue.schedule()
   }
 
   async close (): Promise<void> {
