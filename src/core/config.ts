@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { ConfigError } from './errors.js'
 import { isValidTopicName } from './channels.js'
+import { readListenerTls, type ListenerTls } from './listener-tls.js'
 
 /**
  * How a setting's text is read, and so the type of its Config field: `int`
@@ -47,6 +48,9 @@ export const SETTINGS = [
   { env: 'HOST', kind: 'string', default: '0.0.0.0', description: 'Address the public listener binds to (`::` for IPv6).' },
   { env: 'INTERNAL_PORT', kind: 'int', default: '9090', min: 0, max: 65535, description: 'Port of the internal listener (`/metrics`, `/livez`, `/readyz`); keep it off the load balancer.' },
   { env: 'INTERNAL_HOST', kind: 'string', default: '0.0.0.0', description: 'Address the internal listener binds to.' },
+  { env: 'TLS_CERT_FILE', kind: 'string', partOf: 'listenerTls', description: 'PEM certificate of the public listener, then its intermediates (cert-manager\'s `tls.crt`). With `TLS_KEY_FILE`, the public listener speaks HTTPS, HTTP/2 and HTTP/1.1 chosen by ALPN; both files are watched and a new pair is taken without a restart (a pair that does not match keeps the old one serving). The internal listener stays plain HTTP.' },
+  { env: 'TLS_KEY_FILE', kind: 'string', partOf: 'listenerTls', description: 'PEM private key (not encrypted) of `TLS_CERT_FILE`.' },
+  { env: 'HTTP2_CLEARTEXT', kind: 'bool', default: 'false', description: 'The public listener speaks cleartext HTTP/2 with prior knowledge (h2c), for a service mesh or proxy that speaks HTTP/2 upstream; HTTP/1.1 clients cannot connect to it then. Not with `TLS_CERT_FILE` (over TLS, HTTP/2 is negotiated by ALPN).' },
   { env: 'REDIS_URL', kind: 'secret', description: 'Redis to read streams from: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or `unix:///path/redis.sock`. Unset: the in-memory engine (one replica only, history lost on restart), for a first run.' },
   { env: 'REDIS_CLUSTER_NODES', kind: 'list', description: 'Redis Cluster seed nodes, `host:port,host:port,...` (any few nodes of the cluster; the rest are discovered). Instead of `REDIS_URL`: the gateway then routes every command by hash slot and keeps one live feed per master, following resharding and failover. Needs `notify-keyspace-events Kt` on every node. Producers write plain keys (`sse:user:42`), no hash tags.' },
   { env: 'REDIS_SENTINELS', kind: 'list', description: 'Sentinel-managed Redis: the Sentinels as `host:port,host:port,...` (any of them answers; three or more for a quorum). Every connection asks them for the current master of `REDIS_SENTINEL_MASTER` and follows it through a failover. With it, `REDIS_URL` is optional and only says how to talk to the data nodes (`redis://[user:password@]<master name>[/db]`, `rediss://` for TLS): its host must be the master name, since the Sentinels say where the master is.' },
@@ -143,6 +147,8 @@ interface CompositeFields {
   readonly jwt: JwtSettings | undefined
   /** Credentials and TLS for Redis (empty when none are set). */
   readonly redisAccess: RedisAccess
+  /** The public listener's certificate and key, read and checked; undefined: plain HTTP. */
+  readonly listenerTls: ListenerTls | undefined
 }
 
 /** Fields whose value is more than their setting's parsed text; loadConfig computes each. */
@@ -276,6 +282,7 @@ export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
     // rediss:// there means TLS to them) or, without it, the variables'.
     redisAccess: redisAccessFrom(env, v.REDIS_URL ?? (v.REDIS_CLUSTER_NODES.length > 0 ? CLUSTER_TARGET : v.REDIS_SENTINELS.length > 0 ? SENTINEL_TARGET : undefined), io),
     trustProxy: parseTrustProxy(v.TRUST_PROXY),
+    listenerTls: listenerTlsFrom(env, v.HTTP2_CLEARTEXT, io),
     demoEnabled: v.DEMO_ENABLED ?? (v.REDIS_URL === undefined && v.REDIS_CLUSTER_NODES.length === 0 && v.REDIS_SENTINELS.length === 0),
   }
 
@@ -286,6 +293,26 @@ export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
     fields[spec.field ?? camelCase(spec.env)] = Array.isArray(value) ? Object.freeze(value) : value
   }
   return Object.freeze({ ...fields, ...derived }) as unknown as Config
+}
+
+/**
+ * TLS_CERT_FILE and TLS_KEY_FILE go together, and not with HTTP2_CLEARTEXT
+ * (cleartext HTTP/2 beside a certificate would leave a reader guessing
+ * which one the listener speaks). The files are read and checked here so a
+ * wrong path stops the start; the listener watches them afterwards.
+ */
+function listenerTlsFrom (env: Raw, cleartext: boolean, io: ConfigIo): ListenerTls | undefined {
+  const certFile = env.TLS_CERT_FILE?.trim() ?? ''
+  const keyFile = env.TLS_KEY_FILE?.trim() ?? ''
+  if (certFile === '' && keyFile === '') return undefined
+  if (certFile === '' || keyFile === '') {
+    const [set, unset] = certFile === '' ? ['TLS_KEY_FILE', 'TLS_CERT_FILE'] : ['TLS_CERT_FILE', 'TLS_KEY_FILE']
+    throw new ConfigError(`${set} is set without ${unset}: the listener's certificate needs its key (set both, or neither for plain HTTP)`)
+  }
+  if (cleartext) {
+    throw new ConfigError('HTTP2_CLEARTEXT=true is set with TLS_CERT_FILE and TLS_KEY_FILE: over TLS the listener already speaks HTTP/2 (and HTTP/1.1) by ALPN; unset HTTP2_CLEARTEXT, or the TLS files for cleartext HTTP/2 behind a mesh')
+  }
+  return readListenerTls(certFile, keyFile, io.readFile ?? ((path: string) => readFileSync(path, 'utf8')))
 }
 
 const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal'])
