@@ -33,6 +33,8 @@ export interface StreamingPhase {
    * this many ms. Unset: no sampling and no per-event trace.
    */
   readonly hostReclaimOverMs?: number
+  /** More gateway settings for this phase (HTTP2_CLEARTEXT for the h2 phase). */
+  readonly gatewayEnv?: Record<string, string>
 }
 
 export interface StreamingResult {
@@ -59,7 +61,7 @@ export interface StreamingResult {
 }
 
 export async function runStreamingPhase (p: StreamingPhase): Promise<StreamingResult> {
-  const server = await startServer(p.kind, p.redis.url, p.keyPrefix)
+  const server = await startServer(p.kind, p.redis.url, p.keyPrefix, p.gatewayEnv)
   progress(`${server.name} started (pid ${server.pid}); opening ${p.clients} streams`)
   const producer = new RawProducer(p.redis.socket)
   try {

@@ -321,8 +321,8 @@ export interface CeilingOptions {
 export type ServerKind = 'gateway' | 'ceiling'
 
 /** The gateway or the raw ceiling, on the same Redis under its own key prefix. */
-export async function startServer (kind: ServerKind, redisUrl: string, keyPrefix: string): Promise<ServerProcess> {
-  return kind === 'gateway' ? await startGateway({ redisUrl, keyPrefix }) : await startCeiling({ redisUrl, keyPrefix })
+export async function startServer (kind: ServerKind, redisUrl: string, keyPrefix: string, gatewayEnv?: Record<string, string>): Promise<ServerProcess> {
+  return kind === 'gateway' ? await startGateway({ redisUrl, keyPrefix, ...(gatewayEnv !== undefined ? { env: gatewayEnv } : {}) }) : await startCeiling({ redisUrl, keyPrefix })
 }
 
 export async function startCeiling (opts: CeilingOptions): Promise<ServerProcess> {
