@@ -54,12 +54,15 @@ const ca = makeTestCa()
 t.teardown(() => { ca.remove() })
 const passwordFile = join(ca.dir, 'password')
 writeFileSync(passwordFile, 'pw\n')
-const FILES: Record<string, string> = { REDIS_PASSWORD_FILE: passwordFile, REDIS_TLS_CA_FILE: ca.caCert, REDIS_TLS_CERT_FILE: ca.clientCert, REDIS_TLS_KEY_FILE: ca.clientKey }
+const FILES: Record<string, string> = { REDIS_PASSWORD_FILE: passwordFile, REDIS_TLS_CA_FILE: ca.caCert, REDIS_TLS_CERT_FILE: ca.clientCert, REDIS_TLS_KEY_FILE: ca.clientKey, TLS_CERT_FILE: ca.serverCert, TLS_KEY_FILE: ca.serverKey }
 /** What a Redis access setting needs set with it (a user needs a password; a client certificate its key). */
 const ALONGSIDE: Record<string, Record<string, string>> = {
   REDIS_TLS_CERT_FILE: { REDIS_TLS_KEY_FILE: ca.clientKey },
   REDIS_TLS_KEY_FILE: { REDIS_TLS_CERT_FILE: ca.clientCert },
   REDIS_USERNAME: { REDIS_PASSWORD: 'pw' },
+  // The listener's certificate and its key go together.
+  TLS_CERT_FILE: { TLS_KEY_FILE: ca.serverKey },
+  TLS_KEY_FILE: { TLS_CERT_FILE: ca.serverCert },
 }
 
 /** Values to try for a setting, from its kind and bounds; those its own rules refuse are skipped. */
