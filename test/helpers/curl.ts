@@ -11,6 +11,7 @@ import type { ReceivedEvent } from './sse.js'
 export class CurlStream {
   readonly events: ReceivedEvent[] = []
   retry: number | undefined
+  readonly retries: number[] = []
   /** curl's `-v` lines (stderr). */
   verbose = ''
   ended = false
@@ -19,7 +20,7 @@ export class CurlStream {
   constructor (url: string, args: string[], headers: Record<string, string> = {}) {
     const parser = createParser({
       onEvent: (e: EventSourceMessage) => { this.events.push({ event: e.event ?? 'message', data: e.data, id: e.id }) },
-      onRetry: (ms: number) => { this.retry = ms },
+      onRetry: (ms: number) => { this.retry = ms; this.retries.push(ms) },
     })
     const h = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`])
     this.proc = spawn('curl', ['-sS', '-v', '-N', '-m', '60', '-H', 'Accept: text/event-stream', ...h, ...args, url], { stdio: ['ignore', 'pipe', 'pipe'] })

@@ -201,6 +201,10 @@ t.test('h2 drain: every stream ends with a retry:, a new one is told to come bac
   session.on('close', () => { closedAt = Date.now() })
   const streams = await Promise.all([1, 2, 3, 4].map(async () => await openH2Stream(session, PATH, auth)))
   for (const s of streams) await s.until(x => x.retry !== undefined, 10000, 'retry:')
+  // An HTTP/1.1 client on the same TLS listener drains as before.
+  const h1 = await new CurlStream(`${gw.url}${PATH}`, ['--http1.1', '--cacert', ca.caCert], auth).opened()
+  t.teardown(() => { h1.close() })
+  await h1.until(x => x.retry !== undefined, 10000, 'h1: retry:')
   const endedAt: number[] = []
   for (const s of streams) void s.waitForEnd(20000).then(() => { endedAt.push(Date.now()) }, () => {})
 
@@ -220,6 +224,8 @@ t.test('h2 drain: every stream ends with a retry:, a new one is told to come bac
     t.equal(s.retries.length, 2, 'each got the opening retry: and a final one')
     t.ok((s.retries[1] ?? 0) >= 700 && (s.retries[1] ?? 0) <= 800, 'the final retry: is the jittered RETRY_MS')
   }
+  await h1.until(x => x.ended, 10000, 'h1 over TLS: end of stream')
+  t.equal(h1.retries.length, 2, 'the HTTP/1.1 stream over TLS got its final retry: and ended')
   t.ok(goawayAt > 0, 'the server sent GOAWAY')
   t.ok(goawayAt >= Math.max(...endedAt), 'after the last stream had its retry:')
 })
