@@ -17,7 +17,7 @@ import type { TokenVerifier } from './auth/token-verifier.js'
 import { verifierFromConfig } from './auth/verifier-from-config.js'
 import { demoRoute, generatedJwtSettings } from './http/demo-route.js'
 import { eventsRoute, inTurn } from './http/events-route.js'
-import { ListenerSessions, TlsReloader, listenerProtocolOptions } from './http/public-listener.js'
+import { ListenerSessions, TlsReloader, applyHttp1Timeouts, listenerProtocolOptions } from './http/public-listener.js'
 import { publishRoute } from './http/publish-route.js'
 import { SessionRegistry } from './http/session-registry.js'
 import { createLogger } from './log.js'
@@ -146,6 +146,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   const sessions = new SessionRegistry(config.heartbeatIntervalMs)
   let draining = false
 
+  const checkingIntervalMs = Math.max(250, Math.min(5000, Math.floor(config.headersTimeoutMs / 5)))
   const server = Fastify({
     // Fastify runs without a logger; the gateway logs for itself (one line
     // per session open and close, per refused request, per failure). A
@@ -159,7 +160,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     // Headers must arrive in time, though (slow-headers clients); Node checks
     // every connectionsCheckingInterval, 30 s by default: often enough to
     // keep the timeout within a fifth of itself.
-    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.max(250, Math.min(5000, Math.floor(config.headersTimeoutMs / 5))) },
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: checkingIntervalMs },
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     // HTTP/1.1; or HTTPS with HTTP/2 and HTTP/1.1 by ALPN, or h2c (typed
@@ -176,6 +177,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     },
     // Fastify types an HTTP/2 instance apart; routes and hooks are the same.
   }) as unknown as FastifyInstance
+  applyHttp1Timeouts(server.server, config, checkingIntervalMs)
   const h2Sessions = new ListenerSessions(server.server)
   const tlsReloader = config.listenerTls === undefined
     ? undefined

@@ -46,6 +46,22 @@ export function http2SessionTimeoutMs (heartbeatIntervalMs: number): number {
 type RawServer = HttpServer | TlsServer
 
 /**
+ * HTTP/1.1 over the TLS listener (ALPN http/1.1) runs node's HTTP/1.1
+ * connection code under the HTTP/2 server, with that server's own timeouts
+ * (headers 60 s, request 300 s), not the ones Fastify gives an HTTP/1.1
+ * server: set them as for plain HTTP/1.1, before listening (the checking
+ * interval is read then). A client that drips its headers is cut after
+ * HEADERS_TIMEOUT_MS over TLS too.
+ */
+export function applyHttp1Timeouts (server: RawServer, config: Pick<Config, 'listenerTls' | 'headersTimeoutMs'>, checkingIntervalMs: number): void {
+  if (config.listenerTls === undefined) return
+  const s = server as unknown as { headersTimeout: number, requestTimeout: number, connectionsCheckingInterval: number }
+  s.headersTimeout = config.headersTimeoutMs
+  s.requestTimeout = 0
+  s.connectionsCheckingInterval = checkingIntervalMs
+}
+
+/**
  * The HTTP/2 sessions of the listener, so that shutdown can end them:
  * `server.close()` stops new connections but leaves open HTTP/2 sessions
  * (and so itself) waiting forever.

@@ -294,3 +294,25 @@ t.test('h2c refuses TLS settings beside it, and each TLS file needs the other (s
   await t.rejects(startGateway({ TLS_CERT_FILE: ca.serverCert }), /TLS_CERT_FILE is set without TLS_KEY_FILE/)
   await t.rejects(startGateway({ TLS_CERT_FILE: ca.serverCert, TLS_KEY_FILE: ca.clientKey }), /TLS_KEY_FILE names .* not the key of the certificate/)
 })
+
+t.test('HTTP/1.1 over TLS keeps HEADERS_TIMEOUT_MS: a client that drips its headers is cut off (regression: the HTTP/2 server\'s own 60 s applied)', async t => {
+  const { gw } = await gateway(t, 'tls', { HEADERS_TIMEOUT_MS: '1000', PUBLIC_TOPICS: 't' })
+  const { port } = new URL(gw.url)
+  let text = ''
+  let ended = false
+  const started = Date.now()
+  const socket = tlsConnect({ host: '127.0.0.1', port: Number(port), ca: readFileSync(ca.caCert), ALPNProtocols: ['http/1.1'] }, () => {
+    socket.write('GET /events?topic=t HTTP/1.1\r\nHost: gw\r\n')
+  })
+  socket.setEncoding('utf8')
+  socket.on('data', (c: string) => { text += c })
+  socket.on('close', () => { ended = true })
+  socket.on('error', () => {})
+  const drip = setInterval(() => { if (!ended) socket.write('X-A: b\r\n') }, 200)
+  t.teardown(() => { clearInterval(drip); socket.destroy() })
+  await eventually(() => ended, 8000, 'the slow TLS client cut off')
+  t.ok(Date.now() - started < 8000, `cut off after ${Date.now() - started} ms, not the HTTP/2 server's 60 s`)
+  t.equal(socket.alpnProtocol, 'http/1.1', 'it spoke HTTP/1.1 (ALPN)')
+  t.match(text, /^HTTP\/1\.1 408/, '408 in the catalogue shape')
+  t.match(text, /SSEGW_ERR_REQUEST_TIMEOUT/)
+})
