@@ -281,8 +281,17 @@ t.test('listenerTls: the listener\'s certificate and key mounted read-only from 
   t.same(volumes.get('listener-tls')?.secret, { secretName: 'sse-tls', items: [{ key: 'tls.crt', path: 'tls.crt' }, { key: 'tls.key', path: 'tls.key' }] })
   const mount = (c.volumeMounts as Obj[]).find(m => m.name === 'listener-tls')
   t.same(mount, { name: 'listener-tls', mountPath: '/etc/sse-gateway/tls', readOnly: true }, 'no subPath: a subPath mount never sees a renewal')
-  const plain = envOf(one(renderChart(chartDir), 'Deployment').spec.template.spec.containers[0])
+  t.equal(one(r, 'Service').spec.ports[0].appProtocol, 'https', 'the Service says the port speaks HTTPS')
+  const withIngress = renderChart(chartDir, { values: { listenerTls: { secretName: 'sse-tls' }, ingress: { enabled: true } } })
+  t.equal(one(withIngress, 'Ingress').metadata.annotations['nginx.ingress.kubernetes.io/backend-protocol'], 'HTTPS', 'ingress-nginx is told to speak HTTPS to it')
+  t.equal(one(withIngress, 'Ingress').metadata.annotations['nginx.ingress.kubernetes.io/proxy-buffering'], 'off', 'beside the SSE annotations')
+  const plainRender = renderChart(chartDir, { values: { ingress: { enabled: true } } })
+  const plain = envOf(one(plainRender, 'Deployment').spec.template.spec.containers[0])
   t.notOk(plain.has('TLS_CERT_FILE') || plain.has('TLS_KEY_FILE'), 'plain HTTP by default')
+  t.notOk('nginx.ingress.kubernetes.io/backend-protocol' in one(plainRender, 'Ingress').metadata.annotations, 'and no backend-protocol')
+  t.notOk('appProtocol' in one(plainRender, 'Service').spec.ports[0], 'nor an appProtocol')
+  const h2c = renderChart(chartDir, { values: { config: { HTTP2_CLEARTEXT: true } } })
+  t.equal(one(h2c, 'Service').spec.ports[0].appProtocol, 'kubernetes.io/h2c', 'HTTP2_CLEARTEXT: the Service says h2c')
 })
 
 t.test('Sentinel values: REDIS_SENTINELS and the master from config, the Sentinels\' password from the Secret', async t => {
