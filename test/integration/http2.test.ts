@@ -137,6 +137,21 @@ for (const mode of ['tls', 'h2c'] as const) {
   })
 }
 
+t.test('h2: errors before the stream are the same JSON answers (401 no token, 400 bad topic, 404)', async t => {
+  const { gw } = await gateway(t, 'tls')
+  const session = await h2Connect(gw.url, { caFile: ca.caCert })
+  t.teardown(() => { session.destroy() })
+  const answer = async (path: string, headers: Record<string, string> = {}): Promise<{ status: number, body: any }> => {
+    const s = await openH2Stream(session, path, headers)
+    await s.waitForEnd(5000)
+    return { status: s.status, body: JSON.parse(s.body) }
+  }
+  t.match(await answer(PATH), { status: 401, body: { error: 'SSEGW_ERR_AUTH_MISSING_TOKEN' } })
+  t.match(await answer('/events?topic=%20bad', auth), { status: 400, body: { error: 'SSEGW_ERR_TOPIC_INVALID' } })
+  t.match(await answer('/nowhere', auth), { status: 404, body: { error: 'SSEGW_ERR_NOT_FOUND' } })
+  t.match(await answer('/events?topic=other', auth), { status: 403, body: { error: 'SSEGW_ERR_TOPIC_FORBIDDEN' } })
+})
+
 t.test('h2: no connection-specific header in the answer; CORS and the SSE headers are there', async t => {
   const { gw } = await gateway(t, 'h2c', { CORS_ORIGINS: 'https://app.example' })
   const session = await h2Connect(gw.url)
