@@ -7,7 +7,7 @@
  */
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs'
 import type { Server as HttpServer } from 'node:http'
-import type { Http2Session } from 'node:http2'
+import type { Http2Session, ServerHttp2Stream } from 'node:http2'
 import type { Server as TlsServer } from 'node:tls'
 import type { Logger } from 'pino'
 import type { Config } from '../core/config.js'
@@ -67,12 +67,22 @@ export function applyHttp1Timeouts (server: RawServer, config: Pick<Config, 'lis
  * (and so itself) waiting forever.
  */
 export class ListenerSessions {
-  private readonly sessions = new Set<Http2Session>()
+  /** Each open HTTP/2 connection and how many of its streams are not closed yet. */
+  private readonly sessions = new Map<Http2Session, number>()
 
   constructor (server: RawServer) {
     server.on('session', (session: Http2Session) => {
-      this.sessions.add(session)
+      this.sessions.set(session, 0)
       session.once('close', () => { this.sessions.delete(session) })
+    })
+    server.on('stream', (stream: ServerHttp2Stream) => {
+      const session = stream.session
+      if (session === undefined || !this.sessions.has(session)) return
+      this.sessions.set(session, (this.sessions.get(session) ?? 0) + 1)
+      stream.once('close', () => {
+        const n = this.sessions.get(session)
+        if (n !== undefined) this.sessions.set(session, n - 1)
+      })
     })
   }
 
@@ -82,14 +92,22 @@ export class ListenerSessions {
   }
 
   /**
-   * Sends GOAWAY on every HTTP/2 connection and closes it once its streams
-   * have ended (the drain has ended them all with a `retry:` by then);
-   * one still open after `graceMs` is destroyed. Resolves when all closed.
+   * Sends GOAWAY on every HTTP/2 connection and closes it. The drain has
+   * ended every stream with a `retry:` by then, but a stream's last DATA
+   * may still wait in its buffer: GOAWAY goes out once the connection's
+   * streams have closed (their last frames sent), so that a client reads
+   * each `retry:` before it learns the connection is going; at most
+   * `graceMs` for that, and as long again before a connection still open
+   * is destroyed. Resolves when all closed.
    */
   async goAway (graceMs = 2000): Promise<void> {
-    const open = [...this.sessions]
+    const open = [...this.sessions.keys()]
     if (open.length === 0) return
     await Promise.all(open.map(async session => {
+      const deadline = Date.now() + graceMs
+      while ((this.sessions.get(session) ?? 0) > 0 && Date.now() < deadline && !session.destroyed) {
+        await new Promise(resolve => setTimeout(resolve, 10))
+      }
       await new Promise<void>(resolve => {
         if (session.closed || session.destroyed) {
           resolve()
