@@ -46,7 +46,7 @@ import { sleep, type LiveReader, type LiveReaderOptions, type ReaderHost } from 
 import { LIVE_READERS, type LiveReaderKind } from './live-readers.js'
 import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, REQUEST_REPLY, connectionFor, type RedisConnectionFactory } from './redis-connection.js'
 import { RedisQueries } from './redis-queries.js'
-import { ACL_RULES, isPermanent, isRefused, notificationsCoverStreams, readerBySetting, serverMode, serverRunId, trackingAllowed } from './server-check.js'
+import { ACL_RULES, isPermanent, isRefused, notificationsCoverStreams, notificationsSeen, readerBySetting, serverMode, serverRunId, trackingAllowed } from './server-check.js'
 import { claimEpoch, epochTimeMs } from './epoch.js'
 import { isClusterFactory } from './cluster-connection.js'
 import type { EntriesListener, RawEntry, ResetListener, SourceState, StreamSource } from './stream-source.js'
@@ -94,6 +94,8 @@ export type ReaderMode = 'auto' | 'block' | 'notify' | 'track'
 export { notificationsCoverStreams }
 
 const DEFAULT_PROBE_INTERVAL_MS = 5000
+/** How long `auto` waits for a keyspace notification when it cannot read the setting (see notificationsObserved). */
+const NOTIFY_CHECK_MS = 1000
 
 /** Probes in a row that must go unseen before live reads count as stopped. */
 const PROBE_MISSES = 2
@@ -264,7 +266,10 @@ export class RedisSource implements StreamSource {
     if ((this.opts.mode === 'auto' || this.opts.mode === 'track') && await this.trackingGiven()) return 'track'
     const wanted = await this.modeBySetting()
     // Unknown (CONFIG refused): `notify` keeps what it has (notify at start;
-    // the probe tells if notifications do not come), `auto` reads by blocking.
+    // the probe tells if notifications do not come), `auto` reads by
+    // notifications if one is seen to arrive (Memorystore: no CONFIG, no
+    // CLIENT, notifications set in its console), else by blocking.
+    if (wanted === undefined && this.opts.mode === 'auto') return await this.notificationsObserved() ? 'notify' : 'block'
     return wanted ?? (this.opts.mode === 'notify' ? this.mode ?? 'notify' : 'block')
   }
 
@@ -299,6 +304,24 @@ export class RedisSource implements StreamSource {
     return 'cluster'
   }
 
+  /**
+   * Whether keyspace notifications for streams arrive, for `auto` on a Redis
+   * that refuses CONFIG GET and client tracking (see notificationsSeen): a
+   * subscriber of its own for the check, closed after it. Said when seen.
+   */
+  private async notificationsObserved (): Promise<boolean> {
+    const sub = this.readerOptions.connection.connect({ connectionName: 'sse-gateway:notify-check', maxRetriesPerRequest: 1, autoResubscribe: false })
+    sub.on('error', () => { /* an outage fails the check, which runs again */ })
+    try {
+      const key = `${this.opts.keyPrefix}__gateway:notify-check:${this.instance}`
+      const seen = await notificationsSeen(sub, key, this.readerOptions.db, async k => await this.append(k), NOTIFY_CHECK_MS)
+      if (seen && this.mode !== 'notify') this.opts.logger.info('keyspace notifications for streams arrive (seen, since CONFIG GET is refused): live reads by notifications')
+      return seen
+    } finally {
+      sub.disconnect()
+    }
+  }
+
   /** The reader the server's setting calls for (see readerBySetting). */
   private async modeBySetting (): Promise<'block' | 'notify' | undefined> {
     return await readerBySetting(this.cmd, err => {
@@ -307,7 +330,7 @@ export class RedisSource implements StreamSource {
       const grant = ACL_RULES.config()
       const fields = { err: errorSummary(err), ...(isRefused(err) ? { grant } : {}) }
       const why = isRefused(err) ? `Redis refused CONFIG GET (grant ${grant})` : 'this Redis has no CONFIG GET (managed Redis)'
-      if (this.opts.mode === 'auto') this.opts.logger.warn(fields, `cannot read notify-keyspace-events: ${why}; live reads use sharded blocking XREAD (READER_MODE=notify reads by keyspace notifications without asking)`)
+      if (this.opts.mode === 'auto') this.opts.logger.warn(fields, `cannot read notify-keyspace-events: ${why}; live reads use keyspace notifications if they are seen to arrive, else sharded blocking XREAD`)
       else this.opts.logger.info(fields, `cannot read notify-keyspace-events: ${why}; reading by keyspace notifications as READER_MODE=notify asks (the probe tells if none arrive)`)
     })
   }

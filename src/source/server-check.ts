@@ -106,6 +106,34 @@ export async function readerBySetting (cmd: Redis | Cluster, refused: (err: unkn
 }
 
 /**
+ * Whether the server publishes keyspace notifications for streams, seen
+ * rather than read from its setting: for a Redis that refuses CONFIG (and
+ * client tracking, as Memorystore does), `auto` subscribes `sub` to the
+ * keyspace channel of `key`, writes an entry to `key` with `append` and
+ * waits up to `timeoutMs` for the `xadd` event. False when none comes or
+ * the subscription is refused (the notify rule is missing). `sub` is the
+ * caller's to open and close.
+ */
+export async function notificationsSeen (sub: Redis, key: string, db: number, append: (key: string) => Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  const channel = `__keyspace@${db}__:${key}`
+  let timer: NodeJS.Timeout | undefined
+  const seen = new Promise<boolean>(resolve => {
+    timer = setTimeout(() => { resolve(false) }, timeoutMs)
+    sub.on('message', (ch: string, event: string) => { if (ch === channel && event === 'xadd') resolve(true) })
+  })
+  try {
+    await sub.subscribe(channel)
+    await append(key)
+    return await seen
+  } catch (err) {
+    if (!isPermanent(err)) throw err
+    return false
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
  * Whether the server gives client tracking (the track reader) to this user:
  * `CLIENT ID` and `CLIENT TRACKING off` (a no-op on the command connection,
  * which tracks nothing) both answer. False where Redis is older than 6 or

@@ -120,20 +120,25 @@ function without (rule: string, ...drop: string[]): string {
   return `${rule} ${drop.map(d => `-${d}`).join(' ')}`
 }
 
-t.test('refused CLIENT TRACKING and CONFIG GET (auto): the log names both rules, and reads fall back to blocking XREAD', async t => {
-  const redis = await startRedis({ notify: 'Kt' })
-  t.teardown(() => redis.stop())
-  const prefix = uniquePrefix('cfg')
-  await user(redis, 'gateway', without(aclRule('auto', prefix, { publish: true }), 'client|tracking', 'config|get'))
-  const gw = await startGateway({ REDIS_URL: redis.url, REDIS_USERNAME: 'gateway', REDIS_PASSWORD: PASSWORD, KEY_PREFIX: prefix, READER_PROBE_INTERVAL_MS: '300' })
-  t.teardown(() => gw.close())
-  t.equal((await readyWithin(gw, 10000)).status, 200, 'ready')
-  t.equal((gw.gateway.source as { mode?: string }).mode, 'block', 'blocking reads')
-  t.ok(gw.logs.some(l => l.includes('"grant":"+client|id +client|tracking +subscribe &__redis__:invalidate"') && l.includes('client tracking refused')), 'a log line names the tracking rule')
-  t.ok(gw.logs.some(l => l.includes('"grant":"+config|get"') && l.includes('Redis refused CONFIG GET')), 'a log line names the missing rule')
-  await eventsFlow(t, redis, gw, prefix)
-  await staysReady(t, gw)
-})
+for (const notify of ['Kt', ''] as const) {
+  const reader = notify === '' ? 'block' : 'notify'
+  t.test(`refused CLIENT TRACKING and CONFIG GET (auto, as on Memorystore), notifications ${notify === '' ? 'off' : 'on'}: the log names both rules, and reads by ${reader === 'notify' ? 'the notifications seen to arrive' : 'blocking XREAD'}`, async t => {
+    const redis = await startRedis(notify === '' ? {} : { notify })
+    t.teardown(() => redis.stop())
+    const prefix = uniquePrefix('cfg')
+    await user(redis, 'gateway', without(aclRule('auto', prefix, { publish: true }), 'client|tracking', 'config|get'))
+    const gw = await startGateway({ REDIS_URL: redis.url, REDIS_USERNAME: 'gateway', REDIS_PASSWORD: PASSWORD, KEY_PREFIX: prefix, READER_PROBE_INTERVAL_MS: '300' })
+    t.teardown(() => gw.close())
+    t.equal((await readyWithin(gw, 10000)).status, 200, 'ready')
+    t.equal((gw.gateway.source as { mode?: string }).mode, reader, `reads by ${reader}`)
+    t.ok(gw.logs.some(l => l.includes('"grant":"+client|id +client|tracking +subscribe &__redis__:invalidate"') && l.includes('client tracking refused')), 'a log line names the tracking rule')
+    t.ok(gw.logs.some(l => l.includes('"grant":"+config|get"') && l.includes('Redis refused CONFIG GET')), 'a log line names the missing rule')
+    t.equal(gw.logs.some(l => l.includes('keyspace notifications for streams arrive (seen')), reader === 'notify', 'says so when notifications were seen')
+    await eventsFlow(t, redis, gw, prefix)
+    await staysReady(t, gw)
+    t.equal((gw.gateway.source as { mode?: string }).mode, reader, 'and keeps that reader across probes')
+  })
+}
 
 t.test('refused INFO: the log names +info, and the gateway carries on', async t => {
   const redis = await startRedis({ notify: 'Kt' })
