@@ -73,3 +73,13 @@ export class ConfigError extends Error {
     this.name = 'ConfigError'
   }
 }
+
+/**
+ * The `grant` field for a log line: the access rule a refused command
+ * lacked, where the engine named one on its error (an ACL without XRANGE,
+ * say); nothing otherwise.
+ */
+export function grantOf (err: unknown): { grant?: string } {
+  const grant = (err as { grant?: unknown } | undefined)?.grant
+  return typeof grant === 'string' ? { grant } : {}
+}

@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { TopicPatterns, isValidTopicName, topicChannel, userChannel, type Channel } from '../core/channels.js'
 import type { Config } from '../core/config.js'
 import { decodeCursor } from '../core/cursor.js'
-import { Errors, GatewayError } from '../core/errors.js'
+import { Errors, GatewayError, grantOf } from '../core/errors.js'
 import { formatEvent, formatRetry } from '../core/frame.js'
 import type { Logger } from 'pino'
 import type { Hub } from '../delivery/hub.js'
@@ -233,7 +233,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       await session.subscribe()
     } catch (err) {
       session.close('source-error')
-      logger.warn({ reqId: request.id, err: { message: (err as Error).message } }, 'cannot subscribe (stream source unavailable); client told to retry')
+      logger.warn({ reqId: request.id, err: { message: (err as Error).message }, ...grantOf(err) }, 'cannot subscribe (stream source unavailable); client told to retry')
       return unavailable(request, reply, 'source-unavailable', retryMs(), metrics)
     }
     if (session.closed || connection.destroyed || request.raw.destroyed || reply.raw.destroyed) {

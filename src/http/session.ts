@@ -21,6 +21,7 @@ import { channelHash, encodeSegment, type DecodedCursor } from '../core/cursor.j
 import { HEARTBEAT, formatEvent, formatIdLine, formatRetry } from '../core/frame.js'
 import { CONTROL_EVENTS, classifyGap, gapPayload, tokenExpiredPayload, type CloseReason, type DeliverySource, type GapNotice, type GapReason } from '../core/protocol.js'
 import { ZERO_ID, compareIds, cursorForTime, idMs, type StreamId } from '../core/stream-id.js'
+import { grantOf } from '../core/errors.js'
 import type { DeadlineSlot } from '../core/deadlines.js'
 import type { Batch, Hub, Subscriber } from '../delivery/hub.js'
 import type { Metrics } from '../metrics.js'
@@ -424,7 +425,7 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
       } while (this.catchUpAgain && !this.closed_ && !this.paused)
     } catch (err) {
       if (!this.closed_) {
-        this.ctx.logger.warn({ session: this.id, err: { message: (err as Error).message } }, 'catch-up read failed; ending the stream so the client resumes')
+        this.ctx.logger.warn({ session: this.id, err: { message: (err as Error).message }, ...grantOf(err) }, 'catch-up read failed; ending the stream so the client resumes')
         this.closeWithRetry('source-error', this.ctx.retryMs)
       }
     } finally {

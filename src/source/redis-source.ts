@@ -185,7 +185,7 @@ export class RedisSource implements StreamSource {
     const commands = { ...REQUEST_REPLY, connectionName: 'sse-gateway:commands', enableAutoPipelining: true }
     this.clustered = isClusterFactory(connection)
     this.cmd = isClusterFactory(connection) ? connection.cluster(commands) : connection.connect(commands)
-    this.queries = new RedisQueries(this.cmd)
+    this.queries = new RedisQueries(this.cmd, opts.keyPrefix)
     this.readerOptions = {
       connection,
       keyPrefix: opts.keyPrefix,

@@ -20,6 +20,8 @@ export const ACL_RULES = {
   epoch: (prefix: string) => `+time +get +set ~${prefix}__gateway:*`,
   /** The wake and probe streams: MULTI, XADD, PEXPIRE, EXEC on them. */
   wake: (prefix: string) => `+multi +exec +xadd +pexpire ~${prefix}__gateway:*`,
+  /** Resume, catch-up and gap checks: the history queries on the stream keys. */
+  history: (prefix: string) => `+xrange +xrevrange +xinfo|stream %R~${prefix}*`,
   /** Live reads: XREAD on the stream keys and on the readers' wake and probe streams. */
   read: (prefix: string) => `+xread %R~${prefix}*`,
   /** The notify reader's subscriptions to keyspace channels. */
@@ -56,6 +58,15 @@ export function isRefused (err: unknown): boolean {
   // A refused command inside MULTI fails the EXEC (EXECABORT); ioredis keeps why.
   const previous = (err as { previousErrors?: unknown[] })?.previousErrors
   return Array.isArray(previous) && previous.some(e => /NOPERM/.test((e as Error)?.message ?? ''))
+}
+
+/**
+ * Marks a refused command's error with the ACL rule it lacked (`grant`), so
+ * that whoever logs it can name the rule; other errors pass unchanged.
+ */
+export function withGrant (err: unknown, grant: string): unknown {
+  if (isRefused(err) && err instanceof Error) Object.assign(err, { grant })
+  return err
 }
 
 /** Errors that retrying the same command will not mend: no such command, no permission, a read-only replica. */

@@ -140,6 +140,27 @@ for (const notify of ['Kt', ''] as const) {
   })
 }
 
+t.test('refused history queries (no XRANGE): a resuming client is told to retry, and the log names the history rule', async t => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const prefix = uniquePrefix('hist')
+  await user(redis, 'gateway', without(aclRule('block', prefix, { publish: true }), 'xrange', 'xrevrange'))
+  const gw = await startGateway({ REDIS_URL: redis.url, REDIS_USERNAME: 'gateway', REDIS_PASSWORD: PASSWORD, KEY_PREFIX: prefix, READER_MODE: 'block', READER_PROBE_INTERVAL_MS: '300' })
+  t.teardown(() => gw.close())
+  t.equal((await readyWithin(gw, 10000)).status, 200, 'ready (live reads need no XRANGE)')
+  const first = await redis.client.xadd(`${prefix}topic:news`, '*', 'data', 'one')
+  await redis.client.xadd(`${prefix}topic:news`, '*', 'data', 'two')
+  const auth = { authorization: `Bearer ${hsToken({ sub: 'acl-user', topics: ['news'] })}`, 'last-event-id': `${first}` }
+  const s = await openStream(`${gw.url}/events?topic=news`, auth)
+  t.teardown(() => { s.close() })
+  await s.waitForEnd(5000)
+  t.same(s.events.filter(e => e.event === 'message').map(e => e.data), [], 'nothing delivered out of order past the missed entry')
+  t.ok(s.retry !== undefined || s.status !== 200, `the client is told to come back (status ${s.status}, retry ${String(s.retry)})`)
+  const deadline = Date.now() + 5000
+  while (!gw.logs.some(l => l.includes('"grant":"+xrange +xrevrange +xinfo|stream')) && Date.now() < deadline) await sleep(50)
+  t.ok(gw.logs.some(l => l.includes(`"grant":"+xrange +xrevrange +xinfo|stream %R~${prefix}*"`)), 'a log line names the history rule')
+})
+
 t.test('refused INFO: the log names +info, and the gateway carries on', async t => {
   const redis = await startRedis({ notify: 'Kt' })
   t.teardown(() => redis.stop())
