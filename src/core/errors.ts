@@ -17,6 +17,7 @@ export const Errors = {
   TOPIC_TOO_MANY: { code: 'SSEGW_ERR_TOPIC_TOO_MANY', statusCode: 400 },
   NO_CHANNELS: { code: 'SSEGW_ERR_NO_CHANNELS', statusCode: 400 },
   HISTORY_INVALID: { code: 'SSEGW_ERR_HISTORY_INVALID', statusCode: 400 },
+  CHANNEL_OPTION_INVALID: { code: 'SSEGW_ERR_CHANNEL_OPTION_INVALID', statusCode: 400 },
   TOO_MANY_CONNECTIONS: { code: 'SSEGW_ERR_TOO_MANY_CONNECTIONS', statusCode: 429 },
   RATE_LIMITED: { code: 'SSEGW_ERR_RATE_LIMITED', statusCode: 429 },
   UNAVAILABLE: { code: 'SSEGW_ERR_UNAVAILABLE', statusCode: 503 },

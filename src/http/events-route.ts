@@ -119,6 +119,18 @@ export function parseTopics (raw: unknown, max: number): string[] {
  * `history=N` (the newest N entries of each channel) or `since=<time>` (Unix
  * ms or an ISO 8601 date): where a first connect starts instead of now.
  */
+/**
+ * `channel=data`: each event carries its channel's name (`user:42`,
+ * `topic:news`) as its first `data:` line, for plain EventSource pages
+ * (README, "The channel of each event"). Absent: events as produced.
+ */
+export function parseChannelOption (query: Record<string, unknown>): boolean {
+  const { channel } = query
+  if (channel === undefined) return false
+  if (channel === 'data') return true
+  throw new GatewayError(Errors.CHANNEL_OPTION_INVALID, '`channel` takes one value, `data` (each event\'s first data line is then its channel), or leave it out.')
+}
+
 export function parseHistory (query: Record<string, unknown>, max: number): HistoryRequest | undefined {
   const { history, since } = query
   if (history === undefined && since === undefined) return undefined
@@ -175,6 +187,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     let principal: Principal | undefined
     let channels: Channel[]
     let history: HistoryRequest | undefined
+    let channelOnWire = false
     try {
       const topics = parseTopics(query.topic, config.maxTopicsPerConnection)
       principal = await authorize(request, topics)
@@ -188,6 +201,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
         throw new GatewayError(Errors.NO_CHANNELS, 'Nothing to stream: the token has no `sub` and no `topic` parameter was given.')
       }
       history = parseHistory(query, config.historyMaxEntries)
+      channelOnWire = parseChannelOption(query)
     } catch (err) {
       if (err instanceof AuthError) metrics.authFailures.inc({ reason: err.reason })
       throw err
@@ -207,6 +221,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       channels,
       resume: lastEventId === undefined ? undefined : (decodeCursor(lastEventId) ?? null),
       history,
+      channelOnWire,
       // Accepted until exp + tolerance, so it must not be cut off before then
       // (else a client is accepted and ended at once, over and over).
       expiresAtMs: principal === undefined ? undefined : principal.expiresAtMs + (config.jwt?.clockToleranceMs ?? 0),
