@@ -15,7 +15,10 @@
  * Redis >= 6, no server setting) reads only the keys that changed too;
  * `auto` takes track where the server gives CLIENT TRACKING to this user,
  * else notify when the server has notifications on (and follows that
- * setting both ways while it runs), else block.
+ * setting both ways while it runs), else block. On a Redis Cluster
+ * (REDIS_CLUSTER_NODES) the reader is always `cluster`, whose feed per
+ * master follows READER_MODE (cluster-feed.ts: client tracking, or
+ * keyspace notifications with `notify`; `block` reads as `auto`).
  *
  * Live reads must prove they flow (see LiveHealth): every
  * READER_PROBE_INTERVAL_MS a probe entry is written where the live reader
