@@ -74,17 +74,16 @@ const KEYSPACE_PREFIX_BYTES = Buffer.byteLength('__keyspace@0__:')
  * A feed of the master at `node` (`host:port`): `prefer` is `track` (and
  * falls back to `notify` on a node that refuses it) or `notify`. The
  * READER_MODE asked for (`opts.mode`) sets how loud a fallback is: an error
- * when `track` was asked for, a warning under `auto`.
+ * when `track` was asked for, a warning under `auto`. What it has said is
+ * kept in `told` (the reader's, so a feed opened anew does not say it again).
  */
-export function masterFeed (opts: LiveReaderOptions, factory: ClusterConnectionFactory, node: string, prefer: FeedKind, on: FeedCallbacks): Feed {
+export function masterFeed (opts: LiveReaderOptions, factory: ClusterConnectionFactory, node: string, prefer: FeedKind, on: FeedCallbacks, told = new Set<string>()): Feed {
   const colon = node.lastIndexOf(':')
   const [host, port] = [node.slice(0, colon), Number(node.slice(colon + 1))]
   const pattern = `__keyspace@0__:${opts.keyPrefix}*`
   let closed = false
   let armed = false
   let kind: FeedKind = prefer
-  let refusalTold = false
-  let unfedTold = false
   const sub: Redis = factory.node(host, port, {
     connectionName: 'sse-gateway:cluster-feed',
     maxRetriesPerRequest: null,
@@ -101,8 +100,8 @@ export function masterFeed (opts: LiveReaderOptions, factory: ClusterConnectionF
   }
 
   const refused = (err: unknown): void => {
-    if (refusalTold) return
-    refusalTold = true
+    if (told.has(`refused ${node}`)) return
+    told.add(`refused ${node}`)
     const grant = ACL_RULES.track()
     const message = `client tracking refused on the cluster node ${node} (Redis older than 6, or an ACL without it: grant ${grant}): its channels are read by keyspace notifications instead, which need notify-keyspace-events Kt on the node and the ACL rule ${ACL_RULES.clusterNotify(opts.keyPrefix)}`
     if (opts.mode === 'track') opts.logger.error({ err: errorSummary(err), node, grant }, message)
@@ -114,8 +113,8 @@ export function masterFeed (opts: LiveReaderOptions, factory: ClusterConnectionF
     try {
       const reply = await (sub.config('GET', 'notify-keyspace-events') as Promise<unknown>)
       const flags = Array.isArray(reply) ? String(reply[1] ?? '') : ''
-      if (!notificationsCoverStreams(flags) && !unfedTold) {
-        unfedTold = true
+      if (!notificationsCoverStreams(flags) && !told.has(`unfed ${node}`)) {
+        told.add(`unfed ${node}`)
         opts.logger.error({ node, flags }, `the cluster node ${node} does not publish keyspace notifications for streams: its channels are not read live; ${prefer === 'track' ? `grant client tracking (${ACL_RULES.track()}) or ` : ''}set notify-keyspace-events Kt on every node (CONFIG SET, and in redis.conf so a restart keeps it)`)
       }
     } catch (err) {

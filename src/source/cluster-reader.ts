@@ -33,6 +33,9 @@ import { ReaderHealth } from './reader-health.js'
 import { REQUEST_REPLY } from './redis-connection.js'
 import { masterFeed, type Feed, type FeedKind } from './cluster-feed.js'
 
+/** Probes in a row a master's feed may miss, while its reads answer, before it is opened anew. */
+export const SILENT_PROBES = 3
+
 /** How often the slot map is asked for: a failover or a slot moved is seen within this, with no command to a moved slot. */
 export const CLUSTER_REFRESH_MS = 1000
 
@@ -59,6 +62,12 @@ export class ClusterReader implements LiveReader {
   private fingerprint = ''
   private readonly refreshTimer: NodeJS.Timeout
   private readonly countText: string
+  /** Per master, probes in a row that found the previous one still unseen. */
+  private readonly silentRounds = new Map<string, number>()
+  /** Masters whose silent feed was opened anew (said once until they flow again). */
+  private readonly reopened = new Set<string>()
+  /** What the feeds have said (a refusal, no notifications), once per node for the reader's life. */
+  private readonly told = new Set<string>()
   /** What each master's feed tries first: tracking, or notifications when READER_MODE=notify. */
   private readonly prefer: FeedKind
 
@@ -112,18 +121,53 @@ export class ClusterReader implements LiveReader {
     }
     for (const node of masters) {
       if (this.feeds.has(node)) continue
-      this.feeds.set(node, masterFeed(this.opts, this.factory, node, this.prefer, {
-        changed: key => {
-          const k = this.keys.get(key) ?? this.probeKeys.get(key)
-          if (k !== undefined) this.markDirty(k)
-        },
-        resync: () => { this.markNode(node) },
-        lost: () => { if (!this.closed) this.host.connectionLost() },
-      }))
+      this.openFeed(node)
     }
     this.placeProbes(masters)
     if (masters.size > 0) this.opts.logger.info({ masters: [...masters], feed: this.prefer }, `cluster topology: one live feed per master (${this.prefer === 'track' ? 'client tracking' : 'keyspace notifications'})`)
     this.markAll()
+  }
+
+  private openFeed (node: string): void {
+    this.feeds.set(node, masterFeed(this.opts, this.factory, node, this.prefer, {
+      changed: key => {
+        const k = this.keys.get(key) ?? this.probeKeys.get(key)
+        if (k !== undefined) this.markDirty(k)
+      },
+      resync: () => { this.markNode(node) },
+      lost: () => { if (!this.closed) this.host.connectionLost() },
+    }, this.told))
+  }
+
+  /**
+   * Before each probe: a master whose probe stayed unseen for
+   * SILENT_PROBES probes in a row while its reads answer gets its feed
+   * opened anew, and so its keys read again. A connected feed can go quiet
+   * with nothing closing (notifications turned off, a fallback feed on a
+   * node without them, tracking lost in a way RESP2 does not tell); a new
+   * one tries client tracking first again, so a right granted later (the
+   * ACL fixed) is taken without a restart. Readiness names the master
+   * meanwhile (`feed-silent`).
+   */
+  private reopenSilent (): void {
+    for (const [node, probe] of this.probeOf) {
+      const silent = probe.waiters.pending && this.healthOf.get(node)?.failingNow !== true
+      if (!silent) {
+        this.silentRounds.delete(node)
+        this.reopened.delete(node)
+        continue
+      }
+      const rounds = (this.silentRounds.get(node) ?? 0) + 1
+      this.silentRounds.set(node, rounds)
+      if (rounds < SILENT_PROBES) continue
+      this.silentRounds.delete(node)
+      if (!this.reopened.has(node)) {
+        this.reopened.add(node)
+        this.opts.logger.warn({ node, feed: this.feeds.get(node)?.kind }, `the live feed of the cluster node ${node} delivered no probe for ${SILENT_PROBES} probes while its reads answer: opening it anew (and again every ${SILENT_PROBES} probes while it stays silent)`)
+      }
+      this.feeds.get(node)?.close()
+      this.openFeed(node)
+    }
   }
 
   /** One probe stream per master, its hash tag chosen to land on it. */
@@ -174,6 +218,7 @@ export class ClusterReader implements LiveReader {
   async probe (): Promise<void> {
     // Before the first slot map: the probe waits for it (its timeout tells if it never comes).
     while (this.probeOf.size === 0 && !this.closed) await new Promise<void>(resolve => { this.client.once('refresh', resolve) })
+    this.reopenSilent()
     const probes = [...this.probeOf.values()]
     await Promise.all(probes.map(async p => { await p.waiters.until(await this.host.append(p.key)) }))
   }

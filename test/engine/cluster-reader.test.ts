@@ -193,3 +193,36 @@ t.test('a cluster that refuses CLIENT (ACL): the log names the missing rule, and
   await until(() => keys.every(k => host.of(k).length === 3), 'entries by notification')
   for (const k of keys) t.same(host.of(k), written.get(k), `${k}: once, in order`)
 })
+
+t.test('a feed silent while connected (no tracking for this user, no notifications) is named and opened anew every few probes: CLIENT granted later is taken without a restart, and nothing written meanwhile is lost', async t => {
+  const prefix = uniquePrefix('cheal')
+  const rule = aclRule('auto', prefix, { publish: true, cluster: true }).split(' ').filter(r => r !== '+client|id' && r !== '+client|tracking').join(' ')
+  await cluster.onEveryNode('ACL', 'SETUSER', 'healing', 'reset', 'on', '>pw', ...rule.split(' '))
+  const { logger, lines } = capture()
+  const { reader, host, key } = setup(t, {
+    keyPrefix: prefix,
+    logger,
+    connection: clusterConnection(cluster.seeds.split(',').map(parseClusterNode), { username: 'healing', password: 'pw' }),
+  })
+  const keys = Array.from({ length: 9 }, (_, i) => key(`h${i}`))
+  for (const k of keys) reader.add(k, '0-0')
+  const probeWithin = async (ms: number): Promise<string> => await Promise.race([reader.probe().then(() => 'seen'), new Promise<string>(resolve => setTimeout(() => { resolve('timeout') }, ms))])
+  // The first probe may be read by the reads every feed makes once armed: the next one tells.
+  await probeWithin(1500)
+  t.equal(await probeWithin(1500), 'timeout', 'no feed delivers: tracking refused, and no notifications')
+  t.match(reader.trouble(), /^feed-silent /, `the silent masters are named: ${reader.trouble() ?? ''}`)
+  t.ok(lines.some(l => l.includes('does not publish keyspace notifications for streams') && l.includes('grant client tracking')), 'the log says what to set or grant')
+  const written = new Map<string, string[]>()
+  for (const k of keys) written.set(k, await appendMany(cluster.client, k, 2))
+  await cluster.onEveryNode('ACL', 'SETUSER', 'healing', '+client|id', '+client|tracking')
+  let outcome = 'timeout'
+  for (let i = 0; i < 8 && outcome !== 'seen'; i++) outcome = await probeWithin(1000)
+  t.equal(outcome, 'seen', 'the probe passes once the feeds are opened anew with the right granted')
+  t.same(reader.nodes().map(([, flowing, feed]) => [flowing, feed]), [[true, 'track'], [true, 'track'], [true, 'track']], 'every master fed by tracking now')
+  t.equal(reader.trouble(), undefined, 'nothing named any more')
+  t.ok(lines.some(l => l.includes('delivered no probe for 3 probes')), 'the reopening was logged')
+  await until(() => keys.every(k => host.of(k).length === 2), 'entries written while every feed was silent')
+  for (const k of keys) written.get(k)?.push(...await appendMany(cluster.client, k, 2))
+  await until(() => keys.every(k => host.of(k).length === 4), 'entries by tracking')
+  for (const k of keys) t.same(host.of(k), written.get(k), `${k}: once, in order`)
+})
