@@ -43,7 +43,7 @@ import type { Redis } from 'ioredis'
 import { errorSummary } from './live-health.js'
 import type { LiveReaderOptions } from './live-reader.js'
 import type { ClusterConnectionFactory } from './cluster-connection.js'
-import { ACL_RULES, isPermanent, notificationsCoverStreams } from './server-check.js'
+import { ACL_RULES, isPermanent, isRefused, notificationsCoverStreams } from './server-check.js'
 import { INVALIDATE_CHANNEL } from './tracking-reader.js'
 
 /** What feeds one master: client tracking (BCAST) or keyspace notifications. */
@@ -121,7 +121,16 @@ export function masterFeed (opts: LiveReaderOptions, factory: ClusterConnectionF
       // CONFIG refused (managed Redis): the probe tells; an outage: the next ready arms again.
       if (!isPermanent(err)) throw err
     }
-    await sub.psubscribe(pattern)
+    try {
+      await sub.psubscribe(pattern)
+    } catch (err) {
+      if (isRefused(err) && !told.has(`psubscribe ${node}`)) {
+        told.add(`psubscribe ${node}`)
+        const grant = ACL_RULES.clusterNotify(opts.keyPrefix)
+        opts.logger.error({ err: errorSummary(err), node, grant }, `the cluster node ${node} refused PSUBSCRIBE to its keyspace channels: its channels are not read live (grant ${grant}${prefer === 'track' ? `, or client tracking: ${ACL_RULES.track()}` : ''})`)
+      }
+      throw err
+    }
   }
 
   const arm = async (): Promise<void> => {

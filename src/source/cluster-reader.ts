@@ -116,6 +116,8 @@ export class ClusterReader implements LiveReader {
       if (masters.has(node)) continue
       feed.close()
       this.feeds.delete(node)
+      this.silentRounds.delete(node)
+      this.reopened.delete(node)
       this.healthOf.get(node)?.forget()
       this.healthOf.delete(node)
     }

@@ -226,3 +226,21 @@ t.test('a feed silent while connected (no tracking for this user, no notificatio
   await until(() => keys.every(k => host.of(k).length === 4), 'entries by tracking')
   for (const k of keys) t.same(host.of(k), written.get(k), `${k}: once, in order`)
 })
+
+t.test('a cluster that refuses both CLIENT and the keyspace channels (ACL): the log names both rules, once per master', async t => {
+  await cluster.setNotify('Kt')
+  t.teardown(() => cluster.setNotify(''))
+  const prefix = uniquePrefix('cnone')
+  const rule = aclRule('auto', prefix, { publish: true, cluster: true }).split(' ').filter(r => !['+client|id', '+client|tracking', `&__keyspace@0__:${prefix}*`].includes(r)).join(' ')
+  await cluster.onEveryNode('ACL', 'SETUSER', 'nochannel', 'reset', 'on', '>pw', ...rule.split(' '))
+  const { logger, lines } = capture()
+  const { reader } = setup(t, {
+    keyPrefix: prefix,
+    logger,
+    connection: clusterConnection(cluster.seeds.split(',').map(parseClusterNode), { username: 'nochannel', password: 'pw' }),
+  })
+  reader.add(`${prefix}user:1`, '0-0')
+  await until(() => lines.filter(l => l.includes('refused PSUBSCRIBE')).length === 3, 'a refusal line per master', 10000)
+  const line = lines.find(l => l.includes('refused PSUBSCRIBE')) as string
+  t.ok(line.includes(`grant ${ACL_RULES.clusterNotify(prefix)}`) && line.includes(ACL_RULES.track()), `names both rules: ${line}`)
+})
