@@ -237,6 +237,19 @@ t.test('an ACL user with exactly the documented cluster rule: ready, fed by trac
   t.notOk(acl.logs.some(l => l.includes('acl-secret')), 'the password is in no log line')
 })
 
+t.test('READER_MODE=block on a cluster: said once, read as auto (a tracking feed per master), events flow', async t => {
+  const blockPrefix = uniquePrefix('clb')
+  const blocky = await startGateway({ REDIS_CLUSTER_NODES: cluster.seeds, KEY_PREFIX: blockPrefix, READER_MODE: 'block', READER_PROBE_INTERVAL_MS: '300' })
+  t.teardown(() => blocky.close())
+  await eventually(async () => /^track [^;]+,[^;]+,[^;]+$/.test((await getJson(`${blocky.internalUrl}/readyz`)).body.feeds), 20000, 'every master fed by tracking')
+  t.equal(blocky.logs.filter(l => l.includes('READER_MODE=block has no Redis Cluster reader')).length, 1, 'the log says block reads as auto here, once')
+  const s = (await openMany(1, 1, () => ({ url: `${blocky.url}/events?topic=blocky`, headers: { authorization: `Bearer ${hsToken({ sub: 'b', topics: '*' })}` } })))[0] as RawStream
+  t.teardown(() => { s.close() })
+  await cluster.client.xadd(`${blockPrefix}topic:blocky`, '*', 'data', 'one')
+  await s.until(x => data(x).length >= 1, 20000, 'the event')
+  t.same(data(s), ['one'])
+})
+
 t.test('READER_MODE=notify: /readyz and sse_gateway_redis_master_flowing name the master whose notifications went silent, and are well again once it feeds', async t => {
   await cluster.setNotify('Kt')
   t.teardown(() => cluster.setNotify(''))
