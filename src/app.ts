@@ -74,7 +74,7 @@ function engineHooks (metrics: Metrics): EngineHooks {
     onMasters: masters => {
       // Masters come and go (failover, a master added): only today's are shown.
       metrics.masterFlowing.reset()
-      for (const [node, flowing] of masters) metrics.masterFlowing.set({ node }, flowing ? 1 : 0)
+      for (const [node, flowing, feed] of masters) metrics.masterFlowing.set({ node, feed }, flowing ? 1 : 0)
     },
   }
 }

@@ -29,7 +29,7 @@ export class Metrics {
   readonly xreadSeconds: Histogram
   readonly liveStalls: Counter<'reason'>
   readonly readerMode: Gauge<'mode'>
-  readonly masterFlowing: Gauge<'node'>
+  readonly masterFlowing: Gauge<'node' | 'feed'>
   readonly readerModeChanges: Counter<'mode' | 'because'>
   readonly dataLost: Counter
   readonly unavailable: Counter<'reason'>
@@ -102,7 +102,7 @@ export class Metrics {
     this.liveStalls = new Counter({ name: `${p}live_stalls_total`, help: 'Times live reads stopped flowing and the replica became not ready, by reason (reader-error, probe-timeout, probe-error, not-standalone, server-check)', labelNames: ['reason'], registers })
     this.readerMode = new Gauge({ name: `${p}reader_mode`, help: 'The live reader in use: 1 for its mode (block, notify, track; cluster on a Redis Cluster), 0 for the others', labelNames: ['mode'], registers })
     this.readerModeChanges = new Counter({ name: `${p}reader_mode_changes_total`, help: 'Live reader changes after start-up, by new mode and cause (server-setting: notify-keyspace-events or client tracking changed; probe-timeout: notifications or invalidations stopped arriving)', labelNames: ['mode', 'because'], registers })
-    this.masterFlowing = new Gauge({ name: `${p}redis_master_flowing`, help: 'Redis Cluster only: per master (host:port), 1 while its live feed delivers (its probe seen) and its reads answer, else 0; set after each probe', labelNames: ['node'], registers })
+    this.masterFlowing = new Gauge({ name: `${p}redis_master_flowing`, help: 'Redis Cluster only: per master (host:port) and what feeds it (track: client tracking; notify: keyspace notifications), 1 while its live feed delivers (its probe seen) and its reads answer, else 0; set after each probe', labelNames: ['node', 'feed'], registers })
     this.dataLost = new Counter({ name: `${p}redis_data_lost_total`, help: 'Times Redis came back without the data this replica had read (a new epoch, and streams whose last read entry is gone: restarted without persistence, flushed); their connected clients were told with gateway.gap', registers })
     this.connectionsLimit = new Gauge({ name: `${p}connections_limit`, help: 'MAX_CONNECTIONS of this replica', registers })
     this.deliveryLag = new Histogram({

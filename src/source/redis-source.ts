@@ -15,7 +15,10 @@
  * Redis >= 6, no server setting) reads only the keys that changed too;
  * `auto` takes track where the server gives CLIENT TRACKING to this user,
  * else notify when the server has notifications on (and follows that
- * setting both ways while it runs), else block.
+ * setting both ways while it runs), else block. On a Redis Cluster
+ * (REDIS_CLUSTER_NODES) the reader is always `cluster`, whose feed per
+ * master follows READER_MODE (cluster-feed.ts: client tracking, or
+ * keyspace notifications with `notify`; `block` reads as `auto`).
  *
  * Live reads must prove they flow (see LiveHealth): every
  * READER_PROBE_INTERVAL_MS a probe entry is written where the live reader
@@ -85,8 +88,8 @@ export interface RedisSourceOptions {
   readonly onModeChange?: (to: LiveReaderKind, because: 'start' | 'server-setting' | 'probe-timeout') => void
   /** Redis lost the data this replica read (a new epoch): metrics. */
   readonly onDataLost?: () => void
-  /** A Redis Cluster, after each probe: each master and whether live reads from it flow (metrics). */
-  readonly onMasters?: (masters: ReadonlyArray<readonly [string, boolean]>) => void
+  /** A Redis Cluster, after each probe: each master, whether live reads from it flow, and what feeds it (metrics). */
+  readonly onMasters?: (masters: ReadonlyArray<readonly [string, boolean, string]>) => void
 }
 
 export type ReaderMode = 'auto' | 'block' | 'notify' | 'track'
@@ -195,6 +198,7 @@ export class RedisSource implements StreamSource {
       blockMs: opts.blockMs,
       maxKeysPerSecond: opts.maxKeysPerSecond ?? 0,
       count: opts.count,
+      mode: opts.mode,
       logger: opts.logger,
       health: this.health,
       onRead: opts.onRead,
@@ -219,6 +223,20 @@ export class RedisSource implements StreamSource {
     // A Redis Cluster: which master (see ClusterReader.trouble).
     if (reason === 'probe-timeout' || reason === 'reader-error') return this.reader?.trouble?.() ?? reason
     return reason
+  }
+
+  /**
+   * A Redis Cluster: what feeds each master's live reads (`track`, or
+   * `notify` asked for or where tracking is refused), for readiness, in
+   * the form of {@link liveReason}: `track 10.0.0.11:6379,10.0.0.12:6379;
+   * notify 10.0.0.13:6379`. Undefined elsewhere, and before the slot map.
+   */
+  get feeds (): string | undefined {
+    const nodes = this.clustered ? this.reader?.nodes?.() : undefined
+    if (nodes === undefined || nodes.length === 0) return undefined
+    const byFeed = new Map<string, string[]>()
+    for (const [node, , feed] of nodes) byFeed.set(feed, [...(byFeed.get(feed) ?? []), node])
+    return [...byFeed].sort(([a], [b]) => b.localeCompare(a)).map(([feed, list]) => `${feed} ${list.sort().join(',')}`).join('; ')
   }
 
   /**
@@ -508,8 +526,9 @@ export class RedisSource implements StreamSource {
       if (mode === 'block') this.opts.logger.error({ from: previous, to: mode, because }, message)
       else this.opts.logger.info({ from: previous, to: mode, because }, message)
     } else {
+      if (mode === 'cluster' && this.opts.mode === 'block') this.opts.logger.warn({ mode: this.opts.mode }, 'READER_MODE=block has no Redis Cluster reader (a multi-key XREAD needs one slot): live reads follow a feed per master as with auto (client tracking, else keyspace notifications)')
       this.opts.logger.info({ mode }, mode === 'cluster'
-        ? 'live reads follow a Redis Cluster: one keyspace-notification feed per master, single-key XREADs routed by slot'
+        ? `live reads follow a Redis Cluster: one ${this.opts.mode === 'notify' ? 'keyspace-notification' : 'client-tracking'} feed per master, single-key XREADs routed by slot`
         : mode === 'track'
           ? 'live reads follow client-tracking invalidations (CLIENT TRACKING, no server setting)'
           : mode === 'notify'

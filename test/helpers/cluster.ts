@@ -1,7 +1,9 @@
 /**
  * A throwaway Redis Cluster per test file: 3 masters and 3 replicas (or as
  * asked) on free loopback ports in a temp folder, `cluster-enabled yes`,
- * keyspace notifications for streams on every node (`Kt`), made with
+ * with no server setting for the gateway (no `notify-keyspace-events`:
+ * what a managed cluster gives; `notify: 'Kt'` asks for it on every node,
+ * and {@link TestCluster.setNotify} sets it at run time), made with
  * `redis-cli --cluster create ... --cluster-replicas 1`. Every process is
  * killed by its PID at stop, and the folder removed. Never the shared Redis.
  */
@@ -42,6 +44,10 @@ export interface TestCluster {
   moveSlotOf (key: string, to: string): Promise<void>
   /** Starts an empty node, joins it as a master with no slots (CLUSTER MEET, as `redis-cli --cluster add-node`): its address. */
   addMaster (): Promise<string>
+  /** CONFIG SET notify-keyspace-events on every live node (or only `address`): `Kt` turns the notification feeds on, `''` off. */
+  setNotify (flags: string, address?: string): Promise<void>
+  /** Runs a command on every live node (ACL SETUSER, say: ACLs are node-local). */
+  onEveryNode (...args: string[]): Promise<void>
   stop (): Promise<void>
 }
 
@@ -96,7 +102,7 @@ function slotCount (ranges: string[]): number {
   return n
 }
 
-export async function startCluster (opts: { masters?: number, replicas?: number } = {}): Promise<TestCluster> {
+export async function startCluster (opts: { masters?: number, replicas?: number, notify?: string } = {}): Promise<TestCluster> {
   const masters = opts.masters ?? 3
   const replicas = opts.replicas ?? 1
   const dir = mkdtempSync(join(tmpdir(), 'sse-gw-cluster-'))
@@ -110,7 +116,7 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
       // A master added with no slots yet must stay a master (Redis 7 may make it a replica otherwise).
       '--cluster-allow-replica-migration', 'no',
       '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, `redis-${port}.log`),
-      '--notify-keyspace-events', 'Kt',
+      ...(opts.notify !== undefined ? ['--notify-keyspace-events', opts.notify] : []),
     ], { stdio: 'ignore' })
     const node = { port, address: `127.0.0.1:${port}`, proc }
     nodes.push(node)
@@ -259,6 +265,12 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
         return true
       }, `${node.address} known to every node`).catch(err => { throw new Error(`${(err as Error).message}:\n${views}`) })
       return node.address
+    },
+    async setNotify (flags, address) {
+      for (const n of alive()) if (address === undefined || n.address === address) await ask(n.port, 'CONFIG', 'SET', 'notify-keyspace-events', flags)
+    },
+    async onEveryNode (...args) {
+      for (const n of alive()) await ask(n.port, ...args)
     },
     stop,
   }
