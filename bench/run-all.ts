@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { ClusterComparison, EngineFigures } from './lib/cluster-compare.js'
+import { readerAndFeed, type ClusterComparison, type EngineFigures } from './lib/cluster-compare.js'
 import type { BenchSummary } from './lib/common.js'
 import { RESULTS_DIR } from './lib/paths.js'
 
@@ -133,13 +133,13 @@ function table (rows: readonly Row[]): string {
 function clusterTable (rows: readonly Row[]): string {
   const runs = rows.flatMap(r => (r.comparison === undefined ? [] : [r.comparison]))
   if (runs.length === 0) return ''
-  const head = ['scenario', 'engine', 'reader (feed)', 'delivered', 'lost', 'duplicates', 'p50 ms', 'p99 ms', 'gateway CPU', 'µs per delivery', 'Redis CPU', 'per master', 'replicas']
+  const head = ['scenario', 'engine', 'reader (feed seen on Redis)', 'delivered', 'lost', 'duplicates', 'p50 ms', 'p99 ms', 'gateway CPU', 'µs per delivery', 'Redis CPU', 'per master', 'replicas']
   const pct = (n: number): string => `${fmt(n)}%`
   const x = (n: number | null): string => n === null ? '-' : `${fmt(n)}x`
   const count = (f: EngineFigures, n: number | null): string => n === null ? '-' : `${fmt(n)}${f.exact ? '' : ' (not exact)'}`
   const engineLine = (f: EngineFigures, c: Comparison): string[] => [
     f.engine === 'standalone' ? 'one Redis' : `cluster, ${c.masters} masters + ${c.masters * c.replicas} replicas`,
-    `${f.reader ?? '?'} (${f.feed})`,
+    readerAndFeed(f),
     f.received === null ? `${f.windowDeliveredPct}% in window` : `${fmt(f.received)} of ${fmt(f.expected)}`,
     count(f, f.lost),
     count(f, f.duplicates),

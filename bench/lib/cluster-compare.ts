@@ -48,8 +48,10 @@ export interface EngineFigures {
   readonly engine: Engine
   /** The gateway's reader, from /readyz (`cluster` on a cluster). */
   readonly reader: string | null
-  /** What fed it, seen on each master's CLIENT LIST (notify, track). */
+  /** What fed it, seen on Redis at the window's end (notify, track). */
   readonly feed: string
+  /** The feed as the gateway names it in /readyz (`feed`), where it does. */
+  readonly gatewayFeed: string | null
   /** Delivered within the measured window, % of the offered deliveries. */
   readonly windowDeliveredPct: number
   readonly expected: number | null
@@ -99,6 +101,7 @@ export function figuresOf (engine: Engine, r: StreamingResult): EngineFigures {
     engine,
     reader: r.reader ?? null,
     feed: r.feed,
+    gatewayFeed: typeof r.gatewaySays?.readyz?.feed === 'string' ? r.gatewaySays.readyz.feed : null,
     windowDeliveredPct: r.deliveredPct,
     expected: a?.expected ?? null,
     received: a?.received ?? null,
@@ -159,9 +162,15 @@ export async function onClusterBesideStandalone (params: ClusterParams, phase: (
   }
 }
 
+/** `cluster (feed notify)`; with what the gateway calls its feed when it names one that differs. */
+export function readerAndFeed (f: EngineFigures): string {
+  const says = f.gatewayFeed !== null && f.gatewayFeed !== f.feed ? `, gateway: ${f.gatewayFeed}` : ''
+  return `${f.reader ?? '?'} (feed ${f.feed}${says})`
+}
+
 /** What ran, for the question's name: `Redis Cluster of 3 masters, reader cluster (feed notify), beside one Redis, reader notify (feed notify)`. */
 export function readersOf (c: ClusterComparison): string {
-  return `Redis Cluster of ${c.masters} masters, reader ${c.cluster.reader ?? '?'} (feed ${c.cluster.feed}), beside one Redis, reader ${c.standalone.reader ?? '?'} (feed ${c.standalone.feed})`
+  return `Redis Cluster of ${c.masters} masters, reader ${readerAndFeed(c.cluster)}, beside one Redis, reader ${readerAndFeed(c.standalone)}`
 }
 
 /** Lost or duplicated entries on either engine, for the summary's note; undefined when none. */

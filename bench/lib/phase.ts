@@ -12,7 +12,7 @@ import { ReclaimSampler, summarizeAgainstBursts, type HostReclaimSummary } from 
 import { Window, latencySummary, progress, round, sleep, type WindowResult } from './common.js'
 import type { BenchCluster } from './cluster.js'
 import type { LoadGen, StreamsSpec } from './loadgen.js'
-import { feedName, startServer, type BenchRedis, type NodeFeeds, type ServerKind } from './procs.js'
+import { feedName, gatewayReport, startServer, type BenchRedis, type GatewayReport, type NodeFeeds, type ServerKind } from './procs.js'
 import { Pacer, RawProducer, type Producer } from './producer.js'
 import type { OpenResult } from './protocol.js'
 
@@ -77,6 +77,8 @@ export interface StreamingResult {
   readonly feeds: NodeFeeds[]
   /** The gateway's /readyz body once it was ready. */
   readonly readyz?: Readonly<Record<string, unknown>>
+  /** What the gateway said of its reader at the window's end (/readyz, reader_mode, feed metrics). */
+  readonly gatewaySays?: GatewayReport
   readonly open: OpenResult
   readonly eventsProduced: number
   readonly deliveries: number
@@ -144,6 +146,7 @@ export async function runStreamingPhase (p: StreamingPhase): Promise<StreamingRe
     const sent1 = pacer.sent
     const w = await window.close(report.cpuSeconds)
     const feeds = await p.redis.feeds()
+    const says = await gatewayReport(server)
     const hostReclaim = overMs === undefined || report.trace === undefined
       ? undefined
       : summarizeAgainstBursts({ bursts: reclaim.bursts, threads: reclaim.ran, trace: report.trace, windowMs: w.wallSeconds * 1000, overMs })
@@ -160,6 +163,7 @@ export async function runStreamingPhase (p: StreamingPhase): Promise<StreamingRe
       feed: feedName(feeds),
       feeds,
       ...(server.readyz === undefined ? {} : { readyz: server.readyz }),
+      ...(says === undefined ? {} : { gatewaySays: says }),
       open,
       eventsProduced: produced,
       deliveries,

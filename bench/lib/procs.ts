@@ -267,6 +267,8 @@ export interface ServerProcess {
   readonly reader?: string
   /** The gateway's whole /readyz body once ready (what else it says of its reader and feeds). */
   readonly readyz?: Readonly<Record<string, unknown>>
+  /** The gateway's internal listener (`/readyz`, `/metrics`), `http://127.0.0.1:<port>`. */
+  readonly internalUrl?: string
   cpuSeconds (): number
   rssBytes (): number
   stop (): Promise<void>
@@ -381,9 +383,36 @@ export async function startGateway (opts: GatewayOptions): Promise<ServerProcess
   })
   // Which reader ran: the bench tables name it (auto picks by the server).
   const ready = await fetch(`http://127.0.0.1:${internalPort}/readyz`, { signal: AbortSignal.timeout(1000) }).then(async r => await r.json() as Record<string, unknown>).catch(() => undefined)
-  if (ready === undefined) return proc
+  const internalUrl = `http://127.0.0.1:${internalPort}`
+  if (ready === undefined) return { ...proc, internalUrl, cpuSeconds: () => proc.cpuSeconds(), rssBytes: () => proc.rssBytes(), stop: async () => { await proc.stop() } }
   const reader = typeof ready.reader === 'string' ? ready.reader : undefined
-  return { ...proc, ...(reader === undefined ? {} : { reader }), readyz: ready, cpuSeconds: () => proc.cpuSeconds(), rssBytes: () => proc.rssBytes(), stop: async () => { await proc.stop() } }
+  return { ...proc, ...(reader === undefined ? {} : { reader }), readyz: ready, internalUrl, cpuSeconds: () => proc.cpuSeconds(), rssBytes: () => proc.rssBytes(), stop: async () => { await proc.stop() } }
+}
+
+/**
+ * What the gateway says of its live reading, asked at the end of a window:
+ * its /readyz body, the reader modes its `reader_mode` gauge has at 1, and
+ * every metric series that names a feed (so a feed the gateway reports in a
+ * later build shows up here without a change to the bench).
+ */
+export interface GatewayReport {
+  readonly readyz: Readonly<Record<string, unknown>> | null
+  readonly readerModes: string[]
+  readonly feedSeries: string[]
+}
+
+export async function gatewayReport (server: ServerProcess): Promise<GatewayReport | undefined> {
+  if (server.internalUrl === undefined) return undefined
+  const get = async (path: string): Promise<string | null> => await fetch(`${server.internalUrl ?? ''}${path}`, { signal: AbortSignal.timeout(2000) }).then(async r => await r.text()).catch(() => null)
+  const [readyz, metrics] = await Promise.all([get('/readyz'), get('/metrics')])
+  let body: Record<string, unknown> | null = null
+  try { body = readyz === null ? null : JSON.parse(readyz) as Record<string, unknown> } catch {}
+  const series = (metrics ?? '').split('\n').filter(l => l !== '' && !l.startsWith('#'))
+  return {
+    readyz: body,
+    readerModes: series.flatMap(l => { const m = /^sse_gateway_reader_mode\{mode="([^"]+)"\} 1$/.exec(l); return m === null ? [] : [m[1] as string] }),
+    feedSeries: series.filter(l => /feed/i.test(l)).slice(0, 50),
+  }
 }
 
 export interface CeilingOptions {
