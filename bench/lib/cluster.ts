@@ -21,15 +21,15 @@ import { commandStatsOf, feedsOf, freePort, nodeArgsFromEnv, onCleanup, procCpuS
 const run = promisify(execFile)
 
 /**
- * The feed the cluster live reader needs, in one place (BENCH_REDIS_ARGS
- * overrides it for a run). Today's cluster reader follows keyspace
- * notifications, so every node publishes them; the standalone reference
- * uses the same kind of feed (`READER_MODE=notify`), so the two differ by
- * the cluster only. When the cluster reader follows client tracking (no
- * server setting), this line becomes
- * `{ redisArgs: [], standaloneGatewayEnv: {} }` (the default reader, track).
+ * The feed of the cluster rows, in one place (BENCH_REDIS_ARGS overrides it
+ * for a run): no server setting, as a user starts, so each master is fed by
+ * client tracking and the standalone reference reads with the default
+ * reader (track) too; the two differ by the cluster only. For the
+ * notification feeds: `{ redisArgs: ['--notify-keyspace-events', 'Kt'],
+ * standaloneGatewayEnv: { READER_MODE: 'notify' } }` (and READER_MODE=notify
+ * for the cluster gateway through BENCH_GATEWAY_ENV).
  */
-export const CLUSTER_FEED: { readonly redisArgs: readonly string[], readonly standaloneGatewayEnv: Readonly<Record<string, string>> } = { redisArgs: ['--notify-keyspace-events', 'Kt'], standaloneGatewayEnv: { READER_MODE: 'notify' } }
+export const CLUSTER_FEED: { readonly redisArgs: readonly string[], readonly standaloneGatewayEnv: Readonly<Record<string, string>> } = { redisArgs: [], standaloneGatewayEnv: {} }
 
 /** The redis-server arguments of this run's nodes (and of the standalone reference). */
 export function clusterRedisArgs (): readonly string[] {
