@@ -22,7 +22,7 @@
  * when the certificates name a host the announced addresses do not.
  */
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
-import { BASE_OPTIONS, accessOptions, reconnectDelayMs, type RedisAccess, type RedisConnectionFactory } from './redis-connection.js'
+import { BASE_OPTIONS, DIAGNOSE, accessOptions, firstError, reconnectDelayMs, type RedisAccess, type RedisConnectionFactory } from './redis-connection.js'
 
 export interface ClusterNode {
   readonly host: string
@@ -66,6 +66,10 @@ export function clusterConnection (seeds: readonly ClusterNode[], access?: Redis
       return node(seed.host, seed.port, options)
     },
     node,
+    async explain () {
+      const seed = seeds[0] as ClusterNode
+      return await firstError(node(seed.host, seed.port, DIAGNOSE), ['PING'])
+    },
     cluster (options, clusterOptions = {}) {
       const perNode: RedisOptions = { ...BASE_OPTIONS, ...security, ...options }
       const whole: Record<string, unknown> = {}

@@ -129,9 +129,15 @@ function causeOf (err: Error): { error: Error, sentinels: boolean } {
   return m !== null ? { error: new Error(m[1]), sentinels: true } : { error: err, sentinels: false }
 }
 
-/** What to set when the TLS handshake or the login failed ('' otherwise). The error's own text never holds the password. */
-function connectHint (err: Error): string {
-  const { error, sentinels } = causeOf(err)
+/**
+ * What to set when the TLS handshake or the login failed ('' otherwise);
+ * `explained`: the error one plain connection found under `err` (see
+ * RedisConnectionFactory.explain). The error's own text never holds the password.
+ */
+function connectHint (err: Error, explained?: Error): string {
+  const cause = causeOf(err)
+  const sentinels = cause.sentinels
+  const error = explained ?? cause.error
   const who = sentinels ? 'the Sentinels\'' : 'the server\'s'
   if (/^(WRONGPASS|NOAUTH)/.test(error.message)) {
     return sentinels
@@ -145,22 +151,6 @@ function connectHint (err: Error): string {
   return code === 'ERR_TLS_CERT_ALTNAME_INVALID' || NAME_MISMATCH.test(error.message)
     ? `: ${who} TLS certificate does not name the host connected to (${error.message}); connect by a name it holds, or set REDIS_TLS_SERVERNAME to that name (a cluster or Sentinels that announce IP addresses)`
     : `: ${who} TLS certificate is not trusted (${error.message}); set REDIS_TLS_CA_FILE to the CA that signed it`
-}
-
-/** Why one connection to the factory's first node fails, or undefined when it does not (see the cluster's 'error' handler). */
-async function seedError (connection: RedisConnectionFactory): Promise<Error | undefined> {
-  const probe = connection.connect({ lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 5000, connectionName: 'sse-gateway:diagnose' })
-  let first: Error | undefined
-  probe.on('error', (err: Error) => { first ??= err })
-  try {
-    await probe.connect()
-    await probe.ping()
-    return undefined
-  } catch (err) {
-    return first ?? (err as Error)
-  } finally {
-    probe.disconnect()
-  }
 }
 
 /** The log fields of a connection error: its summary, and its cause's when it wraps one. */
@@ -252,13 +242,13 @@ export class RedisSource implements StreamSource {
     this.cmd.on('error', (err: Error) => {
       if (this.state !== 'down') {
         const hint = connectHint(err)
-        // A cluster that no seed answered says only "Connection is closed"
-        // (ioredis asks for the slots on a connection whose own errors it
-        // drops): one connection to a seed tells why (a certificate, a login).
-        if (hint !== '' || !this.clustered) opts.logger.error(errorFields(err), `redis unreachable${hint}`)
+        // A cluster that no seed answered, or Sentinels that none answered,
+        // say only "Connection is closed" (ioredis drops the errors of the
+        // connections it asks them on): one plain connection tells why.
+        if (hint !== '' || connection.explain === undefined) opts.logger.error(errorFields(err), `redis unreachable${hint}`)
         else {
-          void seedError(connection).then(why => {
-            opts.logger.error({ ...errorFields(err), ...(why !== undefined ? { seed: errorSummary(why) } : {}) }, `redis unreachable${why !== undefined ? connectHint(why) : ''}`)
+          void connection.explain().catch(() => undefined).then(why => {
+            opts.logger.error({ ...errorFields(err), ...(why !== undefined ? { explained: errorSummary(why) } : {}) }, `redis unreachable${why !== undefined ? connectHint(err, why) : ''}`)
           })
         }
       }

@@ -25,7 +25,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis'
 import { sentinelTls, type Config } from '../core/config.js'
-import { accessOptions, BASE_OPTIONS, reconnectDelayMs, type RedisAccess, type RedisConnectionFactory } from './redis-connection.js'
+import { accessOptions, BASE_OPTIONS, DIAGNOSE, firstError, reconnectDelayMs, type RedisAccess, type RedisConnectionFactory } from './redis-connection.js'
 
 /** Where the Sentinels are and which master they watch (REDIS_SENTINELS and friends). */
 export interface SentinelTarget {
@@ -81,7 +81,24 @@ export function sentinelConnection (target: SentinelTarget, access?: RedisAccess
     // ioredis connects to the master the Sentinels name with TLS only when told.
     ...(tls.dataNodes ? { tls: { ...tlsOptions }, enableTLSForSentinelMode: true } : {}),
   }
+  const sentinelAccess: RedisOptions = {
+    ...(target.sentinelUsername !== undefined ? { sentinelUsername: target.sentinelUsername } : {}),
+    ...(target.sentinelPassword !== undefined ? { sentinelPassword: target.sentinelPassword } : {}),
+    ...(tls.sentinels ? { sentinelTLS: { ...tlsOptions } } : {}),
+  }
   return {
+    async explain () {
+      // What ioredis asks a Sentinel, on a connection made as it makes one.
+      const first = sentinels[0] as { host: string, port: number }
+      return await firstError(new Redis({
+        ...DIAGNOSE,
+        ...first,
+        protocol: 2,
+        ...(target.sentinelUsername !== undefined ? { username: target.sentinelUsername } : {}),
+        ...(target.sentinelPassword !== undefined ? { password: target.sentinelPassword } : {}),
+        ...(tls.sentinels ? { tls: { ...tlsOptions } } : {}),
+      }), ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', target.master])
+    },
     connect (options) {
       return new Redis({
         ...BASE_OPTIONS,
@@ -94,9 +111,7 @@ export function sentinelConnection (target: SentinelTarget, access?: RedisAccess
         sentinels,
         name: target.master,
         role: 'master',
-        ...(tls.sentinels ? { sentinelTLS: { ...tlsOptions } } : {}),
-        ...(target.sentinelUsername !== undefined ? { sentinelUsername: target.sentinelUsername } : {}),
-        ...(target.sentinelPassword !== undefined ? { sentinelPassword: target.sentinelPassword } : {}),
+        ...sentinelAccess,
       })
     },
   }
