@@ -248,7 +248,12 @@ async function publishCommand (args: string[]): Promise<void> {
   } catch (err) {
     // A reply error (WRONGTYPE, NOPERM...) is the server's answer; anything else is the connection.
     if (err instanceof GatewayError || (err as Error).name === 'ReplyError') throw err
-    const cause = lastError()?.message ?? (err as Error).message
+    let cause = lastError()?.message ?? (err as Error).message
+    // A cluster's slot refresh and a Sentinel lookup drop the error underneath (a certificate, a login): ask once more, plainly.
+    if (/Connection is closed|Failed to refresh slots cache|All sentinels are unreachable/.test(cause) && connection.explain !== undefined) {
+      const why = await connection.explain().catch(() => undefined)
+      if (why !== undefined) cause = `${cause} (${why.message})`
+    }
     throw new Error(`cannot reach ${where}: ${cause}`)
   } finally {
     client.disconnect()

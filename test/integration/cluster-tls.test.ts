@@ -96,6 +96,22 @@ async function gatewayClients (port: number): Promise<Array<{ name: string, user
   return list.split('\n').filter(l => / name=sse-gateway:/.test(l)).map(l => ({ name: / name=(\S+)/.exec(l)?.[1] ?? '', user: / user=(\S+)/.exec(l)?.[1] ?? '' }))
 }
 
+/** `sse-gateway publish` to the cluster with the gateway's variables `env`. */
+async function cli (prefix: string, env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  return await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, 'publish', '--channel', 'user:tls-user', '--data', 'from-cli', '--prefix', prefix], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', REDIS_CLUSTER_NODES: seeds, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c })
+    child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c })
+    child.on('error', reject)
+    child.on('close', code => { resolve({ code, stdout, stderr }) })
+  })
+}
+
 t.test('rediss:// seeds, the CA, a client certificate, REDIS_TLS_SERVERNAME and an ACL user: every connection to every node is TLS as that user, and events flow from every master', async t => {
   const prefix = uniquePrefix('ctls')
   const gw = await startGateway({ REDIS_CLUSTER_NODES: seeds, ...access, REDIS_TLS_SERVERNAME: 'localhost', KEY_PREFIX: prefix, READER_PROBE_INTERVAL_MS: '500' })
@@ -117,18 +133,7 @@ t.test('rediss:// seeds, the CA, a client certificate, REDIS_TLS_SERVERNAME and 
   t.notOk(gw.logs.some(l => l.includes(PASSWORD)), 'the password is in no log line')
 
   // The command line takes the same settings.
-  const run = await new Promise<{ code: number | null, stdout: string, stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'publish', '--channel', 'user:tls-user', '--data', 'from-cli', '--prefix', prefix], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', REDIS_CLUSTER_NODES: seeds, REDIS_TLS_SERVERNAME: 'localhost', ...access },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c })
-    child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c })
-    child.on('error', reject)
-    child.on('close', code => { resolve({ code, stdout, stderr }) })
-  })
+  const run = await cli(prefix, { REDIS_TLS_SERVERNAME: 'localhost', ...access })
   t.equal(run.code, 0, `the CLI publishes to the TLS cluster (${run.stderr})`)
   t.match(run.stdout, /^\d+-\d+\n$/, 'and prints the entry id')
   t.same((await cluster.client.xrange(`${prefix}user:tls-user`, '-', '+')).map(([, f]) => f[1]), ['posted', 'from-cli'])
@@ -156,6 +161,9 @@ t.test('the wrong CA: not ready, and one log line that names the certificate pro
   t.equal(lines.length, 1, `one line, not one per retry (${gw.logs.join('\n')})`)
   t.match(lines[0], /certificate/, 'it names the certificate problem')
   t.match(lines[0], /REDIS_TLS_CA_FILE/, 'and the setting that mends it')
+  const run = await cli(uniquePrefix('badca'), { ...access, REDIS_TLS_CA_FILE: ca.otherCaCert, REDIS_TLS_SERVERNAME: 'localhost' })
+  t.equal(run.code, 1, 'the CLI fails')
+  t.match(run.stderr, /cannot reach .*self-signed certificate/, `and says why (${run.stderr})`)
 })
 
 t.test('nodes announced by host name (cluster-announce-hostname): seeds by that name need no REDIS_TLS_SERVERNAME', async t => {
