@@ -324,7 +324,7 @@ const REDIS_SCHEMES = ['redis:', 'rediss:', 'unix:']
  */
 function checkRedisUrl (text: string): void {
   const forms = 'redis://[user:password@]host:port[/db], rediss://... for TLS, or unix:///path/to/redis.sock'
-  if (/[,\s]/.test(text)) throw new ConfigError(`REDIS_URL takes one URL, not a list: give one standalone Redis as ${forms} (Redis Cluster and Sentinel are not supported by this version)`)
+  if (/[,\s]/.test(text)) throw new ConfigError(`REDIS_URL takes one URL, not a list: give one standalone Redis as ${forms} (for a Redis Cluster list its seed nodes in REDIS_CLUSTER_NODES; for Sentinel, the Sentinels in REDIS_SENTINELS)`)
   let url: URL
   try {
     url = new URL(text)
@@ -333,7 +333,7 @@ function checkRedisUrl (text: string): void {
   }
   if (!REDIS_SCHEMES.includes(url.protocol)) {
     const scheme = /^[a-z][a-z0-9+.-]{0,30}:$/i.test(url.protocol) ? `"${url.protocol}//"` : 'an unknown scheme'
-    throw new ConfigError(`REDIS_URL has the scheme ${scheme}; use ${forms} (Redis Cluster and Sentinel URLs are not supported by this version)`)
+    throw new ConfigError(`REDIS_URL has the scheme ${scheme}; use ${forms} (a Redis Cluster goes in REDIS_CLUSTER_NODES, Sentinels in REDIS_SENTINELS)`)
   }
   if (url.protocol === 'unix:') {
     if (url.host !== '' || url.pathname.length <= 1) throw new ConfigError('REDIS_URL with unix:// needs an absolute socket path after it: unix:///path/to/redis.sock')
