@@ -142,7 +142,7 @@ t.test('rediss:// seeds, the CA, a client certificate, REDIS_TLS_SERVERNAME and 
 t.test('nodes announced by IP, a certificate for a host name, no REDIS_TLS_SERVERNAME: not ready, and the log says to set it', async t => {
   const gw = await startGateway({ REDIS_CLUSTER_NODES: seeds, ...access, KEY_PREFIX: uniquePrefix('noname'), READER_PROBE_INTERVAL_MS: '500' })
   t.teardown(() => gw.close())
-  await sleep(3000)
+  await eventually(() => gw.logs.some(l => l.includes('REDIS_TLS_SERVERNAME')), 15000, 'a line naming REDIS_TLS_SERVERNAME').catch(() => {})
   const r = await getJson(`${gw.internalUrl}/readyz`)
   t.equal(r.status, 503, `not ready (${JSON.stringify(r.body)})`)
   const lines = gw.logs.filter(l => l.includes('REDIS_TLS_SERVERNAME'))
@@ -153,7 +153,9 @@ t.test('nodes announced by IP, a certificate for a host name, no REDIS_TLS_SERVE
 t.test('the wrong CA: not ready, and one log line that names the certificate problem and REDIS_TLS_CA_FILE', async t => {
   const gw = await startGateway({ REDIS_CLUSTER_NODES: seeds, ...access, REDIS_TLS_CA_FILE: ca.otherCaCert, REDIS_TLS_SERVERNAME: 'localhost', KEY_PREFIX: uniquePrefix('badca'), READER_PROBE_INTERVAL_MS: '500' })
   t.teardown(() => gw.close())
-  await sleep(3000)
+  // The line waits for one more connection that finds out why (explain()).
+  await eventually(() => gw.logs.some(l => l.includes('redis unreachable')), 15000, 'the "redis unreachable" line')
+  await sleep(1500)
   const r = await getJson(`${gw.internalUrl}/readyz`)
   t.equal(r.status, 503, 'not ready')
   t.equal(r.body.redis, 'down', `readiness says Redis cannot be reached (${JSON.stringify(r.body)})`)

@@ -17,6 +17,7 @@
  * ready, told.
  */
 import t, { type Test } from 'tap'
+import { eventually } from '../helpers/extra.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, post } from '../helpers/publish.js'
 import { uniquePrefix } from '../helpers/redis.js'
@@ -60,7 +61,9 @@ async function gatewayClients (topo: TestSentinel): Promise<Array<{ name: string
 
 /** Not ready after a while, and the one "redis unreachable" line. */
 async function refused (t: Test, gw: TestGateway): Promise<string> {
-  await sleep(2500)
+  // The line may wait for one more connection that finds out why (explain()).
+  await eventually(() => gw.logs.some(l => l.includes('redis unreachable')), 15000, 'the "redis unreachable" line')
+  await sleep(1500)
   const r = await getJson(`${gw.internalUrl}/readyz`)
   t.equal(r.status, 503, `not ready (${JSON.stringify(r.body)})`)
   const lines = gw.logs.filter(l => l.includes('redis unreachable'))
