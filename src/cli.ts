@@ -10,7 +10,7 @@
  */
 import { parseArgs } from 'node:util'
 import type { Cluster, Redis } from 'ioredis'
-import { redisAccessFrom, type RedisAccess } from './core/config.js'
+import { clusterAccessTarget, redisAccessFrom, sentinelAccessTarget, type RedisAccess } from './core/config.js'
 import { ConfigError, GatewayError } from './core/errors.js'
 import { DEFAULT_MAX_DATA_BYTES, validateAppendOptions, validateEntry } from './core/publish.js'
 import { publish } from './producer.js'
@@ -39,6 +39,9 @@ const USAGE = `usage:
       (default REDIS_SENTINEL_MASTER) write to the master the Sentinels name;
       --redis (or REDIS_URL) then gives only the data nodes' credentials and db,
       and REDIS_SENTINEL_USERNAME / REDIS_SENTINEL_PASSWORD the Sentinels' own.
+      TLS and credentials come from the gateway's variables (REDIS_USERNAME,
+      REDIS_PASSWORD(_FILE), REDIS_TLS_*): TLS with a rediss:// URL, rediss://
+      cluster seeds (rediss://host:port,...) or rediss:// Sentinels.
 exit codes: 0 done, 1 failed, 2 usage error`
 
 class UsageError extends Error {}
@@ -96,10 +99,16 @@ function safeUrl (url: string): string {
   }
 }
 
-/** Credentials and TLS from the gateway's own variables (REDIS_PASSWORD, REDIS_TLS_CA_FILE...), for `url` (a Sentinel's data nodes: REDIS_URL or none). */
-function redisAccess (url: string | undefined, sentinel = false): RedisAccess {
+/**
+ * Credentials and TLS from the gateway's own variables (REDIS_PASSWORD,
+ * REDIS_TLS_CA_FILE...), for `url` (`cluster:<seeds>` for a Redis Cluster;
+ * with `sentinels`, the data nodes: REDIS_URL or none).
+ */
+function redisAccess (url: string | undefined, sentinels?: readonly string[]): RedisAccess {
   try {
-    return redisAccessFrom(process.env, url === undefined ? (sentinel ? 'redis://sentinel' : undefined) : url.startsWith('cluster:') ? 'redis://cluster' : url)
+    return redisAccessFrom(process.env, sentinels !== undefined
+      ? sentinelAccessTarget(sentinels, url)
+      : url?.startsWith('cluster:') === true ? clusterAccessTarget(list(url.slice('cluster:'.length))) : url)
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message.replace('REDIS_URL', 'the Redis URL (--redis or REDIS_URL)'))
     throw err
@@ -151,7 +160,7 @@ async function publishCommand (args: string[]): Promise<void> {
   if ([values.url, values.redis, values.cluster].filter(v => v !== undefined).length > 1) throw new UsageError('give one of --redis, --cluster or --url.')
   const viaHttp = values.url !== undefined
   if (values.cluster !== undefined) {
-    for (const n of list(values.cluster)) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):\d{1,5}$/.test(n)) throw new UsageError(`--cluster has "${n}", which is not host:port (give seed nodes as host:port,host:port).`)
+    for (const n of list(values.cluster)) if (!/^(rediss?:\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/[\]@]+):\d{1,5}$/.test(n)) throw new UsageError(`--cluster has "${n.includes('@') ? '(an entry with a user or password)' : n}", which is not host:port (give seed nodes as host:port,host:port, or rediss://host:port,... for TLS).`)
   }
   const envCluster = nonEmpty(process.env.REDIS_CLUSTER_NODES)
   const redisUrl = values.redis ??
@@ -163,7 +172,7 @@ async function publishCommand (args: string[]): Promise<void> {
   if (redisUrl?.startsWith('cluster:') === true && (sentinels.length > 0 || sentinelMaster !== undefined)) throw new UsageError('give --cluster (a Redis Cluster, or REDIS_CLUSTER_NODES) or --sentinels (a Sentinel-managed Redis, or REDIS_SENTINELS), not both.')
   if (sentinels.length > 0 && sentinelMaster === undefined) throw new UsageError('--sentinels needs --sentinel-master NAME (or REDIS_SENTINEL_MASTER): the master name the Sentinels monitor.')
   if (sentinels.length === 0 && sentinelMaster !== undefined) throw new UsageError('--sentinel-master needs --sentinels host:port,... (or REDIS_SENTINELS).')
-  for (const s of sentinels) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]/@]+):\d{1,5}$/.test(s)) throw new UsageError(`--sentinels has "${s}", which is not host:port.`)
+  for (const s of sentinels) if (!/^(rediss?:\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:[\]/@]+):\d{1,5}$/.test(s)) throw new UsageError(`--sentinels has "${s.includes('@') ? '(an entry with a user or password)' : s}", which is not host:port (or rediss://host:port for TLS).`)
   if (!viaHttp && redisUrl === undefined && sentinels.length === 0) throw new UsageError('nowhere to publish: give --redis URL (or set REDIS_URL), --cluster HOST:PORT,... (or set REDIS_CLUSTER_NODES), --sentinels with --sentinel-master, or --url of a gateway.')
   if (viaHttp && (values.maxlen !== undefined || values.minid !== undefined || values.expire !== undefined || values.prefix !== undefined)) {
     throw new UsageError('--maxlen, --minid, --expire and --prefix apply to --redis and --cluster only: through --url the gateway applies its own PUBLISH_* settings.')
@@ -226,7 +235,7 @@ async function publishCommand (args: string[]): Promise<void> {
       sentinelUsername: nonEmpty(process.env.REDIS_SENTINEL_USERNAME),
       sentinelPassword: nonEmpty(process.env.REDIS_SENTINEL_PASSWORD),
       url: redisUrl,
-    }, redisAccess(redisUrl, true))
+    }, redisAccess(redisUrl, sentinels))
     : redisUrl?.startsWith('cluster:') === true
       ? clusterConnection(list(redisUrl.slice('cluster:'.length)).map(parseClusterNode), redisAccess(redisUrl))
       : connectionFor(redisUrl as string, redisAccess(redisUrl))
@@ -239,7 +248,12 @@ async function publishCommand (args: string[]): Promise<void> {
   } catch (err) {
     // A reply error (WRONGTYPE, NOPERM...) is the server's answer; anything else is the connection.
     if (err instanceof GatewayError || (err as Error).name === 'ReplyError') throw err
-    const cause = lastError()?.message ?? (err as Error).message
+    let cause = lastError()?.message ?? (err as Error).message
+    // A cluster's slot refresh and a Sentinel lookup drop the error underneath (a certificate, a login): ask once more, plainly.
+    if (/Connection is closed|Failed to refresh slots cache|All sentinels are unreachable/.test(cause) && connection.explain !== undefined) {
+      const why = await connection.explain().catch(() => undefined)
+      if (why !== undefined) cause = `${cause} (${why.message})`
+    }
     throw new Error(`cannot reach ${where}: ${cause}`)
   } finally {
     client.disconnect()

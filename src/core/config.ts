@@ -48,17 +48,18 @@ export const SETTINGS = [
   { env: 'INTERNAL_PORT', kind: 'int', default: '9090', min: 0, max: 65535, description: 'Port of the internal listener (`/metrics`, `/livez`, `/readyz`); keep it off the load balancer.' },
   { env: 'INTERNAL_HOST', kind: 'string', default: '0.0.0.0', description: 'Address the internal listener binds to.' },
   { env: 'REDIS_URL', kind: 'secret', description: 'Redis to read streams from: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or `unix:///path/redis.sock`. Unset: the in-memory engine (one replica only, history lost on restart), for a first run.' },
-  { env: 'REDIS_CLUSTER_NODES', kind: 'list', description: 'Redis Cluster seed nodes, `host:port,host:port,...` (any few nodes of the cluster; the rest are discovered). Instead of `REDIS_URL`: the gateway then routes every command by hash slot and keeps one live feed per master, following resharding and failover. No server setting needed: each master is fed by client tracking (keyspace notifications with `READER_MODE=notify`, or on a node that refuses `CLIENT`). Producers write plain keys (`sse:user:42`), no hash tags.' },
-  { env: 'REDIS_SENTINELS', kind: 'list', description: 'Sentinel-managed Redis: the Sentinels as `host:port,host:port,...` (any of them answers; three or more for a quorum). Every connection asks them for the current master of `REDIS_SENTINEL_MASTER` and follows it through a failover. With it, `REDIS_URL` is optional and only says how to talk to the data nodes (`redis://[user:password@]<master name>[/db]`, `rediss://` for TLS): its host must be the master name, since the Sentinels say where the master is.' },
+  { env: 'REDIS_CLUSTER_NODES', kind: 'list', description: 'Redis Cluster seed nodes, `host:port,host:port,...` (any few nodes of the cluster; the rest are discovered), or `rediss://host:port,...` for TLS to every node (all or none; the `REDIS_TLS_*` files apply). Instead of `REDIS_URL`: the gateway then routes every command by hash slot and keeps one live feed per master, following resharding and failover. No server setting needed: each master is fed by client tracking (keyspace notifications with `READER_MODE=notify`, or on a node that refuses `CLIENT`). Producers write plain keys (`sse:user:42`), no hash tags. Nodes take `REDIS_USERNAME` and `REDIS_PASSWORD`.' },
+  { env: 'REDIS_SENTINELS', kind: 'list', description: 'Sentinel-managed Redis: the Sentinels as `host:port,host:port,...` (any of them answers; three or more for a quorum). Every connection asks them for the current master of `REDIS_SENTINEL_MASTER` and follows it through a failover. With it, `REDIS_URL` is optional and only says how to talk to the data nodes (`redis://[user:password@]<master name>[/db]`, `rediss://` for TLS): its host must be the master name, since the Sentinels say where the master is. TLS: one `rediss://` (here as `rediss://host:port,...`, or in `REDIS_URL`) means TLS to the Sentinels and the data nodes alike; `redis://` on the other side keeps that side plain.' },
   { env: 'REDIS_SENTINEL_MASTER', kind: 'string', description: 'The master name the Sentinels monitor (`sentinel monitor <name> ...`); required with `REDIS_SENTINELS`.' },
-  { env: 'REDIS_SENTINEL_USERNAME', kind: 'string', description: 'ACL user for the Sentinels themselves (`sentinel sentinel-user`), when they require one; the data nodes\' user goes in `REDIS_URL`.' },
-  { env: 'REDIS_SENTINEL_PASSWORD', kind: 'secret', description: 'Password of the Sentinels themselves (`requirepass` in sentinel.conf), when they require one; the data nodes\' password goes in `REDIS_URL`.' },
+  { env: 'REDIS_SENTINEL_USERNAME', kind: 'string', description: 'ACL user the gateway logs in to the Sentinels themselves as (a `user <name> on >password ...` line in sentinel.conf), when they require one; the data nodes\' user goes in `REDIS_URL` or `REDIS_USERNAME`.' },
+  { env: 'REDIS_SENTINEL_PASSWORD', kind: 'secret', description: 'Password of the Sentinels themselves (`requirepass` in sentinel.conf, or that user\'s), when they require one; the data nodes\' password goes in `REDIS_URL` or `REDIS_PASSWORD`.' },
   { env: 'REDIS_USERNAME', kind: 'string', partOf: 'redisAccess', description: 'ACL user the gateway authenticates as (Redis 6+), when it is not in `REDIS_URL` (give it in one place, not both). Needs a password. Unset: the `default` user. The rights each reader mode needs: README, "TLS and ACL".' },
   { env: 'REDIS_PASSWORD', kind: 'secret', partOf: 'redisAccess', description: 'Password of that user (or the server\'s `requirepass`), when it is not in `REDIS_URL`. Set this, `REDIS_PASSWORD_FILE` or a password in the URL: one of them.' },
   { env: 'REDIS_PASSWORD_FILE', kind: 'string', partOf: 'redisAccess', description: 'File holding the password (a mounted Secret), read at start-up; one trailing newline is stripped. Instead of `REDIS_PASSWORD`.' },
-  { env: 'REDIS_TLS_CA_FILE', kind: 'string', partOf: 'redisAccess', description: 'PEM file of the CA certificate(s) that signed the Redis server\'s certificate, for `rediss://` to a server with a private CA; it replaces the system\'s CAs for Redis. Unset: the system\'s public CAs. The server\'s certificate must name the host in `REDIS_URL`.' },
+  { env: 'REDIS_TLS_CA_FILE', kind: 'string', partOf: 'redisAccess', description: 'PEM file of the CA certificate(s) that signed the Redis servers\' certificates, for `rediss://` to a server with a private CA (one Redis, every node of a cluster, the Sentinels and their data nodes); it replaces the system\'s CAs for Redis. Unset: the system\'s public CAs. A server\'s certificate must name the host connected to, or `REDIS_TLS_SERVERNAME`.' },
   { env: 'REDIS_TLS_CERT_FILE', kind: 'string', partOf: 'redisAccess', description: 'PEM client certificate, for a Redis that requires one (`tls-auth-clients yes`: mutual TLS). Set with `REDIS_TLS_KEY_FILE`; needs `rediss://`.' },
   { env: 'REDIS_TLS_KEY_FILE', kind: 'string', partOf: 'redisAccess', description: 'PEM private key (not encrypted) of `REDIS_TLS_CERT_FILE`.' },
+  { env: 'REDIS_TLS_SERVERNAME', kind: 'string', partOf: 'redisAccess', description: 'The host name every Redis server\'s TLS certificate is checked against (and sent as SNI), when it is not the host connected to: a Redis Cluster that announces its nodes by IP address while their certificate names a host (Azure Cache for Redis, ElastiCache with IP discovery), Sentinels that name the master by IP, or a `rediss://` URL by IP. Unset: each connection checks the host it connects to (a cluster\'s seed nodes by the name given, the others by the address the cluster announces). Needs TLS.' },
   { env: 'KEY_PREFIX', kind: 'string', default: 'sse:', description: 'Prefix of every stream key: a user channel is `<prefix>user:<sub>`, a topic `<prefix>topic:<name>`.' },
   { env: 'JWT_SECRET', kind: 'secret', partOf: 'jwt', description: 'HMAC secret for HS256/384/512 tokens, at least 32 characters. Set this or `JWT_PUBLIC_KEY`.' },
   { env: 'JWT_PUBLIC_KEY', kind: 'secret', partOf: 'jwt', description: 'PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens. Set this or `JWT_SECRET`.' },
@@ -135,6 +136,8 @@ export interface RedisTls {
   /** Client certificate and its key, for mutual TLS (both or neither). */
   readonly cert?: string
   readonly key?: string
+  /** The host name the servers' certificates are checked against (and SNI); undefined: the host connected to. */
+  readonly servername?: string
 }
 
 /** Fields made from several settings (each such setting names its field in `partOf`). */
@@ -258,10 +261,7 @@ export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
   if (v.REDIS_URL !== undefined) checkRedisUrl(v.REDIS_URL)
   if (v.REDIS_CLUSTER_NODES.length > 0) {
     if (v.REDIS_URL !== undefined) throw new ConfigError('set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster), not both')
-    for (const n of v.REDIS_CLUSTER_NODES) {
-      const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(n)
-      if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new ConfigError(`REDIS_CLUSTER_NODES has "${n}", which is not host:port (give the cluster's seed nodes as host:port,host:port)`)
-    }
+    nodesScheme('REDIS_CLUSTER_NODES', v.REDIS_CLUSTER_NODES)
   }
   if (v.REDIS_SENTINELS.length > 0 && v.REDIS_CLUSTER_NODES.length > 0) throw new ConfigError('set REDIS_CLUSTER_NODES (a Redis Cluster) or REDIS_SENTINELS (a Sentinel-managed Redis), not both')
   checkSentinel(v.REDIS_SENTINELS, v.REDIS_SENTINEL_MASTER, v.REDIS_SENTINEL_USERNAME, v.REDIS_SENTINEL_PASSWORD, v.REDIS_URL)
@@ -271,10 +271,12 @@ export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
     // The key settings are read raw from env (jwtSettings trims them; a PEM keeps its newlines).
     jwt: jwtSettings(env, v.JWT_ALGORITHMS, v.JWT_AUDIENCE, v.JWT_ISSUER, v.JWT_CLOCK_TOLERANCE_MS),
     // A cluster's nodes take the same user and password as one Redis (no
-    // URL to carry them); TLS to a cluster is not offered yet (redisAccessFrom).
-    // Sentinel's data nodes take REDIS_URL's (its host is the master name:
-    // rediss:// there means TLS to them) or, without it, the variables'.
-    redisAccess: redisAccessFrom(env, v.REDIS_URL ?? (v.REDIS_CLUSTER_NODES.length > 0 ? CLUSTER_TARGET : v.REDIS_SENTINELS.length > 0 ? SENTINEL_TARGET : undefined), io),
+    // URL to carry them), and TLS when the seeds are rediss://. Sentinel's
+    // data nodes take REDIS_URL's credentials (its host is the master name)
+    // or, without it, the variables'; TLS as sentinelTls says.
+    redisAccess: redisAccessFrom(env, v.REDIS_CLUSTER_NODES.length > 0
+      ? clusterAccessTarget(v.REDIS_CLUSTER_NODES)
+      : v.REDIS_SENTINELS.length > 0 ? sentinelAccessTarget(v.REDIS_SENTINELS, v.REDIS_URL) : v.REDIS_URL, io),
     trustProxy: parseTrustProxy(v.TRUST_PROXY),
     demoEnabled: v.DEMO_ENABLED ?? (v.REDIS_URL === undefined && v.REDIS_CLUSTER_NODES.length === 0 && v.REDIS_SENTINELS.length === 0),
   }
@@ -322,7 +324,7 @@ const REDIS_SCHEMES = ['redis:', 'rediss:', 'unix:']
  */
 function checkRedisUrl (text: string): void {
   const forms = 'redis://[user:password@]host:port[/db], rediss://... for TLS, or unix:///path/to/redis.sock'
-  if (/[,\s]/.test(text)) throw new ConfigError(`REDIS_URL takes one URL, not a list: give one standalone Redis as ${forms} (Redis Cluster and Sentinel are not supported by this version)`)
+  if (/[,\s]/.test(text)) throw new ConfigError(`REDIS_URL takes one URL, not a list: give one standalone Redis as ${forms} (for a Redis Cluster list its seed nodes in REDIS_CLUSTER_NODES; for Sentinel, the Sentinels in REDIS_SENTINELS)`)
   let url: URL
   try {
     url = new URL(text)
@@ -331,7 +333,7 @@ function checkRedisUrl (text: string): void {
   }
   if (!REDIS_SCHEMES.includes(url.protocol)) {
     const scheme = /^[a-z][a-z0-9+.-]{0,30}:$/i.test(url.protocol) ? `"${url.protocol}//"` : 'an unknown scheme'
-    throw new ConfigError(`REDIS_URL has the scheme ${scheme}; use ${forms} (Redis Cluster and Sentinel URLs are not supported by this version)`)
+    throw new ConfigError(`REDIS_URL has the scheme ${scheme}; use ${forms} (a Redis Cluster goes in REDIS_CLUSTER_NODES, Sentinels in REDIS_SENTINELS)`)
   }
   if (url.protocol === 'unix:') {
     if (url.host !== '' || url.pathname.length <= 1) throw new ConfigError('REDIS_URL with unix:// needs an absolute socket path after it: unix:///path/to/redis.sock')
@@ -341,33 +343,110 @@ function checkRedisUrl (text: string): void {
   if (!/^\/?\d*$/.test(url.pathname)) throw new ConfigError('REDIS_URL has a path that is not a database number: end it with /0 to /15, or nothing')
 }
 
-const ACCESS_SETTINGS = ['REDIS_USERNAME', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE'] as const
-const TLS_SETTINGS = ['REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE'] as const
-
-/** What redisAccessFrom is given for a Redis Cluster (REDIS_CLUSTER_NODES): no URL, no TLS. */
-const CLUSTER_TARGET = 'redis://cluster'
-/** What it is given for Sentinel (REDIS_SENTINELS) without REDIS_URL: plain redis:// to the data nodes. */
-const SENTINEL_TARGET = 'redis://sentinel'
+const ACCESS_SETTINGS = ['REDIS_USERNAME', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE', 'REDIS_TLS_SERVERNAME'] as const
+const TLS_SETTINGS = ['REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE', 'REDIS_TLS_SERVERNAME'] as const
 
 /**
- * The credentials and TLS material for Redis at `url` (REDIS_URL, or the
- * command line's --redis), from the REDIS_USERNAME, REDIS_PASSWORD(_FILE)
- * and REDIS_TLS_* variables of `env`; the files are read and checked here,
+ * A list of node addresses (REDIS_CLUSTER_NODES, REDIS_SENTINELS): each
+ * `host:port`, `redis://host:port` or `rediss://host:port`, all of one kind
+ * as to TLS. Returns the scheme the entries give (`redis:` for bare
+ * `host:port` beside `redis://` ones), or undefined when none does. An
+ * entry with a user or password is refused without quoting it: credentials
+ * have their own settings, which keep them out of messages and logs.
+ */
+export function nodesScheme (name: string, entries: readonly string[]): 'redis:' | 'rediss:' | undefined {
+  let tls = 0
+  let plain = 0
+  for (const entry of entries) {
+    const m = /^(?:(rediss?):\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:[\]/@]+):(\d{1,5})\/?$/.exec(entry)
+    if (m === null || Number(m[3]) < 1 || Number(m[3]) > 65535) {
+      if (entry.includes('@')) throw new ConfigError(`${name} has an entry with a user or password in it: give the addresses only, and the credentials in their own settings (README, "TLS and ACL")`)
+      throw new ConfigError(`${name} has "${entry}", which is not host:port: give the addresses as host:port,host:port, or rediss://host:port,... for TLS (IPv6 as [::1]:6379)`)
+    }
+    if (m[1] === 'rediss') tls++
+    else if (m[1] === 'redis') plain++
+  }
+  if (tls > 0 && tls < entries.length) throw new ConfigError(`${name} has rediss:// and plain entries: TLS is for all of them or none (write every one as rediss://host:port, or none)`)
+  return tls > 0 ? 'rediss:' : plain > 0 ? 'redis:' : undefined
+}
+
+/**
+ * Which connections of a Sentinel deployment speak TLS. A scheme given once
+ * applies to both sides (`rediss://` on the Sentinels or in REDIS_URL: TLS
+ * to the Sentinels and to the data nodes, as deployments run them); given
+ * on both sides, each side follows its own (plain Sentinels in front of TLS
+ * data nodes: `redis://host:port` Sentinels and a `rediss://` REDIS_URL).
+ */
+export function sentinelTls (sentinels: readonly string[], url: string | undefined): { readonly sentinels: boolean, readonly dataNodes: boolean } {
+  const own = nodesScheme('REDIS_SENTINELS', sentinels)
+  const data = url === undefined ? undefined : new URL(url).protocol === 'rediss:' ? 'rediss:' : 'redis:'
+  return { sentinels: (own ?? data) === 'rediss:', dataNodes: (data ?? own) === 'rediss:' }
+}
+
+/**
+ * What redisAccessFrom checks the access settings against: the URL whose
+ * credentials count too (REDIS_URL), whether any connection speaks TLS (the
+ * TLS files are read then only) and, for the message when TLS settings come
+ * without TLS, what is not rediss:// and how to make it so.
+ */
+export interface AccessTarget {
+  readonly url?: string
+  readonly tls: boolean
+  readonly notTls: string
+}
+
+/** The access target of a Redis Cluster's seed nodes (REDIS_CLUSTER_NODES, or the command line's --cluster). */
+export function clusterAccessTarget (nodes: readonly string[]): AccessTarget {
+  return {
+    tls: nodesScheme('REDIS_CLUSTER_NODES', nodes) === 'rediss:',
+    notTls: 'REDIS_CLUSTER_NODES are not rediss:// nodes: TLS to a Redis Cluster needs its seed nodes as rediss://host:port,rediss://host:port',
+  }
+}
+
+/** The access target of a Sentinel deployment (REDIS_SENTINELS, with REDIS_URL or not); see {@link sentinelTls}. */
+export function sentinelAccessTarget (sentinels: readonly string[], url: string | undefined): AccessTarget {
+  const tls = sentinelTls(sentinels, url)
+  return {
+    ...(url !== undefined ? { url } : {}),
+    tls: tls.sentinels || tls.dataNodes,
+    notTls: 'neither REDIS_SENTINELS nor REDIS_URL is rediss://: TLS needs the Sentinels as rediss://host:port or REDIS_URL as rediss://<master name> (either one means TLS to both)',
+  }
+}
+
+/** The access target of one Redis at `url` (REDIS_URL, or the command line's --redis). */
+function urlAccessTarget (url: string): AccessTarget {
+  return {
+    url,
+    tls: url.startsWith('rediss:'),
+    notTls: 'REDIS_URL is not a rediss:// URL: TLS to Redis needs rediss://host:port',
+  }
+}
+
+const SERVERNAME = /^(?=.{1,253}$)(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/
+
+/**
+ * The credentials and TLS material for Redis at `where` (a URL: REDIS_URL
+ * or the command line's --redis; or the target of a cluster or of
+ * Sentinels, see {@link AccessTarget}), from the REDIS_USERNAME,
+ * REDIS_PASSWORD(_FILE) and REDIS_TLS_* variables of `env`. The same
+ * material serves every connection that speaks TLS (each node of a cluster,
+ * the Sentinels and their data nodes). The files are read and checked here,
  * so a wrong path or a file that is not PEM stops the start with the
  * variable's name. A credential is given in one place: in the URL or in the
  * variables, never both (which would win is a guess a reader of the
  * deployment should not have to make). Messages never hold a password or a
  * key, only variable names and file paths.
  */
-
-export function redisAccessFrom (env: Raw, url: string | undefined, io: ConfigIo = {}): RedisAccess {
+export function redisAccessFrom (env: Raw, where: string | AccessTarget | undefined, io: ConfigIo = {}): RedisAccess {
   const value = (name: typeof ACCESS_SETTINGS[number]): string | undefined => {
     const text = env[name]?.trim()
     return text === undefined || text === '' ? undefined : text
   }
+  const target = typeof where === 'string' ? urlAccessTarget(where) : where
+  const url = target?.url
   const set = ACCESS_SETTINGS.filter(name => value(name) !== undefined)
-  if (set.length === 0 && url?.startsWith('rediss:') !== true) return Object.freeze({})
-  if (url === undefined) throw new ConfigError(`${set.join(', ')} ${set.length > 1 ? 'are' : 'is'} set but none of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS is: they are for the connection to Redis`)
+  if (set.length === 0 && target?.tls !== true) return Object.freeze({})
+  if (target === undefined) throw new ConfigError(`${set.join(', ')} ${set.length > 1 ? 'are' : 'is'} set but none of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS is: they are for the connection to Redis`)
   const read = io.readFile ?? ((path: string) => readFileSync(path, 'utf8'))
   const readSetting = (name: string, path: string, what: string): string => {
     let text: string
@@ -381,14 +460,9 @@ export function redisAccessFrom (env: Raw, url: string | undefined, io: ConfigIo
     return text
   }
   let parsed: URL | undefined
-  try { parsed = new URL(url) } catch { parsed = undefined }
+  try { parsed = url === undefined ? undefined : new URL(url) } catch { parsed = undefined }
   const tlsSet = TLS_SETTINGS.filter(name => value(name) !== undefined)
-  if (tlsSet.length > 0 && url === CLUSTER_TARGET) {
-    throw new ConfigError(`${tlsSet.join(', ')} ${tlsSet.length > 1 ? 'are' : 'is'} set with REDIS_CLUSTER_NODES: TLS to a Redis Cluster is not supported yet (a user and password are: REDIS_USERNAME, REDIS_PASSWORD)`)
-  }
-  if (tlsSet.length > 0 && parsed?.protocol !== 'rediss:') {
-    throw new ConfigError(`${tlsSet.join(', ')} ${tlsSet.length > 1 ? 'are' : 'is'} set but REDIS_URL is not a rediss:// URL: TLS to Redis needs rediss://host:port (with REDIS_SENTINELS, rediss://<master name>)`)
-  }
+  if (tlsSet.length > 0 && !target.tls) throw new ConfigError(`${tlsSet.join(', ')} ${tlsSet.length > 1 ? 'are' : 'is'} set but ${target.notTls}`)
   const inUrlUser = parsed !== undefined && parsed.username !== ''
   const inUrlPassword = parsed !== undefined && parsed.password !== ''
   const username = value('REDIS_USERNAME')
@@ -409,7 +483,11 @@ export function redisAccessFrom (env: Raw, url: string | undefined, io: ConfigIo
     throw new ConfigError('REDIS_USERNAME is set but no password is (REDIS_PASSWORD, REDIS_PASSWORD_FILE or in REDIS_URL): Redis authenticates a user with its password')
   }
   let tls: RedisTls | undefined
-  if (parsed?.protocol === 'rediss:') {
+  if (target.tls) {
+    const servername = value('REDIS_TLS_SERVERNAME')
+    if (servername !== undefined && (isIP(servername.replace(/^\[|\]$/g, '')) !== 0 || !SERVERNAME.test(servername))) {
+      throw new ConfigError(`REDIS_TLS_SERVERNAME is "${servername}", which is not a host name: give the DNS name the Redis servers' certificates hold (an IP address is what connecting by that address checks already)`)
+    }
     const caFile = value('REDIS_TLS_CA_FILE')
     const certFile = value('REDIS_TLS_CERT_FILE')
     const keyFile = value('REDIS_TLS_KEY_FILE')
@@ -443,7 +521,7 @@ export function redisAccessFrom (env: Raw, url: string | undefined, io: ConfigIo
         throw new ConfigError(`REDIS_TLS_KEY_FILE names ${keyFile}, which is not the key of the certificate in REDIS_TLS_CERT_FILE (${certFile})`)
       }
     }
-    tls = Object.freeze({ ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined ? { cert, key } : {}) })
+    tls = Object.freeze({ ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined ? { cert, key } : {}), ...(servername !== undefined ? { servername } : {}) })
   }
   return Object.freeze({
     ...(username !== undefined ? { username } : {}),
@@ -464,10 +542,7 @@ function checkSentinel (sentinels: readonly string[], master: string | undefined
     if (username !== undefined || password !== undefined) throw new ConfigError(`${username !== undefined ? 'REDIS_SENTINEL_USERNAME' : 'REDIS_SENTINEL_PASSWORD'} is set but REDIS_SENTINELS is not: list the Sentinels as host:port,host:port`)
     return
   }
-  for (const s of sentinels) {
-    const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]/@]+):(\d{1,5})$/.exec(s)
-    if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new ConfigError(`REDIS_SENTINELS has "${s}", which is not host:port: list the Sentinels as host:port,host:port (IPv6 as [::1]:26379)`)
-  }
+  nodesScheme('REDIS_SENTINELS', sentinels)
   if (master === undefined) throw new ConfigError('REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not: give the master name the Sentinels monitor (sentinel monitor <name> ...)')
   if (/[\s,]/.test(master)) throw new ConfigError('REDIS_SENTINEL_MASTER must be one master name, with no spaces or commas')
   if (redisUrl === undefined) return

@@ -410,11 +410,41 @@ t.test('REDIS_CLUSTER_NODES: seed nodes as host:port, instead of REDIS_URL', asy
   t.same(c.redisClusterNodes, ['10.0.0.1:7000', 'redis-b.example:7001', '[::1]:7002'])
   t.equal(c.demoEnabled, false, 'a cluster is Redis: no demo by default')
   t.same(loadConfig({}).redisClusterNodes, [], 'unset: none')
-  for (const bad of ['10.0.0.1', 'redis://h:7000', 'h:0', 'h:65536', 'h:7000/0', ':7000']) {
+  for (const bad of ['10.0.0.1', 'http://h:7000', 'h:0', 'h:65536', 'h:7000/0', ':7000', 'rediss://h']) {
     rejects(t, { REDIS_CLUSTER_NODES: bad }, 'REDIS_CLUSTER_NODES', /host:port/)
   }
+  t.same(loadConfig({ REDIS_CLUSTER_NODES: 'redis://h:7000,h2:7001' }).redisAccess, {}, 'redis:// seeds are plain, as bare host:port')
   rejects(t, { REDIS_CLUSTER_NODES: 'h:7000', REDIS_URL: 'redis://h:6379' }, 'REDIS_CLUSTER_NODES', /not both/)
   const access = loadConfig({ REDIS_CLUSTER_NODES: 'h:7000', REDIS_USERNAME: 'gw', REDIS_PASSWORD: 'pw' }).redisAccess
   t.same([access.username, access.password, access.tls], ['gw', 'pw', undefined], 'the nodes take REDIS_USERNAME and REDIS_PASSWORD')
-  rejects(t, { REDIS_CLUSTER_NODES: 'h:7000', REDIS_TLS_CA_FILE: '/x/ca.crt' }, 'REDIS_TLS_CA_FILE', /not supported yet/)
+  rejects(t, { REDIS_CLUSTER_NODES: 'h:7000', REDIS_TLS_CA_FILE: '/x/ca.crt' }, 'REDIS_TLS_CA_FILE', /REDIS_CLUSTER_NODES are not rediss:\/\/ nodes: .*rediss:\/\/host:port/)
+})
+
+t.test('REDIS_CLUSTER_NODES as rediss://host:port: TLS to every node, with the TLS files; all seeds or none', async t => {
+  const ca = makeTestCa()
+  t.teardown(() => { ca.remove() })
+  const c = loadConfig({ REDIS_CLUSTER_NODES: 'rediss://h1:7000, rediss://[::1]:7001', REDIS_TLS_CA_FILE: ca.caCert, REDIS_TLS_CERT_FILE: ca.clientCert, REDIS_TLS_KEY_FILE: ca.clientKey, REDIS_TLS_SERVERNAME: 'redis.example.com', REDIS_USERNAME: 'gw', REDIS_PASSWORD: 'pw' })
+  t.match(c.redisAccess.tls?.ca, /BEGIN CERTIFICATE/, 'the CA')
+  t.match(c.redisAccess.tls?.cert, /BEGIN CERTIFICATE/, 'the client certificate')
+  t.equal(c.redisAccess.tls?.servername, 'redis.example.com', 'the server name')
+  t.same([c.redisAccess.username, c.redisAccess.password], ['gw', 'pw'])
+  t.same(loadConfig({ REDIS_CLUSTER_NODES: 'rediss://h1:7000' }).redisAccess, { tls: {} }, 'rediss:// alone: TLS with the system\'s CAs')
+  rejects(t, { REDIS_CLUSTER_NODES: 'rediss://h1:7000,h2:7001' }, 'REDIS_CLUSTER_NODES', /rediss:\/\/ and plain entries: TLS is for all of them or none/)
+  rejects(t, { REDIS_CLUSTER_NODES: 'rediss://h1:7000,redis://h2:7001' }, 'REDIS_CLUSTER_NODES', /all of them or none/)
+  const withPassword = (() => {
+    try { loadConfig({ REDIS_CLUSTER_NODES: 'rediss://gw:hunter2-secret@h1:7000' }) } catch (err) { return (err as Error).message }
+    return ''
+  })()
+  t.match(withPassword, /REDIS_CLUSTER_NODES has an entry with a user or password in it/, 'credentials in a seed are refused')
+  t.notMatch(withPassword, /hunter2/, 'without quoting them')
+})
+
+t.test('REDIS_TLS_SERVERNAME: a host name, with TLS only', async t => {
+  t.equal(loadConfig({ REDIS_URL: 'rediss://10.0.0.5:6380', REDIS_TLS_SERVERNAME: 'redis.internal' }).redisAccess.tls?.servername, 'redis.internal', 'one Redis by IP, its certificate by name')
+  t.equal(loadConfig({ REDIS_URL: 'rediss://h:6380', REDIS_TLS_SERVERNAME: '*.cache.example.com' }).redisAccess.tls?.servername, '*.cache.example.com')
+  for (const bad of ['10.0.0.5', '::1', 'a b', 'https://x', 'x_y!']) {
+    rejects(t, { REDIS_URL: 'rediss://h:6380', REDIS_TLS_SERVERNAME: bad }, 'REDIS_TLS_SERVERNAME', /not a host name/)
+  }
+  rejects(t, { REDIS_URL: 'redis://h:6379', REDIS_TLS_SERVERNAME: 'redis.internal' }, 'REDIS_TLS_SERVERNAME', /not a rediss:\/\/ URL/)
+  rejects(t, { REDIS_CLUSTER_NODES: 'h:7000', REDIS_TLS_SERVERNAME: 'redis.internal' }, 'REDIS_TLS_SERVERNAME', /REDIS_CLUSTER_NODES are not rediss:\/\//)
 })
