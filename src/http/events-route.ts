@@ -189,7 +189,12 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       }
       history = parseHistory(query, config.historyMaxEntries)
     } catch (err) {
-      if (err instanceof AuthError) metrics.authFailures.inc({ reason: err.reason })
+      if (err instanceof AuthError) {
+        metrics.authFailures.inc({ reason: err.reason })
+        // The issuer's keys cannot be fetched: not the token's fault, so an
+        // EventSource is told to come back rather than to give up for good.
+        if (err.reason === 'keys-unavailable') return unavailable(request, reply, 'keys-unavailable', retryMs(), metrics)
+      }
       throw err
     }
 
