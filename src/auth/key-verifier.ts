@@ -165,6 +165,7 @@ function choose (keys: readonly VerifyingKey[], kid: string | undefined, alg: st
   const fit = pool.filter(k => k.algorithms.includes(alg))
   if (fit.length === 0) {
     if (named.length > 0) throw new AuthError('invalid', Errors.AUTH_INVALID_TOKEN, 'The token was rejected: its `alg` is not one the key its `kid` names can verify.')
+    if (fetched) throw new AuthError('invalid', Errors.AUTH_INVALID_TOKEN, 'The token was rejected: its `alg` is not one its issuer\'s keys can verify.')
     throw fastJwtRejection({ code: 'FAST_JWT_INVALID_ALGORITHM' })
   }
   return fit
