@@ -8,6 +8,7 @@
  *     sse-gateway publish --channel topic:news --event price --data '{"p":1}' --redis redis://127.0.0.1:6379
  *     sse-gateway publish --channel user:42 --data hello --url http://gateway:8080 --token "$JWT"
  */
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import type { Cluster, Redis } from 'ioredis'
 import { redisAccessFrom, type RedisAccess } from './core/config.js'
@@ -20,10 +21,12 @@ import { clusterConnection, isClusterFactory, parseClusterNode } from './source/
 import { sentinelConnection } from './source/sentinel-connection.js'
 
 const USAGE = `usage:
-  sse-gateway token [--sub ID] [--topics 'a,b.*'] [--publish 'topic:*,user:*'] [--ttl SECONDS] [--aud A] [--iss I]
-      Prints an HS256 token signed with JWT_SECRET (development use). --topics fills
-      the JWT_TOPICS_CLAIM claim (default "topics"), --publish the JWT_PUBLISH_CLAIM
-      claim (default "publish").
+  sse-gateway token [--sub ID] [--topics 'a,b.*'] [--publish 'topic:*,user:*'] [--ttl SECONDS] [--aud A] [--iss I] [--kid KID]
+      Prints an HS256 token signed with JWT_SECRET or JWT_SECRET_FILE (development
+      use; with several secrets, one per line, the first signs). --sub fills the
+      JWT_USER_CLAIM claim (default "sub"), --topics the JWT_TOPICS_CLAIM claim
+      (default "topics"), --publish the JWT_PUBLISH_CLAIM claim (default "publish");
+      --kid sets the header's kid (the key id an "oct" key of a JWT_JWKS_FILE has).
   sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
                       [--redis URL | --cluster HOST:PORT,...] [--prefix P] [--maxlen N | --minid ID] [--expire SECONDS]
                       [--sentinels host:port,... --sentinel-master NAME]
@@ -57,20 +60,37 @@ function tokenCommand (args: string[]): void {
       ttl: { type: 'string', default: '3600' },
       aud: { type: 'string' },
       iss: { type: 'string' },
+      kid: { type: 'string' },
       claim: { type: 'string', default: process.env.JWT_TOPICS_CLAIM ?? 'topics' },
     },
   })
-  const secret = process.env.JWT_SECRET
-  if (secret === undefined || secret.length < 32) throw new UsageError('JWT_SECRET must be set (at least 32 characters), as for the gateway.')
+  const secret = signingSecret()
+  if (secret === undefined || secret.length < 32) throw new UsageError('JWT_SECRET (or JWT_SECRET_FILE) must be set (at least 32 characters), as for the gateway.')
+  if (values.kid !== undefined && !/^[\x21-\x7e]{1,256}$/.test(values.kid)) throw new UsageError('--kid must be 1 to 256 printable characters, no spaces.')
   const ttl = Number(values.ttl)
   if (!Number.isInteger(ttl) || ttl <= 0) throw new UsageError('--ttl must be a positive whole number of seconds.')
   const claims: Record<string, unknown> = {}
-  if (values.sub !== undefined) claims.sub = values.sub
+  if (values.sub !== undefined) claims[nonEmpty(process.env.JWT_USER_CLAIM) ?? 'sub'] = values.sub
   if (values.topics !== undefined) claims[values.claim] = list(values.topics)
   if (values.publish !== undefined) claims[process.env.JWT_PUBLISH_CLAIM ?? 'publish'] = list(values.publish)
   if (values.aud !== undefined) claims.aud = values.aud
   if (values.iss !== undefined) claims.iss = values.iss
-  process.stdout.write(mintToken(secret, claims, ttl) + '\n')
+  process.stdout.write(mintToken(secret, claims, ttl, Date.now(), values.kid) + '\n')
+}
+
+/** The secret tokens are signed with: JWT_SECRET's (or JWT_SECRET_FILE's) first line, as the gateway reads them. */
+function signingSecret (): string | undefined {
+  const file = nonEmpty(process.env.JWT_SECRET_FILE)
+  let text = process.env.JWT_SECRET
+  if (file !== undefined) {
+    if (nonEmpty(text) !== undefined) throw new UsageError('JWT_SECRET and JWT_SECRET_FILE are both set: give one.')
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (err) {
+      throw new UsageError(`JWT_SECRET_FILE names ${file}, which cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}).`)
+    }
+  }
+  return text?.split(/\r?\n/).map(l => l.trim()).find(l => l.length > 0)
 }
 
 async function readStdin (): Promise<string> {
