@@ -39,7 +39,7 @@ export class JwksKeySet {
   readonly issuer: string
   readonly url: string
   readonly #settings: JwksFetchSettings
-  readonly #makeKey: (material: KeyMaterial) => VerifyingKey
+  readonly #makeKey: (material: KeyMaterial) => VerifyingKey | string
   readonly #logger: Logger
   readonly #hooks: JwksHooks
   readonly #now: () => number
@@ -51,7 +51,8 @@ export class JwksKeySet {
   /** Set while fetches fail: why, and since when (ms). */
   #failing: { reason: JwksFetchFailure, since: number } | undefined
 
-  constructor (binding: JwksBinding, settings: JwksFetchSettings, makeKey: (material: KeyMaterial) => VerifyingKey, deps: JwksKeySetDeps) {
+  /** `makeKey` turns a usable JWK into a key, or says why the gateway cannot use it. */
+  constructor (binding: JwksBinding, settings: JwksFetchSettings, makeKey: (material: KeyMaterial) => VerifyingKey | string, deps: JwksKeySetDeps) {
     this.issuer = binding.issuer
     this.url = binding.url
     this.#settings = settings
@@ -120,8 +121,9 @@ export class JwksKeySet {
       const skipped: string[] = []
       for (const [i, jwk] of fetched.keys.entries()) {
         const material = jwkMaterial(jwk, false)
-        if (typeof material === 'string') skipped.push(`key ${describeKid(jwk, i)} ${material}`)
-        else keys.push(this.#makeKey(material))
+        const key = typeof material === 'string' ? material : this.#makeKey(material)
+        if (typeof key === 'string') skipped.push(`key ${describeKid(jwk, i)} ${key}`)
+        else keys.push(key)
       }
       if (keys.length === 0) throw new JwksFetchError('no-usable-keys', skipped.length > 0 ? `no key the gateway can use: ${skipped.slice(0, 3).join('; ')}` : 'the "keys" array is empty')
       const ttl = Math.min(this.#settings.maxTtlMs, Math.max(this.#settings.minTtlMs, (fetched.maxAgeS ?? 0) * 1000))

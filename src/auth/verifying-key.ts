@@ -23,6 +23,8 @@ export interface VerifyingKey {
 }
 
 export function verifyingKey (material: KeyMaterial, checks: ClaimChecks): VerifyingKey {
+  // fast-jwt reads no algorithms as "any the key fits": never what a key here means.
+  if (material.algorithms.length === 0) throw new Error('a verifying key needs at least one algorithm')
   const audience = checks.audience.length > 0
   const issuer = checks.issuers.length > 0
   const verify = createVerifier({

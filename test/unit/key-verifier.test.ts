@@ -321,3 +321,20 @@ t.test('JWT_USER_CLAIM: the user comes from the configured claim, checked like s
   t.match(await v?.verify(hsToken({ uid: 'u-1', sub: 'ignored' })), { uid: 'u-1' })
   await refuses(t, v as KeyVerifier, hsToken({ uid: 'a\nb' }), 'invalid', INVALID, /`uid` must be a string/)
 })
+
+t.test('JWKS: a fetched key JWT_ALGORITHMS rules out is skipped; a set with no usable key keeps the last good one', async t => {
+  const rsa = signingKey('rs')
+  const ec = signingKey('es', 'ES256')
+  server.publish('/narrow/jwks', [rsa, ec, { kty: 'RSA', kid: 'enc', use: 'enc', n: 'AQAB', e: 'AQAB' }])
+  const failures: string[] = []
+  const c = clock()
+  const v = new KeyVerifier(jwtOf({ JWT_ISSUER: ISS_A, JWT_JWKS_URL: server.url('/narrow/jwks'), JWT_ALGORITHMS: 'ES256', JWT_JWKS_COOLDOWN_MS: '1000' }), { now: c.now, hooks: { onFetchFailure: (_i, reason) => { failures.push(reason) } } })
+  t.match(await v.verify(signedToken(ec, { sub: 'e', iss: ISS_A })), { sub: 'e' })
+  await refuses(t, v, signedToken(rsa, { sub: 'r', iss: ISS_A }), 'invalid', INVALID, /`alg` is not one this gateway allows/)
+  await refuses(t, v, signedToken(ec, { sub: 'r', iss: ISS_A }, { kid: 'enc' }), 'unknown-key', Errors.AUTH_UNKNOWN_KEY.code, /kid/)
+  server.publish('/narrow/jwks', [rsa])
+  c.advance(3_600_000)
+  t.match(await v.verify(signedToken(ec, { sub: 'e', iss: ISS_A })), { sub: 'e' }, 'the cached EC key still serves')
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.same(failures, ['no-usable-keys'], 'a set of RSA keys only, with ES256 alone allowed, is a failed fetch')
+})
