@@ -33,7 +33,7 @@ const USAGE = `usage:
   sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
                       --url http://gateway:8080 [--token JWT]
       Publishes one event and prints its entry id. To Redis (--redis, default
-      REDIS_URL; or a Redis Cluster: --cluster seed nodes, default
+      REDIS_URL or REDIS_URL_FILE; or a Redis Cluster: --cluster seed nodes, default
       REDIS_CLUSTER_NODES; key prefix --prefix, default KEY_PREFIX or "sse:"; MAXLEN ~ 10000
       for topics and 1000 with a 24 h EXPIRE for user channels unless told), or to
       a gateway's POST /publish (--url, token from --token or SSE_GATEWAY_TOKEN,
@@ -80,17 +80,20 @@ function tokenCommand (args: string[]): void {
 
 /** The secret tokens are signed with: JWT_SECRET's (or JWT_SECRET_FILE's) first line, as the gateway reads them. */
 function signingSecret (): string | undefined {
-  const file = nonEmpty(process.env.JWT_SECRET_FILE)
-  let text = process.env.JWT_SECRET
-  if (file !== undefined) {
-    if (nonEmpty(text) !== undefined) throw new UsageError('JWT_SECRET and JWT_SECRET_FILE are both set: give one.')
-    try {
-      text = readFileSync(file, 'utf8')
-    } catch (err) {
-      throw new UsageError(`JWT_SECRET_FILE names ${file}, which cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}).`)
-    }
+  return fromEnvOrFile('JWT_SECRET')?.split(/\r?\n/).map(l => l.trim()).find(l => l.length > 0)
+}
+
+/** A secret variable, or the text of the file its `_FILE` twin names (one trailing newline stripped), as the gateway reads them. */
+function fromEnvOrFile (name: string): string | undefined {
+  const file = nonEmpty(process.env[`${name}_FILE`])
+  const text = nonEmpty(process.env[name])
+  if (file === undefined) return text
+  if (text !== undefined) throw new UsageError(`${name} and ${name}_FILE are both set: give one.`)
+  try {
+    return nonEmpty(readFileSync(file, 'utf8').replace(/\r?\n$/, ''))
+  } catch (err) {
+    throw new UsageError(`${name}_FILE names ${file}, which cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}).`)
   }
-  return text?.split(/\r?\n/).map(l => l.trim()).find(l => l.length > 0)
 }
 
 async function readStdin (): Promise<string> {
@@ -176,7 +179,7 @@ async function publishCommand (args: string[]): Promise<void> {
   const envCluster = nonEmpty(process.env.REDIS_CLUSTER_NODES)
   const redisUrl = values.redis ??
     (values.cluster !== undefined ? `cluster:${values.cluster}` : undefined) ??
-    (viaHttp ? undefined : nonEmpty(process.env.REDIS_URL) ?? (envCluster !== undefined ? `cluster:${envCluster}` : undefined))
+    (viaHttp ? undefined : fromEnvOrFile('REDIS_URL') ?? (envCluster !== undefined ? `cluster:${envCluster}` : undefined))
   const sentinels = list(values.sentinels ?? (viaHttp || values.cluster !== undefined ? '' : process.env.REDIS_SENTINELS ?? ''))
   const sentinelMaster = values['sentinel-master'] ?? (viaHttp || values.cluster !== undefined ? undefined : nonEmpty(process.env.REDIS_SENTINEL_MASTER))
   if (viaHttp && (sentinels.length > 0 || sentinelMaster !== undefined)) throw new UsageError('--sentinels and --sentinel-master apply to Redis only, not to --url.')
@@ -244,7 +247,7 @@ async function publishCommand (args: string[]): Promise<void> {
       sentinels,
       master: sentinelMaster,
       sentinelUsername: nonEmpty(process.env.REDIS_SENTINEL_USERNAME),
-      sentinelPassword: nonEmpty(process.env.REDIS_SENTINEL_PASSWORD),
+      sentinelPassword: fromEnvOrFile('REDIS_SENTINEL_PASSWORD'),
       url: redisUrl,
     }, redisAccess(redisUrl, true))
     : redisUrl?.startsWith('cluster:') === true

@@ -136,6 +136,18 @@ t.test('publish: REDIS_URL and KEY_PREFIX from the environment; --data - reads s
   t.same(await redis.client.xrange(`${prefix}topic:env`, '-', '+'), [[r.stdout.trim(), ['data', data]]], 'stdin, byte for byte, under KEY_PREFIX')
 })
 
+t.test('publish: REDIS_URL_FILE, as the gateway reads it', async t => {
+  const prefix = uniquePrefix('cli')
+  const dir = mkdtempSync(join(tmpdir(), 'sse-cli-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const file = join(dir, 'redis-url')
+  writeFileSync(file, `${redis.url}\n`)
+  const r = await cli(['publish', '--channel', 'topic:f', '--data', 'x'], { REDIS_URL_FILE: file, KEY_PREFIX: prefix })
+  t.equal(r.code, 0, r.stderr)
+  t.equal(await redis.client.xlen(`${prefix}topic:f`), 1)
+  usage(t, await cli(['publish', '--channel', 'topic:f', '--data', 'x'], { REDIS_URL_FILE: file, REDIS_URL: redis.url }), /REDIS_URL and REDIS_URL_FILE are both set/, 'both forms')
+})
+
 t.test('publish: usage errors exit 2 and write nothing', async t => {
   const prefix = uniquePrefix('cli')
   const to = ['--redis', redis.url, '--prefix', prefix]
