@@ -653,6 +653,8 @@ function jwksBindings (urls: readonly string[], issuers: readonly string[], hasS
       throw new ConfigError(`JWT_JWKS_URL has "${url}", which is not a URL: give https://host/path/to/jwks.json`)
     }
     if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new ConfigError(`JWT_JWKS_URL has "${url}": key sets are fetched over https:// (or http:// inside a trusted network)`)
+    // A key set is public; a URL with a password would be logged with every outage.
+    if (parsed.username !== '' || parsed.password !== '') throw new ConfigError('JWT_JWKS_URL has a URL with user:password@ in it: key sets are public, give the URL without credentials')
     return url
   }
   const pairs = urls.map(entry => /^(\S+?)=(https?:\/\/\S+)$/.exec(entry))

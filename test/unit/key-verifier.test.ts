@@ -306,6 +306,7 @@ t.test('JWT_JWKS_URL settings: JWT_ISSUER required, one URL or issuer=url pairs,
   rejects({ JWT_JWKS_URL: 'https://idp.example/jwks' }, /JWT_JWKS_URL needs JWT_ISSUER/)
   rejects({ JWT_ISSUER: ISS_A, JWT_JWKS_URL: 'ftp://idp.example/jwks' }, /https:\/\//)
   rejects({ JWT_ISSUER: ISS_A, JWT_JWKS_URL: 'not a url' }, /not a URL/)
+  rejects({ JWT_ISSUER: ISS_A, JWT_JWKS_URL: 'https://user:s3cret@idp.example/jwks' }, /without credentials/)
   rejects({ JWT_ISSUER: ISS_A, JWT_JWKS_URL: 'https://a/jwks,https://b/jwks' }, /give each as issuer=url/)
   rejects({ JWT_ISSUER: ISS_A, JWT_JWKS_URL: `https://other/=${server.url('/a/jwks')}` }, /"https:\/\/other\/", which is not in JWT_ISSUER/)
   rejects({ JWT_ISSUER: `${ISS_A},${ISS_B}`, JWT_JWKS_URL: `${ISS_A}=${server.url('/a/jwks')}` }, /JWT_ISSUER has "https:\/\/b.example\/realms\/b", but no key verifies its tokens/)
