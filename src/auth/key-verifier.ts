@@ -61,12 +61,15 @@ export class KeyVerifier implements TokenVerifier {
   readonly #static: readonly VerifyingKey[]
   readonly #sets = new Map<string, JwksKeySet>()
   readonly #userClaim: string
+  /** With JWKS URLs: the issuers of JWT_ISSUER the static keys verify (those bound to no URL). */
+  readonly #staticIssuers: ReadonlySet<string>
 
   constructor (jwt: JwtSettings, deps: KeyVerifierDeps = {}) {
     this.#algorithms = new Set(jwt.algorithms)
     const bound = new Set(jwt.jwks.map(b => b.issuer))
     // Static keys verify the issuers no JWKS URL is bound to (all of them when none is).
     const staticIssuers = jwt.issuer.filter(i => !bound.has(i))
+    this.#staticIssuers = new Set(jwt.keys.length > 0 ? staticIssuers : [])
     const checks = { audience: jwt.audience, clockToleranceMs: jwt.clockToleranceMs }
     this.#static = jwt.keys.map(k => verifyingKey(k, { ...checks, issuers: staticIssuers }))
     for (const binding of jwt.jwks) {
@@ -158,8 +161,8 @@ export class KeyVerifier implements TokenVerifier {
     if (iss === undefined) throw fastJwtRejection({ code: 'FAST_JWT_MISSING_REQUIRED_CLAIM', message: 'The iss claim is required.' })
     const set = typeof iss === 'string' ? this.#sets.get(iss) : undefined
     if (set === undefined) {
-      // Not a bound issuer: the static keys' (whose verifiers check `iss` against the rest of JWT_ISSUER), or nobody's.
-      if (this.#static.length > 0 && typeof iss === 'string') return choose(this.#static, kid, alg, false)
+      // Not a bound issuer: one the static keys verify, or nobody's.
+      if (typeof iss === 'string' && this.#staticIssuers.has(iss)) return choose(this.#static, kid, alg, false)
       throw new AuthError('unknown-issuer', Errors.AUTH_UNKNOWN_ISSUER, 'The token was rejected: its `iss` is not an issuer this gateway accepts (JWT_ISSUER).')
     }
     let keys = await set.current()

@@ -189,6 +189,7 @@ t.test('JWKS: an RSA key is never offered for an HMAC alg, and a remote set neve
   await refuses(t, mixed, rawToken({ alg: 'HS256', typ: 'JWT', kid: 'r1' }, { sub: 'x', iss: ISS_A, exp }, key.publicPem), 'invalid', INVALID, /`alg` is not one the key its `kid` names can verify/)
   await refuses(t, mixed, rawToken({ alg: 'HS256', typ: 'JWT', kid: 'o1' }, { sub: 'x', iss: ISS_A, exp }, 's'.repeat(40)), 'unknown-key', Errors.AUTH_UNKNOWN_KEY.code, /kid/)
   t.match(await mixed.verify(hsToken({ sub: 'svc', iss: 'local' })), { sub: 'svc' }, 'the static secret verifies the other issuer')
+  await refuses(t, mixed, hsToken({ sub: 'svc', iss: 'elsewhere' }), 'unknown-issuer', Errors.AUTH_UNKNOWN_ISSUER.code, /JWT_ISSUER/)
   await refuses(t, mixed, hsToken({ sub: 'svc', iss: ISS_A }), 'invalid', INVALID, /`alg` is not one its issuer's keys can verify/)
   t.match(await mixed.verify(signedToken(key, { sub: 'idp', iss: ISS_A })), { sub: 'idp' })
 })
