@@ -120,6 +120,8 @@ export class JwksKeySet {
       const keys: VerifyingKey[] = []
       const skipped: string[] = []
       for (const [i, jwk] of fetched.keys.entries()) {
+        // Encryption keys sit beside signing keys in most providers' sets (Keycloak's RSA-OAEP): not worth a warning.
+        if ((jwk as { use?: unknown } | null)?.use === 'enc') continue
         const material = jwkMaterial(jwk, false)
         const key = typeof material === 'string' ? material : this.#makeKey(material)
         if (typeof key === 'string') skipped.push(`key ${describeKid(jwk, i)} ${key}`)

@@ -330,10 +330,13 @@ t.test('JWKS: a fetched key JWT_ALGORITHMS rules out is skipped; a set with no u
   server.publish('/narrow/jwks', [rsa, ec, { kty: 'RSA', kid: 'enc', use: 'enc', n: 'AQAB', e: 'AQAB' }])
   const failures: string[] = []
   const c = clock()
-  const v = new KeyVerifier(jwtOf({ JWT_ISSUER: ISS_A, JWT_JWKS_URL: server.url('/narrow/jwks'), JWT_ALGORITHMS: 'ES256', JWT_JWKS_COOLDOWN_MS: '1000' }), { now: c.now, hooks: { onFetchFailure: (_i, reason) => { failures.push(reason) } } })
+  const skipped: unknown[] = []
+  const logger = { info () {}, debug () {}, error () {}, warn (o: { skipped?: unknown }) { skipped.push(o.skipped) }, child () { return this } }
+  const v = new KeyVerifier(jwtOf({ JWT_ISSUER: ISS_A, JWT_JWKS_URL: server.url('/narrow/jwks'), JWT_ALGORITHMS: 'ES256', JWT_JWKS_COOLDOWN_MS: '1000' }), { now: c.now, logger: logger as never, hooks: { onFetchFailure: (_i, reason) => { failures.push(reason) } } })
   t.match(await v.verify(signedToken(ec, { sub: 'e', iss: ISS_A })), { sub: 'e' })
   await refuses(t, v, signedToken(rsa, { sub: 'r', iss: ISS_A }), 'invalid', INVALID, /`alg` is not one this gateway allows/)
   await refuses(t, v, signedToken(ec, { sub: 'r', iss: ISS_A }, { kid: 'enc' }), 'unknown-key', Errors.AUTH_UNKNOWN_KEY.code, /kid/)
+  t.same(skipped, [['key "rs" verifies RS256, none of which JWT_ALGORITHMS allows']], 'the RSA key is named as skipped, once; the encryption key is skipped silently')
   server.publish('/narrow/jwks', [rsa])
   c.advance(3_600_000)
   t.match(await v.verify(signedToken(ec, { sub: 'e', iss: ISS_A })), { sub: 'e' }, 'the cached EC key still serves')
