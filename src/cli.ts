@@ -8,6 +8,7 @@
  *     sse-gateway publish --channel topic:news --event price --data '{"p":1}' --redis redis://127.0.0.1:6379
  *     sse-gateway publish --channel user:42 --data hello --url http://gateway:8080 --token "$JWT"
  */
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import type { Cluster, Redis } from 'ioredis'
 import { clusterAccessTarget, redisAccessFrom, sentinelAccessTarget, type RedisAccess } from './core/config.js'
@@ -20,17 +21,19 @@ import { clusterConnection, isClusterFactory, parseClusterNode } from './source/
 import { sentinelConnection } from './source/sentinel-connection.js'
 
 const USAGE = `usage:
-  sse-gateway token [--sub ID] [--topics 'a,b.*'] [--publish 'topic:*,user:*'] [--ttl SECONDS] [--aud A] [--iss I]
-      Prints an HS256 token signed with JWT_SECRET (development use). --topics fills
-      the JWT_TOPICS_CLAIM claim (default "topics"), --publish the JWT_PUBLISH_CLAIM
-      claim (default "publish").
+  sse-gateway token [--sub ID] [--topics 'a,b.*'] [--publish 'topic:*,user:*'] [--ttl SECONDS] [--aud A] [--iss I] [--kid KID]
+      Prints an HS256 token signed with JWT_SECRET or JWT_SECRET_FILE (development
+      use; with several secrets, one per line, the first signs). --sub fills the
+      JWT_USER_CLAIM claim (default "sub"), --topics the JWT_TOPICS_CLAIM claim
+      (default "topics"), --publish the JWT_PUBLISH_CLAIM claim (default "publish");
+      --kid sets the header's kid (the key id an "oct" key of a JWT_JWKS_FILE has).
   sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
                       [--redis URL | --cluster HOST:PORT,...] [--prefix P] [--maxlen N | --minid ID] [--expire SECONDS]
                       [--sentinels host:port,... --sentinel-master NAME]
   sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
                       --url http://gateway:8080 [--token JWT]
       Publishes one event and prints its entry id. To Redis (--redis, default
-      REDIS_URL; or a Redis Cluster: --cluster seed nodes, default
+      REDIS_URL or REDIS_URL_FILE; or a Redis Cluster: --cluster seed nodes, default
       REDIS_CLUSTER_NODES; key prefix --prefix, default KEY_PREFIX or "sse:"; MAXLEN ~ 10000
       for topics and 1000 with a 24 h EXPIRE for user channels unless told), or to
       a gateway's POST /publish (--url, token from --token or SSE_GATEWAY_TOKEN,
@@ -60,20 +63,40 @@ function tokenCommand (args: string[]): void {
       ttl: { type: 'string', default: '3600' },
       aud: { type: 'string' },
       iss: { type: 'string' },
+      kid: { type: 'string' },
       claim: { type: 'string', default: process.env.JWT_TOPICS_CLAIM ?? 'topics' },
     },
   })
-  const secret = process.env.JWT_SECRET
-  if (secret === undefined || secret.length < 32) throw new UsageError('JWT_SECRET must be set (at least 32 characters), as for the gateway.')
+  const secret = signingSecret()
+  if (secret === undefined || secret.length < 32) throw new UsageError('JWT_SECRET (or JWT_SECRET_FILE) must be set (at least 32 characters), as for the gateway.')
+  if (values.kid !== undefined && !/^[\x21-\x7e]{1,256}$/.test(values.kid)) throw new UsageError('--kid must be 1 to 256 printable characters, no spaces.')
   const ttl = Number(values.ttl)
   if (!Number.isInteger(ttl) || ttl <= 0) throw new UsageError('--ttl must be a positive whole number of seconds.')
   const claims: Record<string, unknown> = {}
-  if (values.sub !== undefined) claims.sub = values.sub
+  if (values.sub !== undefined) claims[nonEmpty(process.env.JWT_USER_CLAIM) ?? 'sub'] = values.sub
   if (values.topics !== undefined) claims[values.claim] = list(values.topics)
   if (values.publish !== undefined) claims[process.env.JWT_PUBLISH_CLAIM ?? 'publish'] = list(values.publish)
   if (values.aud !== undefined) claims.aud = values.aud
   if (values.iss !== undefined) claims.iss = values.iss
-  process.stdout.write(mintToken(secret, claims, ttl) + '\n')
+  process.stdout.write(mintToken(secret, claims, ttl, Date.now(), values.kid) + '\n')
+}
+
+/** The secret tokens are signed with: JWT_SECRET's (or JWT_SECRET_FILE's) first line, as the gateway reads them. */
+function signingSecret (): string | undefined {
+  return fromEnvOrFile('JWT_SECRET')?.split(/\r?\n/).map(l => l.trim()).find(l => l.length > 0)
+}
+
+/** A secret variable, or the text of the file its `_FILE` twin names (one trailing newline stripped), as the gateway reads them. */
+function fromEnvOrFile (name: string): string | undefined {
+  const file = nonEmpty(process.env[`${name}_FILE`])
+  const text = nonEmpty(process.env[name])
+  if (file === undefined) return text
+  if (text !== undefined) throw new UsageError(`${name} and ${name}_FILE are both set: give one.`)
+  try {
+    return nonEmpty(readFileSync(file, 'utf8').replace(/\r?\n$/, ''))
+  } catch (err) {
+    throw new UsageError(`${name}_FILE names ${file}, which cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}).`)
+  }
 }
 
 async function readStdin (): Promise<string> {
@@ -165,7 +188,7 @@ async function publishCommand (args: string[]): Promise<void> {
   const envCluster = nonEmpty(process.env.REDIS_CLUSTER_NODES)
   const redisUrl = values.redis ??
     (values.cluster !== undefined ? `cluster:${values.cluster}` : undefined) ??
-    (viaHttp ? undefined : nonEmpty(process.env.REDIS_URL) ?? (envCluster !== undefined ? `cluster:${envCluster}` : undefined))
+    (viaHttp ? undefined : fromEnvOrFile('REDIS_URL') ?? (envCluster !== undefined ? `cluster:${envCluster}` : undefined))
   const sentinels = list(values.sentinels ?? (viaHttp || values.cluster !== undefined ? '' : process.env.REDIS_SENTINELS ?? ''))
   const sentinelMaster = values['sentinel-master'] ?? (viaHttp || values.cluster !== undefined ? undefined : nonEmpty(process.env.REDIS_SENTINEL_MASTER))
   if (viaHttp && (sentinels.length > 0 || sentinelMaster !== undefined)) throw new UsageError('--sentinels and --sentinel-master apply to Redis only, not to --url.')
@@ -233,7 +256,7 @@ async function publishCommand (args: string[]): Promise<void> {
       sentinels,
       master: sentinelMaster,
       sentinelUsername: nonEmpty(process.env.REDIS_SENTINEL_USERNAME),
-      sentinelPassword: nonEmpty(process.env.REDIS_SENTINEL_PASSWORD),
+      sentinelPassword: fromEnvOrFile('REDIS_SENTINEL_PASSWORD'),
       url: redisUrl,
     }, redisAccess(redisUrl, sentinels))
     : redisUrl?.startsWith('cluster:') === true

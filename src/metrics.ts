@@ -33,6 +33,8 @@ export class Metrics {
   readonly readerModeChanges: Counter<'mode' | 'because'>
   readonly dataLost: Counter
   readonly unavailable: Counter<'reason'>
+  readonly jwksFetches: Counter<'issuer'>
+  readonly jwksFetchFailures: Counter<'issuer' | 'reason'>
   readonly ready: Gauge
   readonly connectionsLimit: Gauge
   /** Reports readiness at scrape time (set by the app). */
@@ -92,7 +94,9 @@ export class Metrics {
     this.slowClientCloses = new Counter({ name: `${p}slow_client_closes_total`, help: 'Sessions closed for not draining within SLOW_CLIENT_TIMEOUT_MS', registers })
     this.readerErrors = new Counter({ name: `${p}redis_reader_errors_total`, help: 'Failed XREAD calls (connection lost, Redis errors)', registers })
     this.redisReconnects = new Counter({ name: `${p}redis_reconnects_total`, help: 'Reconnection attempts of the Redis command connection', registers })
-    this.unavailable = new Counter({ name: `${p}unavailable_answers_total`, help: 'New streams told to come back later, by reason (draining, at-capacity, source-unavailable)', labelNames: ['reason'], registers })
+    this.unavailable = new Counter({ name: `${p}unavailable_answers_total`, help: 'New streams told to come back later, by reason (draining, at-capacity, source-unavailable, keys-unavailable)', labelNames: ['reason'], registers })
+    this.jwksFetches = new Counter({ name: `${p}jwks_fetches_total`, help: 'Fetches of an issuer\'s JWKS key set (JWT_JWKS_URL), by issuer', labelNames: ['issuer'], registers })
+    this.jwksFetchFailures = new Counter({ name: `${p}jwks_fetch_failures_total`, help: 'Failed JWKS fetches, by issuer and reason (timeout, network, http-status, too-large, invalid-json, invalid-jwks, no-usable-keys); the last good key set keeps serving', labelNames: ['issuer', 'reason'], registers })
     this.ready = new Gauge({
       name: `${p}ready`,
       help: '1 when this replica is ready (Redis reachable, live reads flowing, not draining), else 0',

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { ConfigError } from './errors.js'
 import { isValidTopicName } from './channels.js'
+import { ALL_ALGORITHMS, ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS, jwkMaterial, keyTypeName, publicKeyAlgorithms, type KeyMaterial } from './jwk.js'
 
 /**
  * How a setting's text is read, and so the type of its Config field: `int`
@@ -31,6 +32,12 @@ interface SettingSpec {
   readonly field?: string
   /** Not a Config field of its own: one input of that composite field (see {@link CompositeFields}). */
   readonly partOf?: keyof CompositeFields
+  /**
+   * Not a Config field: a file (the Docker and Kubernetes secret convention)
+   * whose text is that secret setting's value, read before any setting is
+   * parsed (see {@link withSecretFiles}).
+   */
+  readonly fileOf?: string
 }
 
 /**
@@ -48,11 +55,13 @@ export const SETTINGS = [
   { env: 'INTERNAL_PORT', kind: 'int', default: '9090', min: 0, max: 65535, description: 'Port of the internal listener (`/metrics`, `/livez`, `/readyz`); keep it off the load balancer.' },
   { env: 'INTERNAL_HOST', kind: 'string', default: '0.0.0.0', description: 'Address the internal listener binds to.' },
   { env: 'REDIS_URL', kind: 'secret', description: 'Redis to read streams from: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or `unix:///path/redis.sock`. Unset: the in-memory engine (one replica only, history lost on restart), for a first run.' },
+  { env: 'REDIS_URL_FILE', kind: 'string', fileOf: 'REDIS_URL', description: 'File holding `REDIS_URL` (a mounted Secret, when the URL carries a password), read at start-up; one trailing newline is stripped. Instead of `REDIS_URL`.' },
   { env: 'REDIS_CLUSTER_NODES', kind: 'list', description: 'Redis Cluster seed nodes, `host:port,host:port,...` (any few nodes of the cluster; the rest are discovered), or `rediss://host:port,...` for TLS to every node (all or none; the `REDIS_TLS_*` files apply). Instead of `REDIS_URL`: the gateway then routes every command by hash slot and keeps one live feed per master, following resharding and failover. No server setting needed: each master is fed by client tracking (keyspace notifications with `READER_MODE=notify`, or on a node that refuses `CLIENT`). Producers write plain keys (`sse:user:42`), no hash tags. Nodes take `REDIS_USERNAME` and `REDIS_PASSWORD`.' },
   { env: 'REDIS_SENTINELS', kind: 'list', description: 'Sentinel-managed Redis: the Sentinels as `host:port,host:port,...` (any of them answers; three or more for a quorum). Every connection asks them for the current master of `REDIS_SENTINEL_MASTER` and follows it through a failover. With it, `REDIS_URL` is optional and only says how to talk to the data nodes (`redis://[user:password@]<master name>[/db]`, `rediss://` for TLS): its host must be the master name, since the Sentinels say where the master is. TLS: one `rediss://` (here as `rediss://host:port,...`, or in `REDIS_URL`) means TLS to the Sentinels and the data nodes alike; `redis://` on the other side keeps that side plain.' },
   { env: 'REDIS_SENTINEL_MASTER', kind: 'string', description: 'The master name the Sentinels monitor (`sentinel monitor <name> ...`); required with `REDIS_SENTINELS`.' },
   { env: 'REDIS_SENTINEL_USERNAME', kind: 'string', description: 'ACL user the gateway logs in to the Sentinels themselves as (a `user <name> on >password ...` line in sentinel.conf), when they require one; the data nodes\' user goes in `REDIS_URL` or `REDIS_USERNAME`.' },
   { env: 'REDIS_SENTINEL_PASSWORD', kind: 'secret', description: 'Password of the Sentinels themselves (`requirepass` in sentinel.conf, or that user\'s), when they require one; the data nodes\' password goes in `REDIS_URL` or `REDIS_PASSWORD`.' },
+  { env: 'REDIS_SENTINEL_PASSWORD_FILE', kind: 'string', fileOf: 'REDIS_SENTINEL_PASSWORD', description: 'File holding `REDIS_SENTINEL_PASSWORD`, read at start-up; one trailing newline is stripped. Instead of `REDIS_SENTINEL_PASSWORD`.' },
   { env: 'REDIS_USERNAME', kind: 'string', partOf: 'redisAccess', description: 'ACL user the gateway authenticates as (Redis 6+), when it is not in `REDIS_URL` (give it in one place, not both). Needs a password. Unset: the `default` user. The rights each reader mode needs: README, "TLS and ACL".' },
   { env: 'REDIS_PASSWORD', kind: 'secret', partOf: 'redisAccess', description: 'Password of that user (or the server\'s `requirepass`), when it is not in `REDIS_URL`. Set this, `REDIS_PASSWORD_FILE` or a password in the URL: one of them.' },
   { env: 'REDIS_PASSWORD_FILE', kind: 'string', partOf: 'redisAccess', description: 'File holding the password (a mounted Secret), read at start-up; one trailing newline is stripped. Instead of `REDIS_PASSWORD`.' },
@@ -61,11 +70,21 @@ export const SETTINGS = [
   { env: 'REDIS_TLS_KEY_FILE', kind: 'string', partOf: 'redisAccess', description: 'PEM private key (not encrypted) of `REDIS_TLS_CERT_FILE`.' },
   { env: 'REDIS_TLS_SERVERNAME', kind: 'string', partOf: 'redisAccess', description: 'The host name every Redis server\'s TLS certificate is checked against (and sent as SNI), when it is not the host connected to: a Redis Cluster that announces its nodes by IP address while their certificate names a host (Azure Cache for Redis, ElastiCache with IP discovery), Sentinels that name the master by IP, or a `rediss://` URL by IP. Unset: each connection checks the host it connects to (a cluster\'s seed nodes by the name given, the others by the address the cluster announces). Needs TLS.' },
   { env: 'KEY_PREFIX', kind: 'string', default: 'sse:', description: 'Prefix of every stream key: a user channel is `<prefix>user:<sub>`, a topic `<prefix>topic:<name>`.' },
-  { env: 'JWT_SECRET', kind: 'secret', partOf: 'jwt', description: 'HMAC secret for HS256/384/512 tokens, at least 32 characters. Set this or `JWT_PUBLIC_KEY`.' },
-  { env: 'JWT_PUBLIC_KEY', kind: 'secret', partOf: 'jwt', description: 'PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens. Set this or `JWT_SECRET`.' },
-  { env: 'JWT_ALGORITHMS', kind: 'list', partOf: 'jwt', description: 'Allowed `alg` values. Default: HS256,HS384,HS512 with a secret; the algorithms of the public key\'s type otherwise.' },
+  { env: 'JWT_SECRET', kind: 'secret', partOf: 'jwt', description: 'HMAC secret for HS256/384/512 tokens, at least 32 characters. Several, one per line, are tried in order (rotation: add the new secret, sign with it, remove the old one later). Can be combined with `JWT_PUBLIC_KEY` and `JWT_JWKS_FILE`: each key verifies only the algorithms of its type.' },
+  { env: 'JWT_SECRET_FILE', kind: 'string', fileOf: 'JWT_SECRET', description: 'File holding `JWT_SECRET` (a mounted Secret), read at start-up; one trailing newline is stripped. Instead of `JWT_SECRET`.' },
+  { env: 'JWT_PUBLIC_KEY', kind: 'secret', partOf: 'jwt', description: 'PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens; several PEM blocks one after the other (a bundle) are each a key, tried in order.' },
+  { env: 'JWT_PUBLIC_KEY_FILE', kind: 'string', fileOf: 'JWT_PUBLIC_KEY', description: 'File holding `JWT_PUBLIC_KEY` (one PEM key or a bundle), read at start-up. Instead of `JWT_PUBLIC_KEY`.' },
+  { env: 'JWT_JWKS_FILE', kind: 'string', partOf: 'jwt', description: 'Local JWKS file (`{"keys":[...]}`: RSA, EC, OKP Ed25519 and `oct` HMAC keys), read at start-up. A token with a `kid` is verified by the key of that `kid` (or by keys without one); keys without a `kid` are tried in order.' },
+  { env: 'JWT_JWKS_URL', kind: 'list', partOf: 'jwt', description: 'Identity provider key set (JWKS) fetched over HTTPS and cached: one URL, the keys of every issuer in `JWT_ISSUER` (required with it), or `issuer=url` pairs, comma-separated, each issuer\'s own set. A token\'s `iss` is checked against `JWT_ISSUER` before any key is fetched; keys are chosen by `kid` and never taken from the token (`jku`, `x5u`, `jwk`, `x5c` are refused). README, "Identity providers".' },
+  { env: 'JWT_JWKS_MIN_TTL_MS', kind: 'int', default: '60000', min: 1000, max: 86400000, partOf: 'jwt', description: 'Shortest time a fetched key set is used before it is fetched again (a `Cache-Control: max-age` below it, or none, gives this).' },
+  { env: 'JWT_JWKS_MAX_TTL_MS', kind: 'int', default: '3600000', min: 1000, max: 604800000, partOf: 'jwt', description: 'Longest time a fetched key set is used before it is fetched again (a longer `max-age` is cut to this). While the endpoint fails, the last good set keeps serving.' },
+  { env: 'JWT_JWKS_COOLDOWN_MS', kind: 'int', default: '30000', min: 100, max: 3600000, partOf: 'jwt', description: 'Least time between two fetches of one issuer\'s key set: a token with an unknown `kid` fetches again at most this often (a flood of made-up kids costs one fetch per cooldown), and a failed fetch is retried after it.' },
+  { env: 'JWT_JWKS_TIMEOUT_MS', kind: 'int', default: '5000', min: 100, max: 60000, partOf: 'jwt', description: 'How long one key-set fetch may take.' },
+  { env: 'JWT_JWKS_MAX_BYTES', kind: 'int', default: '262144', min: 1024, max: 16777216, partOf: 'jwt', description: 'Largest key-set response read; a larger one is a failed fetch.' },
+  { env: 'JWT_ALGORITHMS', kind: 'list', partOf: 'jwt', description: 'Allowed `alg` values. Default: those of the configured keys\' types (HS256,HS384,HS512 for a secret); with `JWT_JWKS_URL`, RS*, PS*, ES* and EdDSA.' },
   { env: 'JWT_AUDIENCE', kind: 'list', partOf: 'jwt', description: 'When set, a token\'s `aud` must contain one of these values.' },
-  { env: 'JWT_ISSUER', kind: 'list', partOf: 'jwt', description: 'When set, a token\'s `iss` must be one of these values.' },
+  { env: 'JWT_ISSUER', kind: 'list', partOf: 'jwt', description: 'When set, a token\'s `iss` must be one of these values (exactly). Required with `JWT_JWKS_URL`.' },
+  { env: 'JWT_USER_CLAIM', kind: 'string', field: 'userClaim', default: 'sub', description: 'Claim naming the user (its channel is `user:<value>`), for providers whose user id is not in `sub`.' },
   { env: 'JWT_TOPICS_CLAIM', kind: 'string', field: 'topicsClaim', default: 'topics', description: 'Claim listing the topics a token may read: an array or a space/comma-separated string of names and `*` patterns.' },
   { env: 'JWT_PUBLISH_CLAIM', kind: 'string', field: 'publishClaim', default: 'publish', description: 'Claim listing the channels a token may publish to with `POST /publish`: an array or a space/comma-separated string of channel names and `*` patterns (`topic:*`, `user:*`, `topic:orders.*`). A token without it cannot publish.' },
   { env: 'JWT_CLOCK_TOLERANCE_MS', kind: 'int', default: '0', min: 0, max: 300000, partOf: 'jwt', description: 'Clock skew allowed when checking `exp` and `nbf`, in milliseconds.' },
@@ -104,14 +123,44 @@ export const SETTINGS = [
 
 export type SettingName = (typeof SETTINGS)[number]['env']
 
+/** One configured key, in the order keys are tried. */
+export interface StaticKey extends KeyMaterial {
+  /** Where it was configured ("JWT_PUBLIC_KEY key 2 of 3"), for messages: never its value. */
+  readonly from: string
+}
+
+/** One issuer whose keys are fetched from its JWKS URL. */
+export interface JwksBinding {
+  readonly issuer: string
+  readonly url: string
+}
+
+/** How fetched key sets are cached and fetched (JWT_JWKS_*). */
+export interface JwksFetchSettings {
+  readonly minTtlMs: number
+  readonly maxTtlMs: number
+  readonly cooldownMs: number
+  readonly timeoutMs: number
+  readonly maxBytes: number
+}
+
 export interface JwtSettings {
-  /** HMAC secret or PEM public key. */
-  readonly key: string
-  readonly kind: 'secret' | 'public-key'
+  /**
+   * The keys from JWT_SECRET, JWT_PUBLIC_KEY and JWT_JWKS_FILE, in that
+   * order, each with the algorithms it may verify (its type's, narrowed by
+   * its JWK `alg` and by JWT_ALGORITHMS). Empty when only JWKS URLs are set.
+   */
+  readonly keys: readonly StaticKey[]
+  /** Issuers whose keys come from a JWKS URL (JWT_JWKS_URL); an issuer not here is verified with `keys`. */
+  readonly jwks: readonly JwksBinding[]
+  readonly jwksFetch: JwksFetchSettings
+  /** Every `alg` any key may verify: a token's `alg` must be one of these. */
   readonly algorithms: readonly string[]
   readonly audience: readonly string[]
   readonly issuer: readonly string[]
   readonly clockToleranceMs: number
+  /** The claim naming the user (JWT_USER_CLAIM). */
+  readonly userClaim: string
 }
 
 /**
@@ -178,7 +227,7 @@ type SettingValue<S extends Setting> = S extends { readonly kind: 'list' } | { r
 type ParsedSettings = { readonly [S in Setting as S['env']]: SettingValue<S> }
 
 /** One field per setting that is not part of a composite field. */
-type SettingFields = { readonly [S in Exclude<Setting, { readonly partOf: string }> as FieldName<S>]: SettingValue<S> }
+type SettingFields = { readonly [S in Exclude<Setting, { readonly partOf: string } | { readonly fileOf: string }> as FieldName<S>]: SettingValue<S> }
 
 /**
  * The validated, frozen settings: one field per entry of {@link SETTINGS}
@@ -186,9 +235,6 @@ type SettingFields = { readonly [S in Exclude<Setting, { readonly partOf: string
  * derived fields in their computed types.
  */
 export interface Config extends Omit<SettingFields, keyof DerivedFields>, DerivedFields {}
-
-const HMAC = ['HS256', 'HS384', 'HS512']
-const ALL_ALGORITHMS = new Set([...HMAC, 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])
 
 type Raw = Record<string, string | undefined>
 
@@ -235,6 +281,7 @@ function parseField (spec: SettingSpec, raw: string | undefined): string | numbe
  * entry point.
  */
 export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
+  env = withSecretFiles(env, io)
   // Every setting is parsed (kind, bounds, choices) before any rule below runs,
   // in schema order, so the first bad variable is the one named.
   const parsed: Record<string, unknown> = {}
@@ -269,7 +316,7 @@ export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
   // The derived fields, in this order (it decides which error comes first).
   const derived: DerivedFields = {
     // The key settings are read raw from env (jwtSettings trims them; a PEM keeps its newlines).
-    jwt: jwtSettings(env, v.JWT_ALGORITHMS, v.JWT_AUDIENCE, v.JWT_ISSUER, v.JWT_CLOCK_TOLERANCE_MS),
+    jwt: jwtSettings(env, v, io),
     // A cluster's nodes take the same user and password as one Redis (no
     // URL to carry them), and TLS when the seeds are rediss://. Sentinel's
     // data nodes take REDIS_URL's credentials (its host is the master name)
@@ -283,7 +330,7 @@ export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
 
   const fields: Record<string, unknown> = {}
   for (const spec of SETTINGS as readonly SettingSpec[]) {
-    if (spec.partOf !== undefined) continue
+    if (spec.partOf !== undefined || spec.fileOf !== undefined) continue
     const value = parsed[spec.env]
     fields[spec.field ?? camelCase(spec.env)] = Array.isArray(value) ? Object.freeze(value) : value
   }
@@ -553,57 +600,201 @@ function checkSentinel (sentinels: readonly string[], master: string | undefined
   }
 }
 
-function jwtSettings (env: Raw, algorithms: readonly string[], audience: readonly string[], issuer: readonly string[], clockToleranceMs: number): JwtSettings | undefined {
-  const secret = env.JWT_SECRET?.trim()
-  const publicKey = env.JWT_PUBLIC_KEY?.trim()
-  if (secret !== undefined && secret !== '' && publicKey !== undefined && publicKey !== '') {
-    throw new ConfigError('set either JWT_SECRET or JWT_PUBLIC_KEY, not both')
+/** A file a setting names, as text; a path that cannot be read stops the start with the setting's name. */
+function readNamedFile (io: ConfigIo, name: string, path: string, what: string): string {
+  const read = io.readFile ?? ((p: string) => readFileSync(p, 'utf8'))
+  try {
+    return read(path)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read (permission denied)' : code === 'EISDIR' ? 'is a directory' : `cannot be read (${code ?? 'error'})`
+    throw new ConfigError(`${name} names ${path}, which ${why}: give the path of ${what}`)
   }
-  for (const a of algorithms) {
-    if (!ALL_ALGORITHMS.has(a)) throw new ConfigError(`JWT_ALGORITHMS has "${a}"; allowed: ${[...ALL_ALGORITHMS].join(', ')} ("none" never is)`)
-  }
-  if (secret !== undefined && secret !== '') {
-    if (secret.length < 32) throw new ConfigError('JWT_SECRET must be at least 32 characters (HS256 needs a 256-bit key); generate one with `openssl rand -hex 32`')
-    const algs = algorithms.length > 0 ? algorithms : HMAC
-    const bad = algs.filter(a => !HMAC.includes(a))
-    if (bad.length > 0) throw new ConfigError(`JWT_ALGORITHMS has ${bad.join(', ')}, which a JWT_SECRET cannot verify; use HS256, HS384 or HS512`)
-    return Object.freeze({ key: secret, kind: 'secret', algorithms: Object.freeze(algs), audience, issuer, clockToleranceMs })
-  }
-  if (publicKey !== undefined && publicKey !== '') {
-    const pem = publicKey.replace(/\\n/g, '\n')
-    let key: KeyObject
-    try {
-      key = createPublicKey(pem)
-    } catch {
-      throw new ConfigError('JWT_PUBLIC_KEY is not a PEM public key (expected -----BEGIN PUBLIC KEY-----)')
-    }
-    // createPublicKey derives the public half of a private key; the verifier refuses one.
-    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) throw new ConfigError('JWT_PUBLIC_KEY holds a private key: give its public key (`openssl pkey -pubout`)')
-    const curve = key.asymmetricKeyDetails?.namedCurve
-    const type = key.asymmetricKeyType === 'ec' ? `ec ${curve ?? ''}`.trim() : key.asymmetricKeyType ?? 'unknown'
-    const forType = keyAlgorithms(key.asymmetricKeyType, curve)
-    if (forType.length === 0) throw new ConfigError(`JWT_PUBLIC_KEY is a ${type} key; use RSA, EC (P-256/384/521) or Ed25519`)
-    const algs = algorithms.length > 0 ? algorithms : forType
-    const bad = algs.filter(a => !forType.includes(a))
-    if (bad.length > 0) throw new ConfigError(`JWT_ALGORITHMS has ${bad.join(', ')}, which a ${type} key cannot verify; use ${forType.join(', ')}`)
-    return Object.freeze({ key: pem, kind: 'public-key', algorithms: Object.freeze(algs), audience, issuer, clockToleranceMs })
-  }
-  if (algorithms.length > 0) throw new ConfigError('JWT_ALGORITHMS is set but neither JWT_SECRET nor JWT_PUBLIC_KEY is')
-  return undefined
 }
 
 /**
- * What a key can verify. ES* each name one curve (RFC 7518 3.4). No RSA-PSS
- * (`rsa-pss`) keys: the verifier (fast-jwt) cannot read them; PS* tokens
- * verify with a plain RSA key.
+ * `env` with each `<NAME>_FILE` setting (see `fileOf`) read into `<NAME>`:
+ * a mounted Secret often ends with a newline that is not part of the value,
+ * so one is stripped. Giving both is refused (which would win is a guess a
+ * reader of the deployment should not have to make). Messages name the
+ * variable and the path, never the file's text.
  */
-function keyAlgorithms (type: string | undefined, curve: string | undefined): string[] {
-  switch (type) {
-    case 'rsa': return ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
-    case 'ec': return curve === 'prime256v1' ? ['ES256'] : curve === 'secp384r1' ? ['ES384'] : curve === 'secp521r1' ? ['ES512'] : []
-    case 'ed25519': return ['EdDSA']
-    default: return []
+function withSecretFiles (env: Raw, io: ConfigIo): Raw {
+  let out = env
+  for (const spec of SETTINGS as readonly SettingSpec[]) {
+    if (spec.fileOf === undefined) continue
+    const path = env[spec.env]?.trim()
+    if (path === undefined || path === '') continue
+    const direct = env[spec.fileOf]?.trim()
+    if (direct !== undefined && direct !== '') throw new ConfigError(`${spec.fileOf} and ${spec.env} are both set: give one`)
+    const text = readNamedFile(io, spec.env, path, `a file holding ${spec.fileOf}`).replace(/\r?\n$/, '')
+    if (text.trim() === '') throw new ConfigError(`${spec.env} names ${path}, which is empty: it must hold ${spec.fileOf}`)
+    out = { ...out, [spec.fileOf]: text }
   }
+  return out
+}
+
+/** How a message names a secret setting: by the file it came from, when it did. */
+function sourceName (env: Raw, name: string): string {
+  const file = env[`${name}_FILE`]?.trim()
+  return file === undefined || file === '' ? name : `${name} (from ${name}_FILE ${file})`
+}
+
+/** JWT_SECRET: one secret, or several one per line. Messages never hold a secret. */
+function secretKeys (env: Raw): StaticKey[] {
+  const lines = (env.JWT_SECRET ?? '').split(/\r?\n/).map(l => l.trim()).filter(l => l.length > 0)
+  const name = sourceName(env, 'JWT_SECRET')
+  return lines.map((secret, i) => {
+    const which = lines.length > 1 ? `${name} line ${i + 1}` : name
+    if (secret.length < 32) throw new ConfigError(`${which} must be at least 32 characters (HS256 needs a 256-bit key); generate one with \`openssl rand -hex 32\``)
+    return { key: secret, kind: 'secret', algorithms: HMAC_ALGORITHMS, from: which }
+  })
+}
+
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g
+
+/**
+ * JWT_PUBLIC_KEY: one PEM public key or several one after the other (a
+ * bundle). Each block is a key of its own: a bundle read as one key would
+ * silently use its first key only.
+ */
+function publicKeys (env: Raw): StaticKey[] {
+  const text = env.JWT_PUBLIC_KEY?.trim()
+  if (text === undefined || text === '') return []
+  const name = sourceName(env, 'JWT_PUBLIC_KEY')
+  const pem = text.replace(/\\n/g, '\n')
+  const blocks = [...pem.matchAll(PEM_BLOCK)]
+  if (blocks.length === 0) throw new ConfigError(`${name} is not a PEM public key (expected -----BEGIN PUBLIC KEY-----)`)
+  if (pem.replace(PEM_BLOCK, '').trim() !== '') throw new ConfigError(`${name} has text outside its PEM blocks: give PEM public keys only, one after the other`)
+  return blocks.map((m, i) => {
+    const which = blocks.length > 1 ? `${name} key ${i + 1} of ${blocks.length}` : name
+    const block = m[0]
+    // createPublicKey derives the public half of a private key; the verifier refuses one.
+    if (/PRIVATE KEY/.test(m[1] ?? '')) throw new ConfigError(`${which} holds a private key: give its public key (\`openssl pkey -pubout\`)`)
+    let key: KeyObject
+    try {
+      key = createPublicKey(block)
+    } catch {
+      throw new ConfigError(`${which} is not a PEM public key (expected -----BEGIN PUBLIC KEY-----)`)
+    }
+    const algorithms = publicKeyAlgorithms(key)
+    if (algorithms.length === 0) throw new ConfigError(`${which} is a ${keyTypeName(key)} key; use RSA, EC (P-256/384/521) or Ed25519`)
+    return { key: block, kind: 'public-key', algorithms, from: which, type: keyTypeName(key) }
+  })
+}
+
+/** JWT_JWKS_FILE: a local key set, checked key by key (a local file has no excuse for a key the gateway cannot use). */
+function jwksFileKeys (path: string | undefined, io: ConfigIo): StaticKey[] {
+  if (path === undefined) return []
+  const text = readNamedFile(io, 'JWT_JWKS_FILE', path, 'a JWKS file ({"keys":[...]})')
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    throw new ConfigError(`JWT_JWKS_FILE names ${path}, which is not JSON: give a JWKS file ({"keys":[...]})`)
+  }
+  const list = (parsed as { keys?: unknown } | null)?.keys
+  if (!Array.isArray(list) || list.length === 0) throw new ConfigError(`JWT_JWKS_FILE names ${path}, which has no "keys" array of keys: give a JWKS file ({"keys":[...]})`)
+  const kids = new Set<string>()
+  return list.map((jwk, i) => {
+    const kid = (jwk as { kid?: unknown } | null)?.kid
+    const label = typeof kid === 'string' ? `"${kid.slice(0, 64)}"` : `${i + 1}`
+    const material = jwkMaterial(jwk, true)
+    if (typeof material === 'string') throw new ConfigError(`JWT_JWKS_FILE (${path}) key ${label} ${material}`)
+    if (material.kid !== undefined) {
+      if (kids.has(material.kid)) throw new ConfigError(`JWT_JWKS_FILE (${path}) has two keys with kid ${label}: each kid names one key`)
+      kids.add(material.kid)
+    }
+    return { ...material, from: `JWT_JWKS_FILE key ${label}` }
+  })
+}
+
+/**
+ * JWT_JWKS_URL against JWT_ISSUER: every issuer is bound to one key
+ * source, checked here so that a token's issuer decides, before anything
+ * is fetched, which keys may verify it. One URL serves every issuer of
+ * JWT_ISSUER (providers with several issuer forms share one set); several
+ * are `issuer=url` pairs. An issuer with no URL is verified with the
+ * static keys, and must have some.
+ */
+function jwksBindings (urls: readonly string[], issuers: readonly string[], hasStatic: boolean): JwksBinding[] {
+  if (urls.length === 0) return []
+  if (issuers.length === 0) throw new ConfigError('JWT_JWKS_URL needs JWT_ISSUER: the issuers whose tokens its keys verify (a token\'s `iss` is checked against it before any key is fetched)')
+  const checkUrl = (url: string): string => {
+    let parsed: URL
+    try {
+      parsed = new URL(url)
+    } catch {
+      throw new ConfigError(`JWT_JWKS_URL has "${url}", which is not a URL: give https://host/path/to/jwks.json`)
+    }
+    if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new ConfigError(`JWT_JWKS_URL has "${url}": key sets are fetched over https:// (or http:// inside a trusted network)`)
+    // A key set is public; a URL with a password would be logged with every outage.
+    if (parsed.username !== '' || parsed.password !== '') throw new ConfigError('JWT_JWKS_URL has a URL with user:password@ in it: key sets are public, give the URL without credentials')
+    return url
+  }
+  const pairs = urls.map(entry => /^(\S+?)=(https?:\/\/\S+)$/.exec(entry))
+  if (pairs.every(p => p === null)) {
+    if (urls.length > 1) throw new ConfigError('JWT_JWKS_URL has several URLs: give each as issuer=url, so that each issuer\'s tokens are checked with its own keys only')
+    if (hasStatic) throw new ConfigError('JWT_JWKS_URL is one URL for every issuer of JWT_ISSUER, so the static keys (JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_FILE) would verify no token: bind the URL to its issuer (issuer=url), and the static keys verify the other issuers\' tokens')
+    const url = checkUrl(urls[0] as string)
+    return issuers.map(issuer => ({ issuer, url }))
+  }
+  if (pairs.some(p => p === null)) throw new ConfigError('JWT_JWKS_URL mixes plain URLs and issuer=url pairs: give every URL as issuer=url')
+  const bound = new Map<string, string>()
+  for (const p of pairs) {
+    const issuer = (p as RegExpExecArray)[1] as string
+    const url = (p as RegExpExecArray)[2] as string
+    if (!issuers.includes(issuer)) throw new ConfigError(`JWT_JWKS_URL binds the issuer "${issuer}", which is not in JWT_ISSUER: add it there (issuers are matched exactly)`)
+    if (bound.has(issuer)) throw new ConfigError(`JWT_JWKS_URL binds the issuer "${issuer}" twice: give one URL per issuer`)
+    bound.set(issuer, checkUrl(url))
+  }
+  const unbound = issuers.filter(i => !bound.has(i))
+  if (unbound.length > 0 && !hasStatic) throw new ConfigError(`JWT_ISSUER has "${unbound[0] ?? ''}", but no key verifies its tokens: bind it in JWT_JWKS_URL (issuer=url), or set a static key (JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_FILE)`)
+  return [...bound].map(([issuer, url]) => ({ issuer, url }))
+}
+
+/**
+ * The token keys, from every JWT_* setting: the static keys in the order
+ * they are tried, the issuers bound to JWKS URLs, and what each key may
+ * verify. Undefined when no key is set (only public topics can be read).
+ */
+function jwtSettings (env: Raw, v: ParsedSettings, io: ConfigIo): JwtSettings | undefined {
+  const algorithms = v.JWT_ALGORITHMS
+  for (const a of algorithms) {
+    if (!ALL_ALGORITHMS.has(a)) throw new ConfigError(`JWT_ALGORITHMS has "${a}"; allowed: ${[...ALL_ALGORITHMS].join(', ')} ("none" never is)`)
+  }
+  const found: Array<StaticKey & { type?: string }> = [...secretKeys(env), ...publicKeys(env), ...jwksFileKeys(v.JWT_JWKS_FILE, io)]
+  const jwks = jwksBindings(v.JWT_JWKS_URL, v.JWT_ISSUER, found.length > 0)
+  if (found.length === 0 && jwks.length === 0) {
+    if (algorithms.length > 0) throw new ConfigError('JWT_ALGORITHMS is set but no key is (JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_FILE or JWT_JWKS_URL)')
+    return undefined
+  }
+  // What the keys can verify: a remote set's keys are public keys, never HMAC secrets.
+  const offered = new Set([...found.flatMap(k => k.algorithms), ...(jwks.length > 0 ? ASYMMETRIC_ALGORITHMS : [])])
+  const algs = algorithms.length > 0 ? algorithms : [...ALL_ALGORITHMS].filter(a => offered.has(a))
+  const bad = algs.filter(a => !offered.has(a))
+  if (bad.length > 0) {
+    const only = found.length === 1 && jwks.length === 0 ? found[0] : undefined
+    const what = found.every(k => k.kind === 'secret') && jwks.length === 0
+      ? 'a JWT_SECRET'
+      : only?.type !== undefined ? `a ${only.type} key` : 'the configured keys'
+    throw new ConfigError(`JWT_ALGORITHMS has ${bad.join(', ')}, which ${what} cannot verify; use ${[...offered].join(', ')}${jwks.length > 0 && bad.some(a => HMAC_ALGORITHMS.includes(a)) ? ' (HMAC needs JWT_SECRET: a JWKS URL serves public keys only)' : ''}`)
+  }
+  const keys = found.map(({ type: _type, ...k }) => {
+    const allowed = k.algorithms.filter(a => algs.includes(a))
+    if (allowed.length === 0) throw new ConfigError(`${k.from} verifies ${k.algorithms.join(', ')}, none of which JWT_ALGORITHMS allows: allow one, or remove the key`)
+    return Object.freeze({ ...k, algorithms: Object.freeze(allowed) })
+  })
+  return Object.freeze({
+    keys: Object.freeze(keys),
+    jwks: Object.freeze(jwks.map(b => Object.freeze(b))),
+    jwksFetch: Object.freeze({ minTtlMs: v.JWT_JWKS_MIN_TTL_MS, maxTtlMs: Math.max(v.JWT_JWKS_MIN_TTL_MS, v.JWT_JWKS_MAX_TTL_MS), cooldownMs: v.JWT_JWKS_COOLDOWN_MS, timeoutMs: v.JWT_JWKS_TIMEOUT_MS, maxBytes: v.JWT_JWKS_MAX_BYTES }),
+    algorithms: Object.freeze(algs),
+    audience: v.JWT_AUDIENCE,
+    issuer: v.JWT_ISSUER,
+    clockToleranceMs: v.JWT_CLOCK_TOLERANCE_MS,
+    userClaim: v.JWT_USER_CLAIM,
+  })
 }
 
 /** The README table of settings, generated from {@link SETTINGS}. */

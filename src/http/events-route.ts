@@ -203,7 +203,17 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       history = parseHistory(query, config.historyMaxEntries)
       channelOnWire = parseChannelOption(query)
     } catch (err) {
-      if (err instanceof AuthError) metrics.authFailures.inc({ reason: err.reason })
+      if (err instanceof AuthError) {
+        metrics.authFailures.inc({ reason: err.reason })
+        // The issuer's keys cannot be fetched: not the token's fault, so an
+        // EventSource is told to come back rather than to give up for good;
+        // other clients get the 503 with Retry-After.
+        if (err.reason === 'keys-unavailable') {
+          const wait = retryMs()
+          if (wantsEventStream(request)) return unavailable(request, reply, 'keys-unavailable', wait, metrics)
+          void reply.header('retry-after', String(Math.max(1, Math.ceil(wait / 1000))))
+        }
+      }
       throw err
     }
 
@@ -283,10 +293,15 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
  * comes back by itself, usually to another replica. Other clients get a 503
  * with `Retry-After`.
  */
+/** An EventSource asks for `text/event-stream` (and gives up for good on any non-200). */
+function wantsEventStream (request: FastifyRequest): boolean {
+  const accept = request.headers.accept
+  return typeof accept === 'string' && accept.includes('text/event-stream')
+}
+
 function unavailable (request: FastifyRequest, reply: FastifyReply, reason: UnavailableReason, retryMs: number, metrics: Metrics): FastifyReply {
   metrics.unavailable.inc({ reason })
-  const accept = request.headers.accept
-  if (typeof accept === 'string' && accept.includes('text/event-stream')) {
+  if (wantsEventStream(request)) {
     reply.hijack()
     const res = reply.raw
     res.writeHead(200, { ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)

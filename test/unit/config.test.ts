@@ -13,7 +13,7 @@ import { ConfigError } from '../../src/core/errors.js'
 import { makeTestCa } from '../helpers/tls.js'
 
 type Env = Record<string, string | undefined>
-interface Spec { env: string, kind: string, default?: string, min?: number, max?: number, values?: readonly string[], description: string }
+interface Spec { env: string, kind: string, default?: string, min?: number, max?: number, values?: readonly string[], description: string, partOf?: string }
 const specs = SETTINGS as readonly Spec[]
 const SECRET = 'k'.repeat(32)
 
@@ -45,9 +45,15 @@ function rejects (t: Test, env: Env, variable: string, also?: RegExp): void {
 function configKey (env: string): string {
   if (env === 'JWT_TOPICS_CLAIM') return 'topicsClaim'
   if (env === 'JWT_PUBLISH_CLAIM') return 'publishClaim'
+  if (env === 'JWT_USER_CLAIM') return 'userClaim'
   return env.toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())
 }
-const JWT_SETTINGS = new Set(['JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWT_ALGORITHMS', 'JWT_AUDIENCE', 'JWT_ISSUER', 'JWT_CLOCK_TOLERANCE_MS'])
+const JWT_SETTINGS = new Set(specs.filter(s => s.partOf === 'jwt').map(s => s.env))
+/** Where an int JWT_JWKS_* setting lands: `jwt.jwksFetch` (the longest TTL is never below the shortest). */
+function jwksFetchValue (c: Config, env: string): number | undefined {
+  const key = ({ JWT_JWKS_MIN_TTL_MS: 'minTtlMs', JWT_JWKS_MAX_TTL_MS: 'maxTtlMs', JWT_JWKS_COOLDOWN_MS: 'cooldownMs', JWT_JWKS_TIMEOUT_MS: 'timeoutMs', JWT_JWKS_MAX_BYTES: 'maxBytes' } as Record<string, string>)[env]
+  return key === undefined ? undefined : (c.jwt?.jwksFetch as unknown as Record<string, number> | undefined)?.[key]
+}
 
 t.test('defaults: an empty environment gives a working configuration', async t => {
   const c = loadConfig({})
@@ -126,8 +132,8 @@ t.test('int settings: non-numbers and out-of-range values name the variable', as
     const inRange = (s.min === undefined || n >= s.min) && (s.max === undefined || n <= s.max)
     try {
       const c = loadConfig({ JWT_SECRET: SECRET, [s.env]: String(n) })
-      const got = s.env === 'JWT_CLOCK_TOLERANCE_MS' ? c.jwt?.clockToleranceMs : (c as unknown as Record<string, unknown>)[configKey(s.env)]
-      return inRange && got === n
+      const got = s.env === 'JWT_CLOCK_TOLERANCE_MS' ? c.jwt?.clockToleranceMs : s.env.startsWith('JWT_JWKS_') ? jwksFetchValue(c, s.env) : (c as unknown as Record<string, unknown>)[configKey(s.env)]
+      return inRange && (got === n || (s.env === 'JWT_JWKS_MAX_TTL_MS' && n < 60000 && got === 60000))
     } catch (err) {
       return !inRange && err instanceof ConfigError && err.message.includes(s.env)
     }
@@ -225,22 +231,26 @@ t.test('JWT_SECRET: at least 32 characters, HS256/384/512 by default', async t =
   rejects(t, { JWT_SECRET: `  ${'k'.repeat(31)}  ` }, 'JWT_SECRET', /32 characters/)
   rejects(t, { JWT_SECRET: 'short' }, 'JWT_SECRET')
   const jwt = loadConfig({ JWT_SECRET: SECRET, JWT_CLOCK_TOLERANCE_MS: '1500' }).jwt
-  t.match(jwt, { key: SECRET, kind: 'secret', algorithms: ['HS256', 'HS384', 'HS512'], audience: [], issuer: [], clockToleranceMs: 1500 })
+  t.match(jwt, { keys: [{ key: SECRET, kind: 'secret', algorithms: ['HS256', 'HS384', 'HS512'] }], jwks: [], algorithms: ['HS256', 'HS384', 'HS512'], audience: [], issuer: [], clockToleranceMs: 1500, userClaim: 'sub' })
   t.ok(Object.isFrozen(jwt) && Object.isFrozen(jwt?.algorithms), 'frozen')
-  t.same(loadConfig({ JWT_SECRET: `  ${SECRET}\n` }).jwt?.key, SECRET, 'trimmed')
+  t.same(loadConfig({ JWT_SECRET: `  ${SECRET}\n` }).jwt?.keys[0]?.key, SECRET, 'trimmed')
   t.same(loadConfig({ JWT_SECRET: SECRET, JWT_ALGORITHMS: 'HS512' }).jwt?.algorithms, ['HS512'])
   for (const alg of ['RS256', 'ES256', 'EdDSA', 'PS256']) rejects(t, { JWT_SECRET: SECRET, JWT_ALGORITHMS: alg }, 'JWT_ALGORITHMS', /JWT_SECRET cannot verify/)
   t.equal(loadConfig({ JWT_SECRET: '' }).jwt, undefined, 'blank is unset')
   t.equal(loadConfig({ JWT_SECRET: '   ' }).jwt, undefined)
 })
 
-t.test('JWT: a secret and a public key together are refused', async t => {
-  rejects(t, { JWT_SECRET: SECRET, JWT_PUBLIC_KEY: RSA }, 'JWT_SECRET', /JWT_PUBLIC_KEY/)
-  rejects(t, { JWT_SECRET: 'short', JWT_PUBLIC_KEY: RSA }, 'JWT_PUBLIC_KEY')
+t.test('JWT: a secret and a public key together are two keys, each pinned to the algorithms of its type', async t => {
+  const jwt = loadConfig({ JWT_SECRET: SECRET, JWT_PUBLIC_KEY: RSA }).jwt
+  t.match(jwt?.keys, [{ kind: 'secret', algorithms: ['HS256', 'HS384', 'HS512'] }, { kind: 'public-key', algorithms: RS }])
+  t.same(jwt?.algorithms, ['HS256', 'HS384', 'HS512', ...RS])
+  t.match(loadConfig({ JWT_SECRET: SECRET, JWT_PUBLIC_KEY: RSA, JWT_ALGORITHMS: 'HS256,RS256' }).jwt?.keys, [{ algorithms: ['HS256'] }, { algorithms: ['RS256'] }], 'each narrowed by JWT_ALGORITHMS')
+  rejects(t, { JWT_SECRET: SECRET, JWT_PUBLIC_KEY: RSA, JWT_ALGORITHMS: 'RS256' }, 'JWT_SECRET', /none of which JWT_ALGORITHMS allows/)
+  rejects(t, { JWT_SECRET: 'short', JWT_PUBLIC_KEY: RSA }, 'JWT_SECRET', /32 characters/)
 })
 
 t.test('JWT_PUBLIC_KEY: RSA, EC and Ed25519 PEM keys, with the algorithms of the key by default', async t => {
-  t.match(loadConfig({ JWT_PUBLIC_KEY: RSA }).jwt, { kind: 'public-key', key: RSA.trim(), algorithms: RS })
+  t.match(loadConfig({ JWT_PUBLIC_KEY: RSA }).jwt, { keys: [{ kind: 'public-key', key: RSA.trim(), algorithms: RS }], algorithms: RS })
   t.same(loadConfig({ JWT_PUBLIC_KEY: RSA_PKCS1 }).jwt?.algorithms, RS, 'PKCS#1 RSA PUBLIC KEY')
   t.same(loadConfig({ JWT_PUBLIC_KEY: ED25519.publicPem }).jwt?.algorithms, ['EdDSA'])
   t.same(loadConfig({ JWT_PUBLIC_KEY: RSA, JWT_ALGORITHMS: 'RS256' }).jwt?.algorithms, ['RS256'], 'narrowed by JWT_ALGORITHMS')
@@ -248,7 +258,7 @@ t.test('JWT_PUBLIC_KEY: RSA, EC and Ed25519 PEM keys, with the algorithms of the
   // An environment variable often holds the PEM on one line with literal \n.
   const oneLine = RSA.trim().replace(/\n/g, '\\n')
   t.notOk(oneLine.includes('\n'))
-  t.equal(loadConfig({ JWT_PUBLIC_KEY: oneLine }).jwt?.key, RSA.trim(), 'literal \\n become newlines')
+  t.equal(loadConfig({ JWT_PUBLIC_KEY: oneLine }).jwt?.keys[0]?.key, RSA.trim(), 'literal \\n become newlines')
   t.ok(Object.isFrozen(loadConfig({ JWT_PUBLIC_KEY: RSA }).jwt))
 })
 
@@ -297,7 +307,7 @@ t.test('JWT_ALGORITHMS must fit the key; "none" is never allowed', async t => {
     rejects(t, { ...env, JWT_ALGORITHMS: 'none' }, 'JWT_ALGORITHMS', /none/)
     rejects(t, { ...env, JWT_ALGORITHMS: 'None' }, 'JWT_ALGORITHMS')
   }
-  rejects(t, { JWT_ALGORITHMS: 'HS256' }, 'JWT_ALGORITHMS', /neither JWT_SECRET nor JWT_PUBLIC_KEY/)
+  rejects(t, { JWT_ALGORITHMS: 'HS256' }, 'JWT_ALGORITHMS', /no key is \(JWT_SECRET, JWT_PUBLIC_KEY/)
 })
 
 t.test('settingsTable: a header, then one well-formed row per setting', async t => {
