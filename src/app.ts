@@ -76,7 +76,7 @@ function engineHooks (metrics: Metrics): EngineHooks {
     onMasters: masters => {
       // Masters come and go (failover, a master added): only today's are shown.
       metrics.masterFlowing.reset()
-      for (const [node, flowing] of masters) metrics.masterFlowing.set({ node }, flowing ? 1 : 0)
+      for (const [node, flowing, feed] of masters) metrics.masterFlowing.set({ node, feed }, flowing ? 1 : 0)
     },
   }
 }
@@ -123,7 +123,7 @@ async function listenOn (app: FastifyInstance, port: number, host: string, portN
 export async function buildGateway (config: Config, deps: GatewayDeps = {}): Promise<Gateway> {
   // A demo with no JWT key signs with a random per-process secret, so its
   // page can hand out tokens; the secret is never logged and dies with the process.
-  const demoJwt = config.demoEnabled && config.jwt === undefined ? generatedJwtSettings() : undefined
+  const demoJwt = config.demoEnabled && config.jwt === undefined ? generatedJwtSettings(config) : undefined
   if (demoJwt !== undefined) config = Object.freeze({ ...config, jwt: demoJwt })
   const logger = deps.logger ?? createLogger(config.logLevel)
   const metrics = deps.metrics ?? new Metrics()
@@ -227,7 +227,15 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
         `Too many new streams from this address: at most ${config.connectRatePerIp} per second (CONNECT_RATE_PER_IP); retry in ${context.after}.`),
     })
   }
-  const verifier = deps.verifier ?? verifierFromConfig(config.jwt)
+  const verifier = deps.verifier ?? verifierFromConfig(config.jwt, {
+    logger: logger.child({ component: 'jwks' }),
+    hooks: {
+      onFetch: issuer => { metrics.jwksFetches.inc({ issuer }) },
+      onFetchFailure: (issuer, reason) => { metrics.jwksFetchFailures.inc({ issuer, reason }) },
+    },
+  })
+  // Key sets fetched before the first token comes (bounded by JWT_JWKS_TIMEOUT_MS; a failure is logged, not fatal).
+  await verifier?.start?.()
   server.setNotFoundHandler((request, reply) => {
     const e = new GatewayError(Errors.NOT_FOUND, `No route ${request.method} ${request.url.split('?')[0] ?? ''}: streams are at GET /events.`)
     return reply.code(404).send(e.toJSON())
@@ -235,7 +243,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   await server.register(eventsRoute, { config, verifier, hub, sessions, metrics, logger, isDraining: () => draining })
   const publisher = !config.publishEnabled ? undefined : deps.publisher ?? engine.createPublisher()
   if (publisher !== undefined) await server.register(publishRoute, { config, verifier, publisher, metrics, logger })
-  if (config.demoEnabled) await server.register(demoRoute, { config, logger, tokenSecret: demoJwt?.key })
+  if (config.demoEnabled) await server.register(demoRoute, { config, logger, tokenSecret: demoJwt?.keys[0]?.key as string | undefined })
   // fastify.close() would wait for open streams forever: end them first.
   server.addHook('preClose', async () => {
     await sessions.closeAll('shutdown', config.retryMs, config.retryJitterMs)
@@ -250,7 +258,11 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   metrics.connectionsLimit.set(config.maxConnections)
   internal.get('/readyz', async (_request, reply) => {
     const ok = ready()
-    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not-ready', ...engine.readiness(), draining })
+    // Key sets are shown, never counted against readiness: cached keys keep
+    // serving through an identity provider's outage, and one replica being
+    // unready would not make the provider answer.
+    const jwks = verifier?.readiness?.()
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not-ready', ...engine.readiness(), ...(jwks !== undefined ? { jwks } : {}), draining })
   })
   internal.get('/metrics', async (_request, reply) => {
     reply.header('content-type', metrics.registry.contentType)
@@ -288,6 +300,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
       await server.close()
       sessions.stop()
       await source.close()
+      verifier?.close?.()
       await internal.close()
       logger.info('stopped')
     },

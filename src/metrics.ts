@@ -29,10 +29,12 @@ export class Metrics {
   readonly xreadSeconds: Histogram
   readonly liveStalls: Counter<'reason'>
   readonly readerMode: Gauge<'mode'>
-  readonly masterFlowing: Gauge<'node'>
+  readonly masterFlowing: Gauge<'node' | 'feed'>
   readonly readerModeChanges: Counter<'mode' | 'because'>
   readonly dataLost: Counter
   readonly unavailable: Counter<'reason'>
+  readonly jwksFetches: Counter<'issuer'>
+  readonly jwksFetchFailures: Counter<'issuer' | 'reason'>
   readonly ready: Gauge
   readonly tlsReloads: Counter<'result'>
   readonly tlsNotAfter: Gauge
@@ -94,7 +96,9 @@ export class Metrics {
     this.slowClientCloses = new Counter({ name: `${p}slow_client_closes_total`, help: 'Sessions closed for not draining within SLOW_CLIENT_TIMEOUT_MS', registers })
     this.readerErrors = new Counter({ name: `${p}redis_reader_errors_total`, help: 'Failed XREAD calls (connection lost, Redis errors)', registers })
     this.redisReconnects = new Counter({ name: `${p}redis_reconnects_total`, help: 'Reconnection attempts of the Redis command connection', registers })
-    this.unavailable = new Counter({ name: `${p}unavailable_answers_total`, help: 'New streams told to come back later, by reason (draining, at-capacity, source-unavailable)', labelNames: ['reason'], registers })
+    this.unavailable = new Counter({ name: `${p}unavailable_answers_total`, help: 'New streams told to come back later, by reason (draining, at-capacity, source-unavailable, keys-unavailable)', labelNames: ['reason'], registers })
+    this.jwksFetches = new Counter({ name: `${p}jwks_fetches_total`, help: 'Fetches of an issuer\'s JWKS key set (JWT_JWKS_URL), by issuer', labelNames: ['issuer'], registers })
+    this.jwksFetchFailures = new Counter({ name: `${p}jwks_fetch_failures_total`, help: 'Failed JWKS fetches, by issuer and reason (timeout, network, http-status, too-large, invalid-json, invalid-jwks, no-usable-keys); the last good key set keeps serving', labelNames: ['issuer', 'reason'], registers })
     this.ready = new Gauge({
       name: `${p}ready`,
       help: '1 when this replica is ready (Redis reachable, live reads flowing, not draining), else 0',
@@ -104,7 +108,7 @@ export class Metrics {
     this.liveStalls = new Counter({ name: `${p}live_stalls_total`, help: 'Times live reads stopped flowing and the replica became not ready, by reason (reader-error, probe-timeout, probe-error, not-standalone, server-check)', labelNames: ['reason'], registers })
     this.readerMode = new Gauge({ name: `${p}reader_mode`, help: 'The live reader in use: 1 for its mode (block, notify, track; cluster on a Redis Cluster), 0 for the others', labelNames: ['mode'], registers })
     this.readerModeChanges = new Counter({ name: `${p}reader_mode_changes_total`, help: 'Live reader changes after start-up, by new mode and cause (server-setting: notify-keyspace-events or client tracking changed; probe-timeout: notifications or invalidations stopped arriving)', labelNames: ['mode', 'because'], registers })
-    this.masterFlowing = new Gauge({ name: `${p}redis_master_flowing`, help: 'Redis Cluster only: per master (host:port), 1 while its live feed delivers (its probe seen) and its reads answer, else 0; set after each probe', labelNames: ['node'], registers })
+    this.masterFlowing = new Gauge({ name: `${p}redis_master_flowing`, help: 'Redis Cluster only: per master (host:port) and what feeds it (track: client tracking; notify: keyspace notifications), 1 while its live feed delivers (its probe seen) and its reads answer, else 0; set after each probe', labelNames: ['node', 'feed'], registers })
     this.dataLost = new Counter({ name: `${p}redis_data_lost_total`, help: 'Times Redis came back without the data this replica had read (a new epoch, and streams whose last read entry is gone: restarted without persistence, flushed); their connected clients were told with gateway.gap', registers })
     this.tlsReloads = new Counter({ name: `${p}tls_reloads_total`, help: 'Times the public listener\'s TLS_CERT_FILE or TLS_KEY_FILE changed, by result (ok: the new pair serves; refused: unreadable or not a matching pair, the previous one keeps serving)', labelNames: ['result'], registers })
     this.tlsNotAfter = new Gauge({ name: `${p}tls_certificate_expiry_timestamp_seconds`, help: 'When the public listener\'s certificate in service expires (Unix time, seconds); absent without TLS', registers })

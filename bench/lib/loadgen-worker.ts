@@ -13,7 +13,7 @@ import { connect as h2connect, type ClientHttp2Session } from 'node:http2'
 import { connect, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { Histogram } from './histogram.js'
-import type { ConnSpec, ConnectLoopResult, OpenResult, UntilResult, WorkerReport, WorkerRequest, WorkerResponse } from './protocol.js'
+import type { ConnSpec, ConnectLoopResult, OpenResult, TotalsResult, UntilResult, WorkerReport, WorkerRequest, WorkerResponse } from './protocol.js'
 import { mintToken } from './token.js'
 
 const PATTERN = Buffer.from('\nid: ')
@@ -30,6 +30,8 @@ class Stream {
   status = 0
   carry: Buffer | null = null
   events = 0
+  /** Ids not after the previous one on this stream, since it opened. */
+  outOfOrder = 0
   firstMs = -1
   firstSeq = -1
   lastMs = -1
@@ -182,6 +184,7 @@ function scan (s: Stream, chunk: Buffer): void {
         s.firstSeq = seq
       } else if (ms < s.lastMs || (ms === s.lastMs && seq <= s.lastSeq)) {
         orderViolations++
+        s.outOfOrder++
       }
       s.lastMs = ms
       s.lastSeq = seq
@@ -472,6 +475,15 @@ async function until (lastId: string, firstId: string | undefined, timeoutMs: nu
   return result
 }
 
+function totals (): TotalsResult {
+  const result: TotalsResult = { received: 0, outOfOrder: 0, closedByServer }
+  for (const s of streams) {
+    result.received += s.events
+    result.outOfOrder += s.outOfOrder
+  }
+  return result
+}
+
 function closeAll (): void {
   for (const s of streams) {
     s.stage = 2
@@ -558,6 +570,7 @@ async function handle (msg: WorkerRequest): Promise<unknown> {
     case 'arm': arm(msg.lastId); return undefined
     case 'until': return await until(msg.lastId, msg.firstId, msg.timeoutMs)
     case 'closeAll': closeAll(); return undefined
+    case 'totals': return totals()
     case 'connectLoop': return await connectLoop(msg.spec, msg.first, msg.durationMs)
     case 'exit':
       closeAll()

@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { TopicPatterns, isValidTopicName, topicChannel, userChannel, type Channel } from '../core/channels.js'
 import type { Config } from '../core/config.js'
 import { decodeCursor } from '../core/cursor.js'
-import { Errors, GatewayError } from '../core/errors.js'
+import { Errors, GatewayError, grantOf } from '../core/errors.js'
 import { formatEvent, formatRetry } from '../core/frame.js'
 import type { Logger } from 'pino'
 import type { Hub } from '../delivery/hub.js'
@@ -122,6 +122,18 @@ export function parseTopics (raw: unknown, max: number): string[] {
  * `history=N` (the newest N entries of each channel) or `since=<time>` (Unix
  * ms or an ISO 8601 date): where a first connect starts instead of now.
  */
+/**
+ * `channel=data`: each event carries its channel's name (`user:42`,
+ * `topic:news`) as its first `data:` line, for plain EventSource pages
+ * (README, "The channel of each event"). Absent: events as produced.
+ */
+export function parseChannelOption (query: Record<string, unknown>): boolean {
+  const { channel } = query
+  if (channel === undefined) return false
+  if (channel === 'data') return true
+  throw new GatewayError(Errors.CHANNEL_OPTION_INVALID, '`channel` takes one value, `data` (each event\'s first data line is then its channel), or leave it out.')
+}
+
 export function parseHistory (query: Record<string, unknown>, max: number): HistoryRequest | undefined {
   const { history, since } = query
   if (history === undefined && since === undefined) return undefined
@@ -178,6 +190,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     let principal: Principal | undefined
     let channels: Channel[]
     let history: HistoryRequest | undefined
+    let channelOnWire = false
     try {
       const topics = parseTopics(query.topic, config.maxTopicsPerConnection)
       principal = await authorize(request, topics)
@@ -191,8 +204,19 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
         throw new GatewayError(Errors.NO_CHANNELS, 'Nothing to stream: the token has no `sub` and no `topic` parameter was given.')
       }
       history = parseHistory(query, config.historyMaxEntries)
+      channelOnWire = parseChannelOption(query)
     } catch (err) {
-      if (err instanceof AuthError) metrics.authFailures.inc({ reason: err.reason })
+      if (err instanceof AuthError) {
+        metrics.authFailures.inc({ reason: err.reason })
+        // The issuer's keys cannot be fetched: not the token's fault, so an
+        // EventSource is told to come back rather than to give up for good;
+        // other clients get the 503 with Retry-After.
+        if (err.reason === 'keys-unavailable') {
+          const wait = retryMs()
+          if (wantsEventStream(request)) return unavailable(request, reply, 'keys-unavailable', wait, metrics)
+          void reply.header('retry-after', String(Math.max(1, Math.ceil(wait / 1000))))
+        }
+      }
       throw err
     }
 
@@ -216,6 +240,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       channels,
       resume: lastEventId === undefined ? undefined : (decodeCursor(lastEventId) ?? null),
       history,
+      channelOnWire,
       // Accepted until exp + tolerance, so it must not be cut off before then
       // (else a client is accepted and ended at once, over and over).
       expiresAtMs: principal === undefined ? undefined : principal.expiresAtMs + (config.jwt?.clockToleranceMs ?? 0),
@@ -242,7 +267,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       await session.subscribe()
     } catch (err) {
       session.close('source-error')
-      logger.warn({ reqId: request.id, err: { message: (err as Error).message } }, 'cannot subscribe (stream source unavailable); client told to retry')
+      logger.warn({ reqId: request.id, err: { message: (err as Error).message }, ...grantOf(err) }, 'cannot subscribe (stream source unavailable); client told to retry')
       return unavailable(request, reply, 'source-unavailable', retryMs(), metrics)
     }
     if (session.closed || connection.destroyed || request.raw.destroyed || reply.raw.destroyed) {
@@ -277,10 +302,15 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
  * comes back by itself, usually to another replica. Other clients get a 503
  * with `Retry-After`.
  */
+/** An EventSource asks for `text/event-stream` (and gives up for good on any non-200). */
+function wantsEventStream (request: FastifyRequest): boolean {
+  const accept = request.headers.accept
+  return typeof accept === 'string' && accept.includes('text/event-stream')
+}
+
 function unavailable (request: FastifyRequest, reply: FastifyReply, reason: UnavailableReason, retryMs: number, metrics: Metrics): FastifyReply {
   metrics.unavailable.inc({ reason })
-  const accept = request.headers.accept
-  if (typeof accept === 'string' && accept.includes('text/event-stream')) {
+  if (wantsEventStream(request)) {
     reply.hijack()
     const res = reply.raw
     res.writeHead(200, { ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)

@@ -21,6 +21,7 @@ import { channelHash, encodeSegment, type DecodedCursor } from '../core/cursor.j
 import { HEARTBEAT, formatEvent, formatIdLine, formatRetry } from '../core/frame.js'
 import { CONTROL_EVENTS, classifyGap, gapPayload, tokenExpiredPayload, type CloseReason, type DeliverySource, type GapNotice, type GapReason } from '../core/protocol.js'
 import { ZERO_ID, compareIds, cursorForTime, idMs, type StreamId } from '../core/stream-id.js'
+import { grantOf } from '../core/errors.js'
 import type { DeadlineSlot } from '../core/deadlines.js'
 import type { Batch, Hub, Subscriber } from '../delivery/hub.js'
 import type { Metrics } from '../metrics.js'
@@ -54,6 +55,8 @@ export interface SessionOptions {
   readonly history?: HistoryRequest | undefined
   /** Token expiry (ms since epoch); the stream ends then. */
   readonly expiresAtMs: number | undefined
+  /** `channel=data`: each event's first `data:` line is its channel's name. */
+  readonly channelOnWire?: boolean
 }
 
 /** The last `count` entries of each channel, or every entry since `sinceMs`. */
@@ -89,6 +92,7 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
   /** Until subscribe() has used them. */
   private start_: { resume: DecodedCursor | null | undefined, history: HistoryRequest | undefined } | undefined
   private readonly resumed: boolean
+  private readonly channelOnWire: boolean
   /**
    * Newest time (ms) among the resume cursor's positions: the cursor was
    * made after it. Undefined when not resuming, or when every position is 0-0.
@@ -115,6 +119,7 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
     this.id = opts.id
     this.user = opts.user
     this.expiresAtMs = opts.expiresAtMs
+    this.channelOnWire = opts.channelOnWire === true
     this.resumed = opts.resume !== undefined
     this.start_ = { resume: opts.resume, history: opts.history }
     const used = new Set<string>()
@@ -331,10 +336,16 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
     (this.pendingGaps ??= []).push({ channel: ch.channel.name, reason })
   }
 
+  /**
+   * The `id:` of an event of `ch`: the bare entry id on a one-channel
+   * stream; else a cursor whose first segment is `ch`'s (a cursor's segments
+   * may come in any order), so a client that knows its channels' hashes
+   * tells each event's channel from its id alone (the client helper does).
+   */
   private currentId (ch: ChannelState): string {
     if (this.channels.length === 1) return ch.cursor
-    let text = '1'
-    for (const c of this.channels) text += c.segment
+    let text = '1' + ch.segment
+    for (const c of this.channels) if (c !== ch) text += c.segment
     return text
   }
 
@@ -346,7 +357,7 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
   private deliver (ch: ChannelState, batch: Batch, source: DeliverySource): void {
     let n = 0
     const first = batch.events[0]
-    if (this.channels.length === 1 && first !== undefined && compareIds(first.id, ch.cursor) > 0) {
+    if (this.channels.length === 1 && !this.channelOnWire && first !== undefined && compareIds(first.id, ch.cursor) > 0) {
       // A batch is in id order, so all of it follows the cursor; the event id
       // is the entry id, so the hub's shared framing is exactly our bytes.
       this.writer.writeBatch(batch)
@@ -355,7 +366,7 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
       for (const ev of batch.events) {
         if (compareIds(ev.id, ch.cursor) <= 0) continue
         this.setCursor(ch, ev.id)
-        this.writer.write(ev.body)
+        this.writer.write(this.channelOnWire ? ev.bodyWithChannel(ch.channel.name) : ev.body)
         this.writer.write(formatIdLine(this.currentId(ch)))
         n++
       }
@@ -424,7 +435,7 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
       } while (this.catchUpAgain && !this.closed_ && !this.paused)
     } catch (err) {
       if (!this.closed_) {
-        this.ctx.logger.warn({ session: this.id, err: { message: (err as Error).message } }, 'catch-up read failed; ending the stream so the client resumes')
+        this.ctx.logger.warn({ session: this.id, err: { message: (err as Error).message }, ...grantOf(err) }, 'catch-up read failed; ending the stream so the client resumes')
         this.closeWithRetry('source-error', this.ctx.retryMs)
       }
     } finally {

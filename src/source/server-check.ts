@@ -20,12 +20,25 @@ export const ACL_RULES = {
   epoch: (prefix: string) => `+time +get +set ~${prefix}__gateway:*`,
   /** The wake and probe streams: MULTI, XADD, PEXPIRE, EXEC on them. */
   wake: (prefix: string) => `+multi +exec +xadd +pexpire ~${prefix}__gateway:*`,
+  /** Resume, catch-up and gap checks: the history queries on the stream keys. */
+  history: (prefix: string) => `+xrange +xrevrange +xinfo|stream %R~${prefix}*`,
   /** Live reads: XREAD on the stream keys and on the readers' wake and probe streams. */
   read: (prefix: string) => `+xread %R~${prefix}*`,
   /** The notify reader's subscriptions to keyspace channels. */
   notify: (prefix: string) => `+subscribe +unsubscribe &__keyspace@*__:${prefix}*`,
   /** The tracking reader: its read connection's CLIENT TRACKING toward a subscriber of the invalidation channel. */
   track: () => '+client|id +client|tracking +subscribe &__redis__:invalidate',
+  /**
+   * A Redis Cluster: the slot map and cluster state the ioredis `Cluster`
+   * client asks every node for (CLUSTER SLOTS, CLUSTER INFO).
+   */
+  cluster: () => '+cluster|slots +cluster|info',
+  /**
+   * A cluster master's notification feed (cluster-feed.ts): CONFIG GET, and
+   * one pattern subscription per node (an ACL matches a PSUBSCRIBE pattern
+   * literally, so the rule names database 0).
+   */
+  clusterNotify: (prefix: string) => `+config|get +psubscribe +punsubscribe &__keyspace@0__:${prefix}*`,
 } as const
 
 /**
@@ -35,15 +48,24 @@ export const ACL_RULES = {
  * epoch, wake and probe streams); notify adds CONFIG GET and the keyspace
  * channels, track CLIENT ID, CLIENT TRACKING and the invalidation channel,
  * auto both (it takes track, else notify, else block); `publish` (POST
- * /publish, on by default) adds writing streams. The README quotes these
- * for `sse:` (a test holds it to this).
+ * /publish, on by default) adds writing streams. `cluster` (REDIS_CLUSTER_NODES)
+ * adds the slot map, and its notification feeds pattern-subscribe (see
+ * ACL_RULES.clusterNotify); `block` reads as `auto` there. The README
+ * quotes these for `sse:` (a test holds it to this).
  */
-export function aclRule (mode: 'auto' | 'block' | 'notify' | 'track', prefix: string, opts: { publish: boolean }): string {
+export function aclRule (mode: 'auto' | 'block' | 'notify' | 'track', prefix: string, opts: { publish: boolean, cluster?: boolean }): string {
   const parts = [
     'resetkeys resetchannels -@all',
     '+info +time +get +set +multi +exec +xadd +pexpire +xread +xrange +xrevrange +xinfo|stream',
     opts.publish ? `+expire ~${prefix}*` : `%R~${prefix}* ~${prefix}__gateway:*`,
   ]
+  if (opts.cluster === true) {
+    parts.push(ACL_RULES.cluster())
+    // A cluster has no blocking reader: block reads as auto (tracking, else notifications, per master).
+    if (mode !== 'notify') parts.push(ACL_RULES.track())
+    if (mode !== 'track') parts.push(ACL_RULES.clusterNotify(prefix))
+    return [...new Set(parts.join(' ').split(' '))].join(' ')
+  }
   if (mode === 'track' || mode === 'auto') parts.push(ACL_RULES.track())
   if (mode === 'notify' || mode === 'auto') parts.push(`+config|get +subscribe +unsubscribe &__keyspace@*__:${prefix}*`)
   // auto needs both readers' rights; each right once.
@@ -56,6 +78,15 @@ export function isRefused (err: unknown): boolean {
   // A refused command inside MULTI fails the EXEC (EXECABORT); ioredis keeps why.
   const previous = (err as { previousErrors?: unknown[] })?.previousErrors
   return Array.isArray(previous) && previous.some(e => /NOPERM/.test((e as Error)?.message ?? ''))
+}
+
+/**
+ * Marks a refused command's error with the ACL rule it lacked (`grant`), so
+ * that whoever logs it can name the rule; other errors pass unchanged.
+ */
+export function withGrant (err: unknown, grant: string): unknown {
+  if (isRefused(err) && err instanceof Error) Object.assign(err, { grant })
+  return err
 }
 
 /** Errors that retrying the same command will not mend: no such command, no permission, a read-only replica. */
@@ -102,6 +133,34 @@ export async function readerBySetting (cmd: Redis | Cluster, refused: (err: unkn
     if (!isPermanent(err)) throw err
     refused(err)
     return undefined
+  }
+}
+
+/**
+ * Whether the server publishes keyspace notifications for streams, seen
+ * rather than read from its setting: for a Redis that refuses CONFIG (and
+ * client tracking, as Memorystore does), `auto` subscribes `sub` to the
+ * keyspace channel of `key`, writes an entry to `key` with `append` and
+ * waits up to `timeoutMs` for the `xadd` event. False when none comes or
+ * the subscription is refused (the notify rule is missing). `sub` is the
+ * caller's to open and close.
+ */
+export async function notificationsSeen (sub: Redis, key: string, db: number, append: (key: string) => Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  const channel = `__keyspace@${db}__:${key}`
+  let timer: NodeJS.Timeout | undefined
+  const seen = new Promise<boolean>(resolve => {
+    timer = setTimeout(() => { resolve(false) }, timeoutMs)
+    sub.on('message', (ch: string, event: string) => { if (ch === channel && event === 'xadd') resolve(true) })
+  })
+  try {
+    await sub.subscribe(channel)
+    await append(key)
+    return await seen
+  } catch (err) {
+    if (!isPermanent(err)) throw err
+    return false
+  } finally {
+    clearTimeout(timer)
   }
 }
 

@@ -14,7 +14,7 @@ t.setTimeout(60000)
 const redis = await startRedis()
 const cmd = standaloneConnection(redis.url).connect({ ...REQUEST_REPLY, connectionName: 'sse-gateway:commands', enableAutoPipelining: true })
 t.teardown(async () => { cmd.disconnect(); await redis.stop() })
-const queries = new RedisQueries(cmd)
+const queries = new RedisQueries(cmd, 'sse:')
 
 t.test('a missing stream: nothing, and nothing removed', async t => {
   const key = `${uniquePrefix('q')}missing`

@@ -71,6 +71,14 @@ t.test('the README gives the rules the gateway is tested with', async t => {
       t.ok(readme.includes(rule), `README has the ${mode} rule${publish ? ' with publishing' : ''}: ${rule}`)
     }
   }
+  // A Redis Cluster: block reads as auto there, so has no line of its own.
+  for (const mode of ['track', 'notify', 'auto'] as const) {
+    for (const publish of [true, false]) {
+      const rule = aclRule(mode, 'sse:', { publish, cluster: true })
+      t.ok(readme.includes(`user sse-gateway on >secret ${rule}\n`), `README has the cluster ${mode} rule${publish ? ' with publishing' : ''}: ${rule}`)
+    }
+  }
+  t.equal(aclRule('block', 'sse:', { publish: true, cluster: true }), aclRule('auto', 'sse:', { publish: true, cluster: true }), 'on a cluster block needs what auto does')
 })
 
 /** The reader each mode takes with its documented rights (auto: track, the first it may use). */
@@ -120,19 +128,45 @@ function without (rule: string, ...drop: string[]): string {
   return `${rule} ${drop.map(d => `-${d}`).join(' ')}`
 }
 
-t.test('refused CLIENT TRACKING and CONFIG GET (auto): the log names both rules, and reads fall back to blocking XREAD', async t => {
-  const redis = await startRedis({ notify: 'Kt' })
+for (const notify of ['Kt', ''] as const) {
+  const reader = notify === '' ? 'block' : 'notify'
+  t.test(`refused CLIENT TRACKING and CONFIG GET (auto, as on Memorystore), notifications ${notify === '' ? 'off' : 'on'}: the log names both rules, and reads by ${reader === 'notify' ? 'the notifications seen to arrive' : 'blocking XREAD'}`, async t => {
+    const redis = await startRedis(notify === '' ? {} : { notify })
+    t.teardown(() => redis.stop())
+    const prefix = uniquePrefix('cfg')
+    await user(redis, 'gateway', without(aclRule('auto', prefix, { publish: true }), 'client|tracking', 'config|get'))
+    const gw = await startGateway({ REDIS_URL: redis.url, REDIS_USERNAME: 'gateway', REDIS_PASSWORD: PASSWORD, KEY_PREFIX: prefix, READER_PROBE_INTERVAL_MS: '300' })
+    t.teardown(() => gw.close())
+    t.equal((await readyWithin(gw, 10000)).status, 200, 'ready')
+    t.equal((gw.gateway.source as { mode?: string }).mode, reader, `reads by ${reader}`)
+    t.ok(gw.logs.some(l => l.includes('"grant":"+client|id +client|tracking +subscribe &__redis__:invalidate"') && l.includes('client tracking refused')), 'a log line names the tracking rule')
+    t.ok(gw.logs.some(l => l.includes('"grant":"+config|get"') && l.includes('Redis refused CONFIG GET')), 'a log line names the missing rule')
+    t.equal(gw.logs.some(l => l.includes('keyspace notifications for streams arrive (seen')), reader === 'notify', 'says so when notifications were seen')
+    await eventsFlow(t, redis, gw, prefix)
+    await staysReady(t, gw)
+    t.equal((gw.gateway.source as { mode?: string }).mode, reader, 'and keeps that reader across probes')
+  })
+}
+
+t.test('refused history queries (no XRANGE): a resuming client is told to retry, and the log names the history rule', async t => {
+  const redis = await startRedis()
   t.teardown(() => redis.stop())
-  const prefix = uniquePrefix('cfg')
-  await user(redis, 'gateway', without(aclRule('auto', prefix, { publish: true }), 'client|tracking', 'config|get'))
-  const gw = await startGateway({ REDIS_URL: redis.url, REDIS_USERNAME: 'gateway', REDIS_PASSWORD: PASSWORD, KEY_PREFIX: prefix, READER_PROBE_INTERVAL_MS: '300' })
+  const prefix = uniquePrefix('hist')
+  await user(redis, 'gateway', without(aclRule('block', prefix, { publish: true }), 'xrange', 'xrevrange'))
+  const gw = await startGateway({ REDIS_URL: redis.url, REDIS_USERNAME: 'gateway', REDIS_PASSWORD: PASSWORD, KEY_PREFIX: prefix, READER_MODE: 'block', READER_PROBE_INTERVAL_MS: '300' })
   t.teardown(() => gw.close())
-  t.equal((await readyWithin(gw, 10000)).status, 200, 'ready')
-  t.equal((gw.gateway.source as { mode?: string }).mode, 'block', 'blocking reads')
-  t.ok(gw.logs.some(l => l.includes('"grant":"+client|id +client|tracking +subscribe &__redis__:invalidate"') && l.includes('client tracking refused')), 'a log line names the tracking rule')
-  t.ok(gw.logs.some(l => l.includes('"grant":"+config|get"') && l.includes('Redis refused CONFIG GET')), 'a log line names the missing rule')
-  await eventsFlow(t, redis, gw, prefix)
-  await staysReady(t, gw)
+  t.equal((await readyWithin(gw, 10000)).status, 200, 'ready (live reads need no XRANGE)')
+  const first = await redis.client.xadd(`${prefix}topic:news`, '*', 'data', 'one')
+  await redis.client.xadd(`${prefix}topic:news`, '*', 'data', 'two')
+  const auth = { authorization: `Bearer ${hsToken({ sub: 'acl-user', topics: ['news'] })}`, 'last-event-id': `${first}` }
+  const s = await openStream(`${gw.url}/events?topic=news`, auth)
+  t.teardown(() => { s.close() })
+  await s.waitForEnd(5000)
+  t.same(s.events.filter(e => e.event === 'message').map(e => e.data), [], 'nothing delivered out of order past the missed entry')
+  t.ok(s.retry !== undefined || s.status !== 200, `the client is told to come back (status ${s.status}, retry ${String(s.retry)})`)
+  const deadline = Date.now() + 5000
+  while (!gw.logs.some(l => l.includes('"grant":"+xrange +xrevrange +xinfo|stream')) && Date.now() < deadline) await sleep(50)
+  t.ok(gw.logs.some(l => l.includes(`"grant":"+xrange +xrevrange +xinfo|stream %R~${prefix}*"`)), 'a log line names the history rule')
 })
 
 t.test('refused INFO: the log names +info, and the gateway carries on', async t => {
