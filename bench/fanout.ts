@@ -5,19 +5,27 @@
  * same traffic in the same run. Target: at least 0.8x the ceiling's
  * deliveries per CPU-second.
  *
+ * With FANOUT_PROTOCOL=h2 the question is HTTP/2 beside HTTP/1.1 instead:
+ * the gateway over h1 (one connection per stream) and the gateway over h2c
+ * (HTTP2_CLEARTEXT, FANOUT_H2_STREAMS_PER_CONNECTION streams on each
+ * connection, as a browser multiplexes them), the same traffic to both; the
+ * figure is h2's, the "ceiling" column the gateway's own h1 figure and the
+ * ratio h2's deliveries per CPU-second over h1's. No target: a measurement.
+ *
  * BENCH_ENGINE=cluster runs the same scenario on a Redis Cluster beside
  * one Redis, the gateway on both (lib/cluster-compare.ts): the topic's
  * stream lives on one master, so what the cluster changes is the reader's
  * path (one key per XREAD through the cluster client), not Redis's load.
  *
- * Env: FANOUT_CLIENTS (200), FANOUT_RATE (50), BENCH_DURATION_MS (5000),
+ * Env: FANOUT_CLIENTS (200), FANOUT_RATE (50), FANOUT_PROTOCOL (h1; h2),
+ * FANOUT_H2_STREAMS_PER_CONNECTION (100), BENCH_DURATION_MS (5000),
  * BENCH_WARMUP_MS (1000), BENCH_WORKERS (2), BENCH_PAYLOAD_BYTES (64),
  * BENCH_CEILING (1; 0 skips the ceiling), BENCH_ENGINE (standalone) and,
  * on a cluster, those of lib/cluster-compare.ts.
  */
 import type { BenchCluster } from './lib/cluster.js'
 import { clusterParams, clusterRequested, everyEntryOnce, lossNote, onClusterBesideStandalone, readersOf } from './lib/cluster-compare.js'
-import { commonParams, context, envInt, maxConnections, round, runBench } from './lib/common.js'
+import { commonParams, context, envInt, maxConnections, round, runBench, type BenchSummary } from './lib/common.js'
 import { LoadGen } from './lib/loadgen.js'
 import { runStreamingPhase, type StreamingResult } from './lib/phase.js'
 import { startRedis, type BenchRedis, type ServerKind } from './lib/procs.js'
@@ -34,8 +42,8 @@ runBench('fanout', 180_000, async () => {
   const redis = onCluster ? undefined : await startRedis()
   const loadgen = LoadGen.start(common.workers)
   try {
-    const phaseOn = async (on: BenchRedis | BenchCluster, kind: ServerKind, gatewayEnv?: Record<string, string>, settleMs?: number): Promise<StreamingResult> => {
-      const prefix = `bench:fanout:${kind}:`
+    const phaseOn = async (on: BenchRedis | BenchCluster, kind: ServerKind, gatewayEnv?: Record<string, string>, settleMs?: number, h2StreamsPerSession?: number): Promise<StreamingResult> => {
+      const prefix = `bench:fanout:${kind}${h2StreamsPerSession === undefined ? '' : ':h2'}:`
       return await runStreamingPhase({
         kind,
         keyPrefix: prefix,
@@ -43,7 +51,7 @@ runBench('fanout', 180_000, async () => {
         ...(gatewayEnv === undefined ? {} : { gatewayEnv }),
         ...(settleMs === undefined ? {} : { settleMs }),
         loadgen,
-        streams: { path: '/events?topic=fanout', token: { topics: ['fanout'] } },
+        streams: { path: '/events?topic=fanout', token: { topics: ['fanout'] }, ...(h2StreamsPerSession === undefined ? {} : { h2StreamsPerSession }) },
         clients,
         rate,
         keyFor: () => `${prefix}topic:fanout`,
@@ -75,6 +83,31 @@ runBench('fanout', 180_000, async () => {
         gateway: cluster,
         standalone,
         loadgen: { workers: loadgen.size, cpuPct: cluster.window.loadgenCpuPct, standalonePhaseCpuPct: standalone.window.loadgenCpuPct },
+      }
+    }
+    if (process.env.FANOUT_PROTOCOL === 'h2') {
+      const perConnection = envInt('FANOUT_H2_STREAMS_PER_CONNECTION', 100)
+      const h1 = await phaseOn(redis, 'gateway')
+      const h2 = await phaseOn(redis, 'gateway', { HTTP2_CLEARTEXT: 'true' }, undefined, perConnection)
+      const summary: BenchSummary = {
+        question: 'Q1 fan-out, HTTP/2 beside HTTP/1.1',
+        figure: h2.cpuSecondsPer1000Deliveries,
+        unit: `CPU-s per 1,000 deliveries over h2c (${perConnection} streams per connection); ceiling column: the gateway over HTTP/1.1`,
+        ceiling: h1.cpuSecondsPer1000Deliveries,
+        ratio: round(h2.deliveriesPerCpuSecond / h1.deliveriesPerCpuSecond, 3),
+        target: 'none (h2 deliveries per CPU-second / h1\'s)',
+        pass: null,
+        atTargetSize: clients >= PEER_CLIENTS,
+        ...(h2.deliveredPct < 95 || h1.deliveredPct < 95 ? { note: `a phase fell behind (delivered h1 ${h1.deliveredPct}%, h2 ${h2.deliveredPct}%)` } : {}),
+      }
+      return {
+        summary,
+        context: context(h2.window),
+        params: { clients, rate, perConnection, ...common },
+        gateway: h2,
+        h1,
+        ceiling: null,
+        loadgen: { workers: loadgen.size, cpuPct: h2.window.loadgenCpuPct, h1PhaseCpuPct: h1.window.loadgenCpuPct },
       }
     }
     const phase = async (kind: ServerKind): Promise<StreamingResult> => await phaseOn(redis, kind)

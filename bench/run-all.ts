@@ -39,6 +39,8 @@ const PROGRAMS: readonly Program[] = [
   { name: 'fanout', env: { FANOUT_CLIENTS: '2000', FANOUT_RATE: '100' }, timeoutMs: 180_000 },
   // One event per write: the per-stream cost, not batching, decides here.
   { name: 'fanout', env: { FANOUT_CLIENTS: '2000', FANOUT_RATE: '20', BENCH_LABEL: '20 ev/s' }, timeoutMs: 180_000 },
+  // HTTP/2 (h2c, 100 streams per connection) beside HTTP/1.1, the ratio of deliveries per CPU-second.
+  { name: 'fanout', env: { FANOUT_CLIENTS: '2000', FANOUT_RATE: '100', FANOUT_PROTOCOL: 'h2', BENCH_LABEL: 'h2 / h1' }, timeoutMs: 180_000 },
   { name: 'per-user', env: { PERUSER_CLIENTS: '10000', PERUSER_RATE: '5000' }, timeoutMs: 300_000 },
   { name: 'per-user', env: { PERUSER_CLIENTS: '10000', PERUSER_RATE: '5000', ...NOTIFY }, timeoutMs: 300_000 },
   { name: 'per-user', env: { PERUSER_CLIENTS: '10000', PERUSER_RATE: '5000', ...BLOCK }, timeoutMs: 300_000 },

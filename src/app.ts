@@ -7,6 +7,7 @@ import fastifyCookie from '@fastify/cookie'
 import fastifyCors from '@fastify/cors'
 import fastifyRateLimit from '@fastify/rate-limit'
 import type { Socket } from 'node:net'
+import type { Server as TlsServer } from 'node:tls'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './core/config.js'
@@ -16,6 +17,7 @@ import type { TokenVerifier } from './auth/token-verifier.js'
 import { verifierFromConfig } from './auth/verifier-from-config.js'
 import { demoRoute, generatedJwtSettings } from './http/demo-route.js'
 import { eventsRoute, inTurn } from './http/events-route.js'
+import { ListenerSessions, TlsReloader, applyHttp1Timeouts, listenerProtocolOptions } from './http/public-listener.js'
 import { publishRoute } from './http/publish-route.js'
 import { SessionRegistry } from './http/session-registry.js'
 import { createLogger } from './log.js'
@@ -144,6 +146,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   const sessions = new SessionRegistry(config.heartbeatIntervalMs)
   let draining = false
 
+  const checkingIntervalMs = Math.max(250, Math.min(5000, Math.floor(config.headersTimeoutMs / 5)))
   const server = Fastify({
     // Fastify runs without a logger; the gateway logs for itself (one line
     // per session open and close, per refused request, per failure). A
@@ -157,9 +160,12 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     // Headers must arrive in time, though (slow-headers clients); Node checks
     // every connectionsCheckingInterval, 30 s by default: often enough to
     // keep the timeout within a fifth of itself.
-    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.max(250, Math.min(5000, Math.floor(config.headersTimeoutMs / 5))) },
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: checkingIntervalMs },
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // HTTP/1.1; or HTTPS with HTTP/2 and HTTP/1.1 by ALPN, or h2c (typed
+    // as the HTTP/1.1 options: the rest of them are checked the same).
+    ...(listenerProtocolOptions(config) as { http2?: false }),
     trustProxy: typeof config.trustProxy === 'object' ? [...config.trustProxy] : config.trustProxy,
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => { answerClientError(logger, err, socket) },
     // A URL Fastify cannot decode (`GET /%`): in the catalogue's shape, like every answer.
@@ -169,7 +175,13 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
       metrics.requestsRejected.inc({ code: e.code })
       void (reply as FastifyReply).code(e.statusCode).send(e.toJSON())
     },
-  })
+    // Fastify types an HTTP/2 instance apart; routes and hooks are the same.
+  }) as unknown as FastifyInstance
+  applyHttp1Timeouts(server.server, config, checkingIntervalMs)
+  const h2Sessions = new ListenerSessions(server.server)
+  const tlsReloader = config.listenerTls === undefined
+    ? undefined
+    : new TlsReloader(server.server as unknown as TlsServer, config.listenerTls, metrics, logger.child({ component: 'tls' }))
   // Before any other hook: a pipelined request runs in its turn (after the
   // answer ahead of it), never behind a stream that does not end.
   server.addHook('onRequest', inTurn(metrics, logger))
@@ -270,6 +282,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     get draining () { return draining },
     async listen () {
       const url = await listenOn(server, config.port, config.host, 'PORT', 'HOST')
+      tlsReloader?.start()
       const internalUrl = await listenOn(internal, config.internalPort, config.internalHost, 'INTERNAL_PORT', 'INTERNAL_HOST')
       logger.info({ url, internalUrl }, 'sse-gateway listening')
       return { url, internalUrl }
@@ -280,6 +293,10 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
       draining = true
       logger.info({ sessions: sessions.size, windowMs }, 'draining')
       await sessions.closeAll('shutdown', config.retryMs, config.retryJitterMs, windowMs)
+      tlsReloader?.stop()
+      // Every stream has its retry: now. HTTP/2 connections get a GOAWAY
+      // (server.close() alone would wait for them forever).
+      await h2Sessions.goAway()
       await server.close()
       sessions.stop()
       await source.close()

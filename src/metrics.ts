@@ -10,8 +10,8 @@ import type { DeliverySource } from './core/protocol.js'
 export class Metrics {
   readonly registry = new Registry()
   readonly connectionsOpen: Gauge
-  readonly connectionsOpened: Counter
-  readonly connectionsClosed: Counter<'reason'>
+  readonly connectionsOpened: Counter<'protocol'>
+  readonly connectionsClosed: Counter<'reason' | 'protocol'>
   readonly connectionDuration: Histogram
   readonly subscriptions: Counter<'kind'>
   readonly streamsRead: Gauge
@@ -36,6 +36,8 @@ export class Metrics {
   readonly jwksFetches: Counter<'issuer'>
   readonly jwksFetchFailures: Counter<'issuer' | 'reason'>
   readonly ready: Gauge
+  readonly tlsReloads: Counter<'result'>
+  readonly tlsNotAfter: Gauge
   readonly connectionsLimit: Gauge
   /** Reports readiness at scrape time (set by the app). */
   readyNow: () => boolean = () => false
@@ -48,8 +50,8 @@ export class Metrics {
     const p = 'sse_gateway_'
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: p })
     this.connectionsOpen = new Gauge({ name: `${p}connections_open`, help: 'SSE connections open now', registers })
-    this.connectionsOpened = new Counter({ name: `${p}connections_opened_total`, help: 'SSE streams opened (200 sent)', registers })
-    this.connectionsClosed = new Counter({ name: `${p}connections_closed_total`, help: 'SSE streams closed, by reason', labelNames: ['reason'], registers })
+    this.connectionsOpened = new Counter({ name: `${p}connections_opened_total`, help: 'SSE streams opened (200 sent), by protocol (h1: HTTP/1.1, h2: HTTP/2)', labelNames: ['protocol'], registers })
+    this.connectionsClosed = new Counter({ name: `${p}connections_closed_total`, help: 'SSE streams closed, by reason and protocol (h1, h2)', labelNames: ['reason', 'protocol'], registers })
     this.connectionDuration = new Histogram({
       name: `${p}connection_duration_seconds`,
       help: 'How long SSE streams stayed open',
@@ -108,6 +110,8 @@ export class Metrics {
     this.readerModeChanges = new Counter({ name: `${p}reader_mode_changes_total`, help: 'Live reader changes after start-up, by new mode and cause (server-setting: notify-keyspace-events or client tracking changed; probe-timeout: notifications or invalidations stopped arriving)', labelNames: ['mode', 'because'], registers })
     this.masterFlowing = new Gauge({ name: `${p}redis_master_flowing`, help: 'Redis Cluster only: per master (host:port) and what feeds it (track: client tracking; notify: keyspace notifications), 1 while its live feed delivers (its probe seen) and its reads answer, else 0; set after each probe', labelNames: ['node', 'feed'], registers })
     this.dataLost = new Counter({ name: `${p}redis_data_lost_total`, help: 'Times Redis came back without the data this replica had read (a new epoch, and streams whose last read entry is gone: restarted without persistence, flushed); their connected clients were told with gateway.gap', registers })
+    this.tlsReloads = new Counter({ name: `${p}tls_reloads_total`, help: 'Times the public listener\'s TLS_CERT_FILE or TLS_KEY_FILE changed, by result (ok: the new pair serves; refused: unreadable or not a matching pair, the previous one keeps serving)', labelNames: ['result'], registers })
+    this.tlsNotAfter = new Gauge({ name: `${p}tls_certificate_expiry_timestamp_seconds`, help: 'When the public listener\'s certificate in service expires (Unix time, seconds); absent without TLS', registers })
     this.connectionsLimit = new Gauge({ name: `${p}connections_limit`, help: 'MAX_CONNECTIONS of this replica', registers })
     this.deliveryLag = new Histogram({
       name: `${p}delivery_lag_seconds`,

@@ -17,6 +17,12 @@ export interface ConnSpec {
   /** Connects in flight at once, per worker. */
   readonly concurrency: number
   readonly openTimeoutMs: number
+  /**
+   * Set: speak cleartext HTTP/2 with prior knowledge (h2c, node:http2), this
+   * many streams per connection (a browser multiplexes a host's streams on
+   * one). Unset: raw HTTP/1.1, one stream per connection.
+   */
+  readonly h2StreamsPerSession?: number
 }
 
 export interface OpenRequest { t: 'open', id: number, spec: ConnSpec, first: number, count: number }

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { ConfigError } from './errors.js'
 import { isValidTopicName } from './channels.js'
+import { readListenerTls, type ListenerTls } from './listener-tls.js'
 import { ALL_ALGORITHMS, ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS, jwkMaterial, keyTypeName, publicKeyAlgorithms, type KeyMaterial } from './jwk.js'
 
 /**
@@ -54,6 +55,9 @@ export const SETTINGS = [
   { env: 'HOST', kind: 'string', default: '0.0.0.0', description: 'Address the public listener binds to (`::` for IPv6).' },
   { env: 'INTERNAL_PORT', kind: 'int', default: '9090', min: 0, max: 65535, description: 'Port of the internal listener (`/metrics`, `/livez`, `/readyz`); keep it off the load balancer.' },
   { env: 'INTERNAL_HOST', kind: 'string', default: '0.0.0.0', description: 'Address the internal listener binds to.' },
+  { env: 'TLS_CERT_FILE', kind: 'string', partOf: 'listenerTls', description: 'PEM certificate of the public listener, then its intermediates (cert-manager\'s `tls.crt`). With `TLS_KEY_FILE`, the public listener speaks HTTPS, HTTP/2 and HTTP/1.1 chosen by ALPN; both files are watched and a new pair is taken without a restart (a pair that does not match keeps the old one serving). The internal listener stays plain HTTP.' },
+  { env: 'TLS_KEY_FILE', kind: 'string', partOf: 'listenerTls', description: 'PEM private key (not encrypted) of `TLS_CERT_FILE`.' },
+  { env: 'HTTP2_CLEARTEXT', kind: 'bool', default: 'false', description: 'The public listener speaks cleartext HTTP/2 with prior knowledge (h2c), for a service mesh or proxy that speaks HTTP/2 upstream; HTTP/1.1 clients cannot connect to it then. Not with `TLS_CERT_FILE` (over TLS, HTTP/2 is negotiated by ALPN).' },
   { env: 'REDIS_URL', kind: 'secret', description: 'Redis to read streams from: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or `unix:///path/redis.sock`. Unset: the in-memory engine (one replica only, history lost on restart), for a first run.' },
   { env: 'REDIS_URL_FILE', kind: 'string', fileOf: 'REDIS_URL', description: 'File holding `REDIS_URL` (a mounted Secret, when the URL carries a password), read at start-up; one trailing newline is stripped. Instead of `REDIS_URL`.' },
   { env: 'REDIS_CLUSTER_NODES', kind: 'list', description: 'Redis Cluster seed nodes, `host:port,host:port,...` (any few nodes of the cluster; the rest are discovered), or `rediss://host:port,...` for TLS to every node (all or none; the `REDIS_TLS_*` files apply). Instead of `REDIS_URL`: the gateway then routes every command by hash slot and keeps one live feed per master, following resharding and failover. No server setting needed: each master is fed by client tracking (keyspace notifications with `READER_MODE=notify`, or on a node that refuses `CLIENT`). Producers write plain keys (`sse:user:42`), no hash tags. Nodes take `REDIS_USERNAME` and `REDIS_PASSWORD`.' },
@@ -195,6 +199,8 @@ interface CompositeFields {
   readonly jwt: JwtSettings | undefined
   /** Credentials and TLS for Redis (empty when none are set). */
   readonly redisAccess: RedisAccess
+  /** The public listener's certificate and key, read and checked; undefined: plain HTTP. */
+  readonly listenerTls: ListenerTls | undefined
 }
 
 /** Fields whose value is more than their setting's parsed text; loadConfig computes each. */
@@ -325,6 +331,7 @@ export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
       ? clusterAccessTarget(v.REDIS_CLUSTER_NODES)
       : v.REDIS_SENTINELS.length > 0 ? sentinelAccessTarget(v.REDIS_SENTINELS, v.REDIS_URL) : v.REDIS_URL, io),
     trustProxy: parseTrustProxy(v.TRUST_PROXY),
+    listenerTls: listenerTlsFrom(env, v.HTTP2_CLEARTEXT, io),
     demoEnabled: v.DEMO_ENABLED ?? (v.REDIS_URL === undefined && v.REDIS_CLUSTER_NODES.length === 0 && v.REDIS_SENTINELS.length === 0),
   }
 
@@ -335,6 +342,26 @@ export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
     fields[spec.field ?? camelCase(spec.env)] = Array.isArray(value) ? Object.freeze(value) : value
   }
   return Object.freeze({ ...fields, ...derived }) as unknown as Config
+}
+
+/**
+ * TLS_CERT_FILE and TLS_KEY_FILE go together, and not with HTTP2_CLEARTEXT
+ * (cleartext HTTP/2 beside a certificate would leave a reader guessing
+ * which one the listener speaks). The files are read and checked here so a
+ * wrong path stops the start; the listener watches them afterwards.
+ */
+function listenerTlsFrom (env: Raw, cleartext: boolean, io: ConfigIo): ListenerTls | undefined {
+  const certFile = env.TLS_CERT_FILE?.trim() ?? ''
+  const keyFile = env.TLS_KEY_FILE?.trim() ?? ''
+  if (certFile === '' && keyFile === '') return undefined
+  if (certFile === '' || keyFile === '') {
+    const [set, unset] = certFile === '' ? ['TLS_KEY_FILE', 'TLS_CERT_FILE'] : ['TLS_CERT_FILE', 'TLS_KEY_FILE']
+    throw new ConfigError(`${set} is set without ${unset}: the listener's certificate needs its key (set both, or neither for plain HTTP)`)
+  }
+  if (cleartext) {
+    throw new ConfigError('HTTP2_CLEARTEXT=true is set with TLS_CERT_FILE and TLS_KEY_FILE: over TLS the listener already speaks HTTP/2 (and HTTP/1.1) by ALPN; unset HTTP2_CLEARTEXT, or the TLS files for cleartext HTTP/2 behind a mesh')
+  }
+  return readListenerTls(certFile, keyFile, io.readFile ?? ((path: string) => readFileSync(path, 'utf8')))
 }
 
 const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal'])

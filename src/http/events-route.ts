@@ -4,6 +4,7 @@
  * the 200, the session ends itself with a reason and never throws.
  */
 import { randomUUID } from 'node:crypto'
+import type { Http2ServerResponse } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { TopicPatterns, isValidTopicName, topicChannel, userChannel, type Channel } from '../core/channels.js'
@@ -22,6 +23,8 @@ import { ANY_TOKEN_SOURCE, findToken } from './token-source.js'
 import { CONTROL_EVENTS, unavailableMessage, unavailablePayload, type UnavailableReason } from '../core/protocol.js'
 import { jitteredRetryMs } from '../core/retry.js'
 import { Http1StreamWriter } from './http1-writer.js'
+import { Http2StreamWriter } from './http2-writer.js'
+import type { StreamWriter } from './stream-writer.js'
 import { Session, type HistoryRequest, type SessionContext } from './session.js'
 import type { SessionRegistry } from './session-registry.js'
 
@@ -224,7 +227,13 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       ? header
       : typeof query.lastEventId === 'string' && query.lastEventId.length > 0 ? query.lastEventId : undefined
 
-    const writer = new Http1StreamWriter(reply.raw, connection, config.slowClientBufferBytes)
+    // A request that came over HTTP/2 carries its stream (the compatibility
+    // response of node:http2); HTTP/1.1 ones, also on a TLS listener that
+    // negotiated http/1.1 by ALPN, are node:http responses.
+    const h2 = (reply.raw as unknown as Partial<Http2ServerResponse>).stream
+    const writer: StreamWriter = h2 !== undefined
+      ? new Http2StreamWriter(reply.raw as unknown as Http2ServerResponse, config.slowClientBufferBytes)
+      : new Http1StreamWriter(reply.raw, connection, config.slowClientBufferBytes)
     const session = new Session(context, {
       id: randomUUID(),
       user: principal?.sub,
@@ -271,7 +280,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     reply.hijack()
     try {
       writer.open({ ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
-      metrics.connectionsOpened.inc()
+      metrics.connectionsOpened.inc({ protocol: writer.protocol })
       metrics.connectionsOpen.inc()
       for (const ch of channels) metrics.subscriptions.inc({ kind: ch.kind })
       session.start(retryMs(), request.id)

@@ -304,7 +304,7 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
     if (this.started) {
       const m = this.ctx.metrics
       const seconds = (Date.now() - this.openedAt) / 1000
-      m.connectionsClosed.inc({ reason })
+      m.connectionsClosed.inc({ reason, protocol: this.writer.protocol })
       m.connectionsOpen.dec()
       m.connectionDuration.observe(seconds)
       this.ctx.logger.info({ session: this.id, user: this.user, channels: this.channels.length, resumed: this.resumed, events: this.eventsSent, durationMs: Math.round(seconds * 1000), reason }, 'session closed')

@@ -4,6 +4,7 @@
  * the redis-server arguments that serve TLS with them.
  */
 import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -71,6 +72,25 @@ export function makeTestCa (): TestCa {
 export function tlsArgs (ca: TestCa, port: number, clientCertificates: boolean): string[] {
   return ['--tls-port', String(port), '--tls-cert-file', ca.serverCert, '--tls-key-file', ca.serverKey,
     '--tls-ca-cert-file', ca.caCert, '--tls-auth-clients', clientCertificates ? 'yes' : 'no']
+}
+
+/**
+ * Another server certificate for 127.0.0.1 signed by the test CA (a renewal,
+ * as cert-manager makes one), as `<name>.crt` and `<name>.key` in its folder.
+ */
+export function signServerCert (ca: TestCa, name: string): { cert: string, key: string } {
+  signed(ca.dir, name, 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n')
+  return { cert: join(ca.dir, `${name}.crt`), key: join(ca.dir, `${name}.key`) }
+}
+
+/**
+ * The base64 SHA-256 of a certificate's SubjectPublicKeyInfo, as Chromium's
+ * `--ignore-certificate-errors-spki-list` takes it.
+ */
+export function spkiHash (certFile: string): string {
+  const pub = execFileSync('openssl', ['x509', '-in', certFile, '-noout', '-pubkey'])
+  const der = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'DER'], { input: pub })
+  return createHash('sha256').update(der).digest('base64')
 }
 
 /**

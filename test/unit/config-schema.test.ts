@@ -70,6 +70,8 @@ const FILES: Record<string, string> = {
   REDIS_SENTINEL_PASSWORD_FILE: inDir('sentinel-password', 'pw\n'),
   JWT_SECRET_FILE: inDir('jwt-secret', 'x'.repeat(40) + '\n'),
   JWT_PUBLIC_KEY_FILE: inDir('jwt-public-key', RSA),
+  TLS_CERT_FILE: ca.serverCert,
+  TLS_KEY_FILE: ca.serverKey,
   JWT_JWKS_FILE: inDir('jwks.json', JSON.stringify({ keys: [{ kid: 'a', kty: 'oct', k: Buffer.from('y'.repeat(32)).toString('base64url') }] })),
 }
 /** What a Redis access setting needs set with it (a user needs a password; a client certificate its key). */
@@ -77,6 +79,9 @@ const ALONGSIDE: Record<string, Record<string, string>> = {
   REDIS_TLS_CERT_FILE: { REDIS_TLS_KEY_FILE: ca.clientKey },
   REDIS_TLS_KEY_FILE: { REDIS_TLS_CERT_FILE: ca.clientCert },
   REDIS_USERNAME: { REDIS_PASSWORD: 'pw' },
+  // The listener's certificate and its key go together.
+  TLS_CERT_FILE: { TLS_KEY_FILE: ca.serverKey },
+  TLS_KEY_FILE: { TLS_CERT_FILE: ca.serverCert },
 }
 
 /** Values to try for a setting, from its kind and bounds; those its own rules refuse are skipped. */

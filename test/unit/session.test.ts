@@ -26,6 +26,7 @@ import type { ResetListener } from '../../src/source/stream-source.js'
 
 /** A writer that keeps what it is given, and plays the client on request. */
 class FakeWriter implements StreamWriter {
+  readonly protocol = 'h1'
   owner: StreamWriterOwner | undefined
   lastWriteAt = 0
   bufferedBytes = 0
