@@ -42,6 +42,12 @@ export const CLUSTER_REFRESH_MS = 1000
 /** A master's probe stream: read like a watched key, never emitted. */
 class ProbeKey extends WatchedKey {
   readonly waiters = new ProbeWaiters()
+  /**
+   * Its feed named it since its last read. Only such a read counts as the
+   * probe seen: a resync reads the probe streams too (a feed opened anew,
+   * a topology change), and that read proves nothing of the feed.
+   */
+  signalled = false
   constructor (key: string, readonly node: string) { super(key, ZERO_ID) }
 }
 
@@ -66,6 +72,9 @@ export class ClusterReader implements LiveReader {
   private readonly silentRounds = new Map<string, number>()
   /** Masters whose silent feed was opened anew (said once until they flow again). */
   private readonly reopened = new Set<string>()
+  /** Masters whose feed is armed now (tracking on, or subscribed). */
+  private readonly armed = new Set<string>()
+  private readonly armWaiters: Array<() => void> = []
   /** What the feeds have said (a refusal, no notifications), once per node for the reader's life. */
   private readonly told = new Set<string>()
   /** What each master's feed tries first: tracking, or notifications when READER_MODE=notify. */
@@ -116,6 +125,7 @@ export class ClusterReader implements LiveReader {
       if (masters.has(node)) continue
       feed.close()
       this.feeds.delete(node)
+      this.armed.delete(node)
       this.silentRounds.delete(node)
       this.reopened.delete(node)
       this.healthOf.get(node)?.forget()
@@ -134,11 +144,26 @@ export class ClusterReader implements LiveReader {
     this.feeds.set(node, masterFeed(this.opts, this.factory, node, this.prefer, {
       changed: key => {
         const k = this.keys.get(key) ?? this.probeKeys.get(key)
-        if (k !== undefined) this.markDirty(k)
+        if (k === undefined) return
+        if (k instanceof ProbeKey) k.signalled = true
+        this.markDirty(k)
       },
-      resync: () => { this.markNode(node) },
-      lost: () => { if (!this.closed) this.host.connectionLost() },
+      resync: () => {
+        this.armed.add(node)
+        this.wakeArmWaiters()
+        this.markNode(node)
+      },
+      lost: () => {
+        this.armed.delete(node)
+        if (!this.closed) this.host.connectionLost()
+      },
     }, this.told))
+  }
+
+  /** Settles probe() calls waiting for every master's feed to be armed. */
+  private wakeArmWaiters (): void {
+    const waiters = this.armWaiters.splice(0)
+    for (const w of waiters) w()
   }
 
   /**
@@ -168,6 +193,7 @@ export class ClusterReader implements LiveReader {
         this.opts.logger.warn({ node, feed: this.feeds.get(node)?.kind }, `the live feed of the cluster node ${node} delivered no probe for ${SILENT_PROBES} probes while its reads answer: opening it anew (and again every ${SILENT_PROBES} probes while it stays silent)`)
       }
       this.feeds.get(node)?.close()
+      this.armed.delete(node)
       this.openFeed(node)
     }
   }
@@ -221,6 +247,8 @@ export class ClusterReader implements LiveReader {
     // Before the first slot map: the probe waits for it (its timeout tells if it never comes).
     while (this.probeOf.size === 0 && !this.closed) await new Promise<void>(resolve => { this.client.once('refresh', resolve) })
     this.reopenSilent()
+    // Written once every feed is armed, each probe is seen only if its feed delivers it.
+    while (!this.closed && [...this.probeOf.keys()].some(n => !this.armed.has(n))) await new Promise<void>(resolve => { this.armWaiters.push(resolve) })
     const probes = [...this.probeOf.values()]
     await Promise.all(probes.map(async p => { await p.waiters.until(await this.host.append(p.key)) }))
   }
@@ -289,11 +317,15 @@ export class ClusterReader implements LiveReader {
     if (this.closed) return
     const health = this.healthFor(k.key)
     const started = process.hrtime.bigint()
+    // Taken now: a signal during the read marks the key again, for the next read.
+    const signalled = k instanceof ProbeKey && k.signalled
+    if (signalled) k.signalled = false
     let reply: XReadReply
     try {
       reply = await (this.client.xread('COUNT', this.countText, 'STREAMS', k.key, k.afterId) as Promise<XReadReply>)
     } catch (err) {
       k.reading = false
+      if (signalled) k.signalled = true
       if (this.closed) return
       this.opts.logger.debug({ err: errorSummary(err), key: k.key }, 'cluster read failed')
       await health.failed(err)
@@ -307,10 +339,8 @@ export class ClusterReader implements LiveReader {
     const entries = reply?.[0]?.[1] ?? []
     if (k instanceof ProbeKey) {
       const last = entries[entries.length - 1]
-      if (last !== undefined) {
-        if (compareIds(last[0], k.afterId) > 0) k.afterId = last[0]
-        k.waiters.read(last[0])
-      }
+      if (last !== undefined && compareIds(last[0], k.afterId) > 0) k.afterId = last[0]
+      if (signalled) k.waiters.read(k.afterId)
     } else {
       k.afterId = advance(this.host, k.key, k.afterId, entries) ?? k.afterId
     }
@@ -326,6 +356,7 @@ export class ClusterReader implements LiveReader {
     for (const h of this.healthOf.values()) h.forget()
     for (const f of this.feeds.values()) f.close()
     this.feeds.clear()
+    this.wakeArmWaiters()
     this.client.disconnect()
   }
 }
