@@ -72,7 +72,7 @@ export const SETTINGS = [
   { env: 'PUBLIC_TOPICS', kind: 'list', description: 'Topics (names or `*` patterns) anyone may read without a token.' },
   { env: 'MAX_TOPICS_PER_CONNECTION', kind: 'int', default: '16', min: 1, max: 256, description: 'Most `topic` parameters one connection may ask for.' },
   { env: 'MAX_CONNECTIONS', kind: 'int', default: '20000', min: 1, max: 10000000, description: 'Most open streams on this replica; beyond it new streams are told to retry (EventSource) or get 503.' },
-  { env: 'MAX_CONNECTIONS_PER_USER', kind: 'int', default: '32', min: 1, max: 100000, description: 'Most open streams per token `sub` on this replica; beyond it: 429 `SSEGW_ERR_TOO_MANY_CONNECTIONS`.' },
+  { env: 'MAX_CONNECTIONS_PER_USER', kind: 'int', default: '32', min: 1, max: 100000, description: 'Most open streams per token `sub`, counted across every replica when Redis is the engine (one lease per stream, README "Control"), on this replica with the in-memory engine; beyond it: 429 `SSEGW_ERR_TOO_MANY_CONNECTIONS`.' },
   { env: 'CONNECT_RATE_PER_IP', kind: 'int', default: '0', min: 0, max: 1000000, description: 'Most new streams per client IP per second (0: no limit); beyond it: 429 `SSEGW_ERR_RATE_LIMITED` with `Retry-After`. Behind a proxy set `TRUST_PROXY`.' },
   { env: 'TRUST_PROXY', kind: 'proxies', default: 'false', description: 'Which proxies in front may tell the client address in `X-Forwarded-For` (what `CONNECT_RATE_PER_IP` counts and logs show): `false` (none: the peer address), or the proxies\' addresses and CIDRs, comma-separated (`127.0.0.1`, `10.0.0.0/8`, and the names `loopback`, `linklocal`, `uniquelocal` for those ranges). The client is the nearest address that is not a trusted proxy. `true` trusts every hop, so any client can choose its address: avoid it.' },
   { env: 'HEADERS_TIMEOUT_MS', kind: 'int', default: '10000', min: 1000, max: 300000, description: 'How long a client may take to send its request line and headers; a slower one gets 408 and is disconnected (a client that drips its headers holds a connection for free otherwise).' },
@@ -97,6 +97,11 @@ export const SETTINGS = [
   { env: 'PUBLISH_USER_MAX_ENTRIES', kind: 'int', default: '1000', min: 1, max: 100000000, description: '`MAXLEN ~` of a per-user stream written through `POST /publish`.' },
   { env: 'PUBLISH_USER_TTL_SECONDS', kind: 'int', default: '86400', min: 0, max: 31536000, description: '`EXPIRE` set on a per-user stream at each `POST /publish` to it, so streams of users who left go away (0: none).' },
   { env: 'DRAIN_WINDOW_MS', kind: 'int', default: '10000', min: 0, max: 600000, description: 'On SIGTERM, open streams are ended (with a jittered `retry:`) at random moments spread over this window, so other replicas are not stampeded.' },
+  { env: 'CONTROL_TOKEN', kind: 'secret', partOf: 'controlToken', description: 'Bearer secret of the control endpoints on the internal listener (`POST /control/disconnect`, `POST /control/revoke`, `GET /control/presence`), at least 32 characters. Unset (and no `CONTROL_TOKEN_FILE`): those endpoints answer 403 `SSEGW_ERR_CONTROL_NOT_CONFIGURED`; the CLI and services can still write to Redis directly.' },
+  { env: 'CONTROL_TOKEN_FILE', kind: 'string', partOf: 'controlToken', description: 'File holding `CONTROL_TOKEN` (a mounted Secret), read at start-up; one trailing newline is stripped. Instead of `CONTROL_TOKEN`.' },
+  { env: 'CONTROL_LEASE_MS', kind: 'int', default: '6000', min: 1000, max: 600000, description: 'Redis engine: how long a stream\'s lease (what the cluster-wide `MAX_CONNECTIONS_PER_USER` and presence count) lasts unrenewed; each replica renews its streams\' leases every third of it. A replica that dies (SIGKILL, lost network) frees its streams\' count within this time.' },
+  { env: 'CONTROL_MAX_TOKEN_LIFETIME_MS', kind: 'int', default: '86400000', min: 60000, max: 31536000000, description: 'Longest lifetime (`exp` - `iat`) of the tokens you issue: a user\'s cut-off ("tokens issued before T are refused") is kept this long after T, and a `jti` revocation given without the token\'s `exp` this long from now. A token living longer than this could be accepted again once its cut-off expires.' },
+  { env: 'PRESENCE_ENABLED', kind: 'bool', default: 'true', description: 'Redis engine: lease each topic a stream reads too (one sorted-set member per topic per stream, renewed with the stream\'s lease), so `GET /control/presence?channel=topic:...` can answer. Off: presence answers for users and user channels only, and each connect and renewal writes one key per stream instead of one per channel.' },
   { env: 'LOG_LEVEL', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'pino log level.' },
   { env: 'DEMO_ENABLED', kind: 'bool', description: 'Serve the demo page (`/demo`, and `/` redirects to it) and the browser client (`/client/sse-client.js`); with no JWT key set, also development tokens (`/demo/token`) signed with a random per-process secret. Default: on when `REDIS_URL` is unset, off otherwise.' },
 ] as const satisfies readonly SettingSpec[]
@@ -143,6 +148,8 @@ interface CompositeFields {
   readonly jwt: JwtSettings | undefined
   /** Credentials and TLS for Redis (empty when none are set). */
   readonly redisAccess: RedisAccess
+  /** Bearer secret of the control endpoints (CONTROL_TOKEN or CONTROL_TOKEN_FILE); undefined: they refuse. */
+  readonly controlToken: string | undefined
 }
 
 /** Fields whose value is more than their setting's parsed text; loadConfig computes each. */
@@ -275,6 +282,7 @@ export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
     // Sentinel's data nodes take REDIS_URL's (its host is the master name:
     // rediss:// there means TLS to them) or, without it, the variables'.
     redisAccess: redisAccessFrom(env, v.REDIS_URL ?? (v.REDIS_CLUSTER_NODES.length > 0 ? CLUSTER_TARGET : v.REDIS_SENTINELS.length > 0 ? SENTINEL_TARGET : undefined), io),
+    controlToken: controlTokenFrom(env, io),
     trustProxy: parseTrustProxy(v.TRUST_PROXY),
     demoEnabled: v.DEMO_ENABLED ?? (v.REDIS_URL === undefined && v.REDIS_CLUSTER_NODES.length === 0 && v.REDIS_SENTINELS.length === 0),
   }
@@ -286,6 +294,26 @@ export function loadConfig (env: Raw, io: ConfigIo = {}): Config {
     fields[spec.field ?? camelCase(spec.env)] = Array.isArray(value) ? Object.freeze(value) : value
   }
   return Object.freeze({ ...fields, ...derived }) as unknown as Config
+}
+
+/** CONTROL_TOKEN or the file CONTROL_TOKEN_FILE names: one of them, at least 32 characters. Never quoted. */
+function controlTokenFrom (env: Raw, io: ConfigIo): string | undefined {
+  const text = env.CONTROL_TOKEN?.trim()
+  const file = env.CONTROL_TOKEN_FILE?.trim()
+  const token = text !== undefined && text !== '' ? text : undefined
+  if (token !== undefined && file !== undefined && file !== '') throw new ConfigError('CONTROL_TOKEN and CONTROL_TOKEN_FILE are both set: give one')
+  let value = token
+  if (file !== undefined && file !== '') {
+    try {
+      value = (io.readFile ?? ((path: string) => readFileSync(path, 'utf8')))(file).replace(/\r?\n$/, '')
+    } catch (err) {
+      throw new ConfigError(`CONTROL_TOKEN_FILE names ${file}, which cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}): it must be a file holding the control token`)
+    }
+  }
+  if (value !== undefined && value.length < 32) {
+    throw new ConfigError(`${token !== undefined ? 'CONTROL_TOKEN' : 'CONTROL_TOKEN_FILE'} must hold at least 32 characters (generate one with \`openssl rand -hex 32\`)`)
+  }
+  return value
 }
 
 const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal'])
