@@ -206,7 +206,7 @@ t.test('presence follows connects, closes and a SIGKILLed replica, whose streams
   const bob2 = await open(r2, token('bob', { topics: ['room.a'] }), '&topic=room.a')
   const carol = await open(r2, token('carol', { topics: ['room.b'] }), '&topic=room.b')
   for (const s of [alice, bob, bob2, carol]) t.equal(s.status, 200)
-  let a = await presence(r2, 'channel=topic:room.a')
+  const a = await presence(r2, 'channel=topic:room.a')
   t.equal(a.streams, 3, 'three streams read room.a, on two other replicas')
   t.same([...a.users].sort(), ['alice', 'bob'])
   t.equal(a.truncated, false)
