@@ -9,6 +9,7 @@
  */
 import { spawn } from 'node:child_process'
 import { request } from 'node:http'
+import { connect } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -197,6 +198,28 @@ t.test('MAX_CONNECTIONS_PER_USER=3 holds across three replicas under 30 simultan
   const again = await open(replicas[1] as GatewayProcess, tok)
   t.equal(again.status, 200, 'a slot freed by a close is taken again')
   for (const s of [...ok, again]) s.close()
+})
+
+t.test('regression: a client that hangs up while its stream is being admitted leaves no lease behind', async t => {
+  const tok = token('quitter')
+  const port = Number(new URL((replicas[0] as GatewayProcess).url).port)
+  // Admissions wait (scripts are held back by a write pause): the clients leave meanwhile.
+  await redis.client.call('client', 'pause', '600', 'WRITE')
+  await Promise.all(Array.from({ length: 3 }, async () => {
+    await new Promise<void>(resolve => {
+      const sock = connect(port, '127.0.0.1', () => {
+        sock.write(`GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${tok}\r\nAccept: text/event-stream\r\n\r\n`)
+        setTimeout(() => { sock.destroy(); resolve() }, 200)
+      })
+      sock.on('error', () => { resolve() })
+    })
+  }))
+  // A lease the replica still held would be renewed; one it gave back is gone for good.
+  await sleep(600 + LEASE_MS + 500)
+  t.equal(await redis.client.zcard(`${prefix}__gateway:user:{quitter}:conn`), 0, 'no lease left')
+  const s = await open(replicas[0] as GatewayProcess, tok)
+  t.equal(s.status, 200, 'the user can connect')
+  s.close()
 })
 
 t.test('presence follows connects, closes and a SIGKILLed replica, whose streams are freed within CONTROL_LEASE_MS', async t => {

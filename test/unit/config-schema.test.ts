@@ -54,7 +54,9 @@ const ca = makeTestCa()
 t.teardown(() => { ca.remove() })
 const passwordFile = join(ca.dir, 'password')
 writeFileSync(passwordFile, 'pw\n')
-const FILES: Record<string, string> = { REDIS_PASSWORD_FILE: passwordFile, REDIS_TLS_CA_FILE: ca.caCert, REDIS_TLS_CERT_FILE: ca.clientCert, REDIS_TLS_KEY_FILE: ca.clientKey }
+const controlTokenFile = join(ca.dir, 'control-token')
+writeFileSync(controlTokenFile, `${'c'.repeat(40)}\n`)
+const FILES: Record<string, string> = { REDIS_PASSWORD_FILE: passwordFile, CONTROL_TOKEN_FILE: controlTokenFile, REDIS_TLS_CA_FILE: ca.caCert, REDIS_TLS_CERT_FILE: ca.clientCert, REDIS_TLS_KEY_FILE: ca.clientKey }
 /** What a Redis access setting needs set with it (a user needs a password; a client certificate its key). */
 const ALONGSIDE: Record<string, Record<string, string>> = {
   REDIS_TLS_CERT_FILE: { REDIS_TLS_KEY_FILE: ca.clientKey },

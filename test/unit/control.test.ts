@@ -4,6 +4,7 @@ import {
   ControlRequestError, controlKeys, controlKind, decodeControlSignal, encodeControlSignal, issuedBefore, parseControlCommand,
   signalEnds, splitLeaseMember, leaseMember, type ControlCommand,
 } from '../../src/core/control.js'
+import { loadConfig } from '../../src/core/config.js'
 import { keySlot } from '../../src/source/cluster-connection.js'
 
 const limits = { nowMs: 1_700_000_000_000, maxTokenLifetimeMs: 86_400_000 }
@@ -79,4 +80,15 @@ t.test('a user\'s keys share a hash slot whatever the prefix or the user hold; l
   }
   t.same(splitLeaseMember(leaseMember(SESSION, 'user with spaces')), [SESSION, 'user with spaces'])
   t.same(splitLeaseMember(leaseMember(SESSION, '')), [SESSION, ''])
+})
+
+t.test('CONTROL_TOKEN and CONTROL_TOKEN_FILE: one of them, at least 32 characters, never quoted', async t => {
+  const secret = 's'.repeat(40)
+  t.equal(loadConfig({ CONTROL_TOKEN: secret }).controlToken, secret)
+  t.equal(loadConfig({}).controlToken, undefined)
+  t.equal(loadConfig({ CONTROL_TOKEN_FILE: '/run/secrets/control' }, { readFile: () => `${secret}\n` }).controlToken, secret, 'one trailing newline stripped')
+  t.throws(() => loadConfig({ CONTROL_TOKEN: 'short-secret' }), { message: /CONTROL_TOKEN must hold at least 32 characters/ })
+  t.throws(() => loadConfig({ CONTROL_TOKEN: 'short-secret' }), { message: /^(?!.*short-secret)/ }, 'the value is not in the message')
+  t.throws(() => loadConfig({ CONTROL_TOKEN: secret, CONTROL_TOKEN_FILE: '/x' }), { message: /both set/ })
+  t.throws(() => loadConfig({ CONTROL_TOKEN_FILE: '/nope' }, { readFile: () => { throw Object.assign(new Error('x'), { code: 'ENOENT' }) } }), { message: /CONTROL_TOKEN_FILE names \/nope, which cannot be read \(ENOENT\)/ })
 })
