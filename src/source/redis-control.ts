@@ -149,6 +149,7 @@ export class RedisControlStore implements ControlStore {
   private reading = false
   private timer: NodeJS.Timeout | undefined
   private pollTimer: NodeJS.Timeout | undefined
+  private renewFailing = false
 
   constructor (private readonly opts: RedisControlOptions) {
     this.signalKey = controlKeys.stream(opts.keyPrefix)
@@ -235,7 +236,9 @@ export class RedisControlStore implements ControlStore {
       }
     }
     const failed = (await Promise.allSettled(calls)).filter(r => r.status === 'rejected').length
-    if (failed > 0) this.opts.logger.warn({ failed, keys: calls.length }, 'could not renew stream leases; they expire after CONTROL_LEASE_MS unless a later renewal succeeds')
+    // Once per spell of failures (Redis down), not at every renewal.
+    if (failed > 0 && !this.renewFailing) this.opts.logger.warn({ failed, keys: calls.length }, 'could not renew stream leases; they expire after CONTROL_LEASE_MS unless a later renewal succeeds')
+    this.renewFailing = failed > 0
   }
 
   async apply (command: ControlCommand): Promise<void> {
