@@ -257,6 +257,8 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       logger.warn({ reqId: request.id, err: { message: (err as Error).message } }, 'cannot check revocations and limits (control store unavailable); client told to retry')
       return unavailable(request, reply, 'source-unavailable', retryMs(), metrics)
     }
+    // It ended while admitted (the client left, a command came): the lease it was just given goes too.
+    if (session.closed) control.release(session.id)
     if (admission === 'revoked' || session.endReason === 'revoked') {
       session.close('revoked')
       metrics.authFailures.inc({ reason: 'revoked' })
@@ -267,8 +269,6 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       throw new GatewayError(Errors.TOO_MANY_CONNECTIONS, `This user already has ${config.maxConnectionsPerUser} open streams across the gateway's replicas (MAX_CONNECTIONS_PER_USER): close one, or share one stream across tabs.`)
     }
     if (session.closed) {
-      // It ended while admitted (the client left, a command came): the lease it was just given goes too.
-      control.release(session.id)
       if (session.endReason === 'disconnected') return unavailable(request, reply, 'disconnected', retryMs(), metrics)
       reply.hijack()
       return reply
