@@ -18,7 +18,10 @@
  * the gateway once every connection is open, e.g. SIGUSR2 with
  * BENCH_GATEWAY_NODE_ARGS="--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=d"),
  * IDLE_SIGNAL_KINDS (`gateway`; `gateway,ceiling` with BENCH_CEILING_NODE_ARGS
- * set the same way), IDLE_SIGNAL_WAIT_MS (15000).
+ * set the same way), IDLE_SIGNAL_WAIT_MS (15000); IDLE_PROTOCOL (h1; `h2`:
+ * the gateway over h2c, IDLE_H2_STREAMS_PER_CONNECTION (100) streams on each
+ * connection, bytes per stream against the raw ceiling's per HTTP/1.1
+ * connection).
  */
 import { Window, commonParams, context, envInt, maxConnections, round, runBench, sleep, type WindowResult } from './lib/common.js'
 import { LoadGen, type StreamsSpec } from './lib/loadgen.js'
@@ -69,6 +72,7 @@ runBench('idle-memory', 300_000, async () => {
   const gc = process.env.IDLE_GC !== '0'
   const nodeArgs = gc ? MEMORY_PROBE_ARGS : []
   const warmup = Math.min(200, Math.max(1, Math.floor(connections / 10)))
+  const h2 = process.env.IDLE_PROTOCOL === 'h2' ? envInt('IDLE_H2_STREAMS_PER_CONNECTION', 100) : undefined
   const redis = await startRedis()
   const loadgen = LoadGen.start(common.workers)
   try {
@@ -78,10 +82,10 @@ runBench('idle-memory', 300_000, async () => {
     const measure = async (kind: 'gateway' | 'ceiling'): Promise<Record<string, unknown> & { bytesPerConnection: number, heapBytesPerConnection: number | null, window: WindowResult }> => {
       const prefix = `bench:idle:${kind}:`
       const server = kind === 'gateway'
-        ? await startGateway({ redisUrl: redis.url, keyPrefix: prefix, nodeArgs })
+        ? await startGateway({ redisUrl: redis.url, keyPrefix: prefix, nodeArgs, ...(h2 === undefined ? {} : { env: { HTTP2_CLEARTEXT: 'true' } }) })
         : await startCeiling({ redisUrl: redis.url, keyPrefix: prefix, idle: true, nodeArgs })
       try {
-        const target = { ...spec, host: server.host, port: server.port }
+        const target = { ...spec, host: server.host, port: server.port, ...(kind === 'gateway' && h2 !== undefined ? { h2StreamsPerSession: h2 } : {}) }
         const warm = await loadgen.open(target, warmup, 10_000_000)
         if (warm.ok === 0) throw new Error(`${kind}: warm-up connections failed: ${JSON.stringify(warm.statuses)} ${warm.firstError ?? ''}`)
         await loadgen.closeAll()
@@ -138,7 +142,7 @@ runBench('idle-memory', 300_000, async () => {
     const times = raw === null || raw <= 0 ? null : round(gw / raw, 3)
     return {
       summary: {
-        question: 'Q4 idle memory',
+        question: h2 === undefined ? 'Q4 idle memory' : `Q4 idle memory, h2c streams (${h2} per connection)`,
         figure: gw,
         unit: gc ? 'bytes RSS per idle connection, after full GC' : 'bytes RSS per idle connection',
         ceiling: raw,
@@ -147,7 +151,7 @@ runBench('idle-memory', 300_000, async () => {
         pass: gw <= TARGET_BYTES && (times === null || times <= TARGET_RATIO),
         atTargetSize: connections >= TARGET_CONNECTIONS,
       },
-      params: { connections, shape, settleMs, warmup, workers: common.workers, gc },
+      params: { connections, shape, settleMs, warmup, workers: common.workers, gc, h2StreamsPerConnection: h2 ?? null },
       heapRatio: gateway.heapBytesPerConnection === null || ceiling?.heapBytesPerConnection == null || ceiling.heapBytesPerConnection <= 0
         ? null
         : round(gateway.heapBytesPerConnection / ceiling.heapBytesPerConnection, 3),

@@ -18,14 +18,22 @@
  * counts every event either way. BENCH_HOST_DIAGNOSTICS=0 leaves it out (no
  * sampling of kernel threads, no per-event trace in the load generator).
  *
+ * BENCH_ENGINE=cluster runs the same scenario on a Redis Cluster beside
+ * one Redis, the gateway on both (lib/cluster-compare.ts): every entry
+ * accounted for, p50/p99, gateway CPU and each master's CPU, as
+ * cluster / standalone ratios.
+ *
  * Env: PERUSER_CLIENTS (500), PERUSER_RATE (500), BENCH_DURATION_MS (5000),
  * BENCH_WARMUP_MS (5000), BENCH_WORKERS (2), BENCH_PAYLOAD_BYTES (64),
- * BENCH_CEILING (1), BENCH_HOST_DIAGNOSTICS (1).
+ * BENCH_CEILING (1), BENCH_HOST_DIAGNOSTICS (1), BENCH_ENGINE (standalone)
+ * and, on a cluster, those of lib/cluster-compare.ts.
  */
+import type { BenchCluster } from './lib/cluster.js'
+import { clusterParams, clusterRequested, everyEntryOnce, lossNote, onClusterBesideStandalone, readersOf } from './lib/cluster-compare.js'
 import { commonParams, context, envInt, maxConnections, round, runBench } from './lib/common.js'
 import { LoadGen } from './lib/loadgen.js'
 import { runStreamingPhase, type StreamingResult } from './lib/phase.js'
-import { startRedis, type ServerKind } from './lib/procs.js'
+import { startRedis, type BenchRedis, type ServerKind } from './lib/procs.js'
 import { payloadOf } from './lib/producer.js'
 
 const TARGET_P99_MS = 10
@@ -49,15 +57,18 @@ runBench('per-user', 240_000, async () => {
   const clients = maxConnections(envInt('PERUSER_CLIENTS', 500), 'per-user')
   const rate = envInt('PERUSER_RATE', 500)
   const hostDiagnostics = process.env.BENCH_HOST_DIAGNOSTICS !== '0'
-  const redis = await startRedis()
+  const onCluster = clusterRequested()
+  const redis = onCluster ? undefined : await startRedis()
   const loadgen = LoadGen.start(common.workers)
   try {
-    const phase = async (kind: ServerKind): Promise<StreamingResult> => {
+    const phaseOn = async (on: BenchRedis | BenchCluster, kind: ServerKind, gatewayEnv?: Record<string, string>, settleMs?: number): Promise<StreamingResult> => {
       const prefix = `bench:peruser:${kind}:`
       return await runStreamingPhase({
         kind,
         keyPrefix: prefix,
-        redis,
+        redis: on,
+        ...(gatewayEnv === undefined ? {} : { gatewayEnv }),
+        ...(settleMs === undefined ? {} : { settleMs }),
         loadgen,
         streams: { path: '/events', token: { sub: 'u{i}', topics: [] } },
         clients,
@@ -70,6 +81,31 @@ runBench('per-user', 240_000, async () => {
         hostReclaimOverMs: hostDiagnostics ? TARGET_P99_MS : undefined,
       })
     }
+    if (redis === undefined) {
+      const params = clusterParams()
+      const { standalone, cluster, comparison } = await onClusterBesideStandalone(params, async (on, _engine, env) => await phaseOn(on, 'gateway', env, params.settleMs))
+      const note = [lossNote(comparison), noteOf(cluster).note].filter(n => n !== undefined).join('; ')
+      return {
+        summary: {
+          question: `Q2 per-user [${readersOf(comparison)}]`,
+          figure: cluster.latency.p99Ms,
+          unit: 'ms p99 XADD-to-receive (ceiling column: one Redis)',
+          ceiling: standalone.latency.p99Ms,
+          ratio: comparison.ratios.p99 === null || comparison.ratios.p99 === 0 ? null : round(1 / comparison.ratios.p99, 3),
+          target: 'every entry once on the cluster (no loss, no duplicate); figures beside one Redis',
+          pass: everyEntryOnce(comparison.cluster),
+          atTargetSize: clients >= TARGET_CLIENTS && rate >= TARGET_RATE,
+          ...(note === '' ? {} : { note }),
+        },
+        context: context(cluster.window),
+        params: { clients, rate, ...common, hostDiagnostics, ...params },
+        comparison: { scenario: 'per-user', clients, rate, ...comparison },
+        gateway: cluster,
+        standalone,
+        loadgen: { workers: loadgen.size, cpuPct: cluster.window.loadgenCpuPct, standalonePhaseCpuPct: standalone.window.loadgenCpuPct },
+      }
+    }
+    const phase = async (kind: ServerKind): Promise<StreamingResult> => await phaseOn(redis, kind)
     const ceiling = common.ceiling ? await phase('ceiling') : undefined
     const gateway = await phase('gateway')
     const p99 = gateway.latency.p99Ms
@@ -95,6 +131,6 @@ runBench('per-user', 240_000, async () => {
     }
   } finally {
     await loadgen.stop()
-    await redis.stop()
+    await redis?.stop()
   }
 })

@@ -7,13 +7,18 @@
  * setting (the default reader, `auto`: client tracking where Redis gives it),
  * Redis with keyspace notifications (READER_MODE=notify) and the sharded
  * blocking reader (READER_MODE=block). Each row names the reader that ran.
- * `BENCH_ONLY=fanout,resume` runs a subset. The table also goes to
- * bench/results/summary.md and the lines to bench/results/summary.json.
+ * Fan-out and per-user also run on a Redis Cluster (3 masters, 3 replicas)
+ * beside one Redis (BENCH_ENGINE=cluster): a second table sets the two side
+ * by side, Redis CPU per master. `BENCH_ONLY=fanout,resume` runs a subset,
+ * by program name or by tag (`BENCH_ONLY=cluster`: the cluster rows only).
+ * The tables also go to bench/results/summary.md and the lines to
+ * bench/results/summary.json.
  */
 import { spawn } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { readerAndFeed, type ClusterComparison, type EngineFigures } from './lib/cluster-compare.js'
 import type { BenchSummary } from './lib/common.js'
 import { RESULTS_DIR } from './lib/paths.js'
 
@@ -21,6 +26,8 @@ interface Program {
   readonly name: string
   readonly env: Record<string, string>
   readonly timeoutMs: number
+  /** More names BENCH_ONLY selects it by. */
+  readonly tags?: readonly string[]
 }
 
 /** Redis with keyspace notifications for streams, read by the notify reader. */
@@ -32,12 +39,18 @@ const PROGRAMS: readonly Program[] = [
   { name: 'fanout', env: { FANOUT_CLIENTS: '2000', FANOUT_RATE: '100' }, timeoutMs: 180_000 },
   // One event per write: the per-stream cost, not batching, decides here.
   { name: 'fanout', env: { FANOUT_CLIENTS: '2000', FANOUT_RATE: '20', BENCH_LABEL: '20 ev/s' }, timeoutMs: 180_000 },
+  // HTTP/2 (h2c, 100 streams per connection) beside HTTP/1.1, the ratio of deliveries per CPU-second.
+  { name: 'fanout', env: { FANOUT_CLIENTS: '2000', FANOUT_RATE: '100', FANOUT_PROTOCOL: 'h2', BENCH_LABEL: 'h2 / h1' }, timeoutMs: 180_000 },
   { name: 'per-user', env: { PERUSER_CLIENTS: '10000', PERUSER_RATE: '5000' }, timeoutMs: 300_000 },
   { name: 'per-user', env: { PERUSER_CLIENTS: '10000', PERUSER_RATE: '5000', ...NOTIFY }, timeoutMs: 300_000 },
   { name: 'per-user', env: { PERUSER_CLIENTS: '10000', PERUSER_RATE: '5000', ...BLOCK }, timeoutMs: 300_000 },
   // Issue 14: the default reader within 1.2x of notify's p99 at 2,000 keys as at 10,000.
   { name: 'per-user', env: { PERUSER_CLIENTS: '2000', PERUSER_RATE: '2000', BENCH_LABEL: '2,000 keys' }, timeoutMs: 300_000 },
   { name: 'per-user', env: { PERUSER_CLIENTS: '2000', PERUSER_RATE: '2000', ...NOTIFY, BENCH_LABEL: 'notify, 2,000 keys' }, timeoutMs: 300_000 },
+  // Issue 14: per-user and fan-out on a Redis Cluster beside one Redis, Redis CPU per master.
+  // Fan-out at 20 ev/s: below saturation, so latency and loss compare the engines, not a queue.
+  { name: 'per-user', tags: ['cluster'], env: { PERUSER_CLIENTS: '10000', PERUSER_RATE: '5000', BENCH_ENGINE: 'cluster', BENCH_LABEL: 'cluster' }, timeoutMs: 300_000 },
+  { name: 'fanout', tags: ['cluster'], env: { FANOUT_CLIENTS: '2000', FANOUT_RATE: '20', BENCH_ENGINE: 'cluster', BENCH_LABEL: 'cluster' }, timeoutMs: 180_000 },
   { name: 'channels', env: { CHANNELS_SIZES: '10,1000,10000', CHANNELS_RATE: '10000' }, timeoutMs: 600_000 },
   { name: 'channels', env: { CHANNELS_SIZES: '10,1000,10000', CHANNELS_RATE: '10000', ...NOTIFY }, timeoutMs: 600_000 },
   { name: 'idle-memory', env: { IDLE_CONNECTIONS: '10000' }, timeoutMs: 300_000 },
@@ -54,7 +67,11 @@ interface Row {
   readonly seconds: number
   /** Load generator and other processes' CPU % during the main gateway window. */
   readonly context?: { loadgenCpuPct: number, otherCpuPct: number }
+  /** A scenario on a cluster beside one Redis (BENCH_ENGINE=cluster). */
+  readonly comparison?: Comparison
 }
+
+type Comparison = ClusterComparison & { readonly scenario: string, readonly clients: number, readonly rate: number }
 
 async function runOne (p: Program): Promise<Row> {
   const started = Date.now()
@@ -71,9 +88,15 @@ async function runOne (p: Program): Promise<Row> {
       const seconds = Math.round((Date.now() - started) / 100) / 10
       const line = out.trim().split('\n').pop() ?? ''
       try {
-        const parsed = JSON.parse(line) as { summary: BenchSummary, context?: { loadgenCpuPct: number, otherCpuPct: number } }
+        const parsed = JSON.parse(line) as { summary: BenchSummary, context?: { loadgenCpuPct: number, otherCpuPct: number }, comparison?: Comparison }
         if (code !== 0) throw new Error(`exit ${String(code)}`)
-        resolve({ name: title, summary: parsed.summary, seconds, ...(parsed.context === undefined ? {} : { context: parsed.context }) })
+        resolve({
+          name: title,
+          summary: parsed.summary,
+          seconds,
+          ...(parsed.context === undefined ? {} : { context: parsed.context }),
+          ...(parsed.comparison === undefined ? {} : { comparison: parsed.comparison }),
+        })
       } catch {
         resolve({ name: title, error: `exit ${String(code)}`, seconds })
       }
@@ -104,14 +127,59 @@ function table (rows: readonly Row[]): string {
   return [...md, ...(notes.length > 0 ? ['', ...notes] : [])].join('\n')
 }
 
+/**
+ * The cluster rows side by side with one Redis: three lines per scenario
+ * (one Redis, the cluster, cluster / one Redis), Redis CPU of each master
+ * and replica from /proc. Empty when no cluster row ran.
+ */
+function clusterTable (rows: readonly Row[]): string {
+  const runs = rows.flatMap(r => (r.comparison === undefined ? [] : [r.comparison]))
+  if (runs.length === 0) return ''
+  const head = ['scenario', 'engine', 'reader (feed seen on Redis)', 'delivered', 'lost', 'duplicates', 'p50 ms', 'p99 ms', 'gateway CPU', 'µs per delivery', 'Redis CPU', 'per master', 'replicas']
+  const pct = (n: number): string => `${fmt(n)}%`
+  const x = (n: number | null): string => n === null ? '-' : `${fmt(n)}x`
+  const count = (f: EngineFigures, n: number | null): string => n === null ? '-' : `${fmt(n)}${f.exact ? '' : ' (not exact)'}`
+  const engineLine = (f: EngineFigures, c: Comparison): string[] => [
+    f.engine === 'standalone' ? 'one Redis' : `cluster, ${c.masters} masters + ${c.masters * c.replicas} replicas`,
+    readerAndFeed(f),
+    f.received === null ? `${f.windowDeliveredPct}% in window` : `${fmt(f.received)} of ${fmt(f.expected)}`,
+    count(f, f.lost),
+    count(f, f.duplicates),
+    fmt(f.p50Ms),
+    fmt(f.p99Ms),
+    pct(f.gatewayCpuPct),
+    fmt(f.microsPerDelivery),
+    pct(f.redisCpuPct),
+    f.engine === 'standalone' ? '-' : f.masters.map(m => pct(m.cpuPct)).join(' / '),
+    f.replicas.length === 0 ? '-' : f.replicas.map(m => pct(m.cpuPct)).join(' / '),
+  ]
+  const lines = runs.flatMap(c => {
+    const scenario = `${c.scenario}, ${fmt(c.clients)} clients, ${fmt(c.rate)} ev/s`
+    const r = c.ratios
+    return [
+      [scenario, ...engineLine(c.standalone, c)],
+      ['', ...engineLine(c.cluster, c)],
+      ['', 'cluster / one Redis', '', '', '', '', x(r.p50), x(r.p99), x(r.gatewayCpu), x(r.microsPerDelivery), x(r.redisCpu), r.redisCpuPerMaster.map(x).join(' / '), ''],
+    ]
+  })
+  return [
+    'Redis Cluster beside one Redis (same run, the gateway on both; Redis CPU from /proc, masters summed; delivered, lost, duplicates: every entry produced, counted after production stopped):',
+    '',
+    `| ${head.join(' | ')} |`,
+    `|${head.map(() => '---').join('|')}|`,
+    ...lines.map(l => `| ${l.join(' | ')} |`),
+  ].join('\n')
+}
+
 async function main (): Promise<void> {
   const only = (process.env.BENCH_ONLY ?? '').split(',').map(s => s.trim()).filter(s => s.length > 0)
   const rows: Row[] = []
   for (const p of PROGRAMS) {
-    if (only.length > 0 && !only.includes(p.name)) continue
+    if (only.length > 0 && !only.includes(p.name) && !(p.tags ?? []).some(t => only.includes(t))) continue
     rows.push(await runOne(p))
   }
-  const text = table(rows)
+  const cluster = clusterTable(rows)
+  const text = table(rows) + (cluster === '' ? '' : `\n\n${cluster}`)
   process.stdout.write(text + '\n')
   const dir = process.env.BENCH_RESULTS_DIR ?? RESULTS_DIR
   mkdirSync(dir, { recursive: true })

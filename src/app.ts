@@ -7,6 +7,7 @@ import fastifyCookie from '@fastify/cookie'
 import fastifyCors from '@fastify/cors'
 import fastifyRateLimit from '@fastify/rate-limit'
 import type { Socket } from 'node:net'
+import type { Server as TlsServer } from 'node:tls'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './core/config.js'
@@ -18,6 +19,7 @@ import { verifierFromConfig } from './auth/verifier-from-config.js'
 import { demoRoute, generatedJwtSettings } from './http/demo-route.js'
 import { eventsRoute, inTurn } from './http/events-route.js'
 import { controlRoute } from './http/control-route.js'
+import { ListenerSessions, TlsReloader, applyHttp1Timeouts, listenerProtocolOptions } from './http/public-listener.js'
 import { publishRoute } from './http/publish-route.js'
 import { SessionRegistry } from './http/session-registry.js'
 import { createLogger } from './log.js'
@@ -76,7 +78,7 @@ function engineHooks (metrics: Metrics): EngineHooks {
     onMasters: masters => {
       // Masters come and go (failover, a master added): only today's are shown.
       metrics.masterFlowing.reset()
-      for (const [node, flowing] of masters) metrics.masterFlowing.set({ node }, flowing ? 1 : 0)
+      for (const [node, flowing, feed] of masters) metrics.masterFlowing.set({ node, feed }, flowing ? 1 : 0)
     },
   }
 }
@@ -123,7 +125,7 @@ async function listenOn (app: FastifyInstance, port: number, host: string, portN
 export async function buildGateway (config: Config, deps: GatewayDeps = {}): Promise<Gateway> {
   // A demo with no JWT key signs with a random per-process secret, so its
   // page can hand out tokens; the secret is never logged and dies with the process.
-  const demoJwt = config.demoEnabled && config.jwt === undefined ? generatedJwtSettings() : undefined
+  const demoJwt = config.demoEnabled && config.jwt === undefined ? generatedJwtSettings(config) : undefined
   if (demoJwt !== undefined) config = Object.freeze({ ...config, jwt: demoJwt })
   const logger = deps.logger ?? createLogger(config.logLevel)
   const metrics = deps.metrics ?? new Metrics()
@@ -157,6 +159,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   })
   await control.start()
 
+  const checkingIntervalMs = Math.max(250, Math.min(5000, Math.floor(config.headersTimeoutMs / 5)))
   const server = Fastify({
     // Fastify runs without a logger; the gateway logs for itself (one line
     // per session open and close, per refused request, per failure). A
@@ -170,9 +173,12 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     // Headers must arrive in time, though (slow-headers clients); Node checks
     // every connectionsCheckingInterval, 30 s by default: often enough to
     // keep the timeout within a fifth of itself.
-    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.max(250, Math.min(5000, Math.floor(config.headersTimeoutMs / 5))) },
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: checkingIntervalMs },
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // HTTP/1.1; or HTTPS with HTTP/2 and HTTP/1.1 by ALPN, or h2c (typed
+    // as the HTTP/1.1 options: the rest of them are checked the same).
+    ...(listenerProtocolOptions(config) as { http2?: false }),
     trustProxy: typeof config.trustProxy === 'object' ? [...config.trustProxy] : config.trustProxy,
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => { answerClientError(logger, err, socket) },
     // A URL Fastify cannot decode (`GET /%`): in the catalogue's shape, like every answer.
@@ -182,7 +188,13 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
       metrics.requestsRejected.inc({ code: e.code })
       void (reply as FastifyReply).code(e.statusCode).send(e.toJSON())
     },
-  })
+    // Fastify types an HTTP/2 instance apart; routes and hooks are the same.
+  }) as unknown as FastifyInstance
+  applyHttp1Timeouts(server.server, config, checkingIntervalMs)
+  const h2Sessions = new ListenerSessions(server.server)
+  const tlsReloader = config.listenerTls === undefined
+    ? undefined
+    : new TlsReloader(server.server as unknown as TlsServer, config.listenerTls, metrics, logger.child({ component: 'tls' }))
   // Before any other hook: a pipelined request runs in its turn (after the
   // answer ahead of it), never behind a stream that does not end.
   server.addHook('onRequest', inTurn(metrics, logger))
@@ -228,7 +240,15 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
         `Too many new streams from this address: at most ${config.connectRatePerIp} per second (CONNECT_RATE_PER_IP); retry in ${context.after}.`),
     })
   }
-  const verifier = deps.verifier ?? verifierFromConfig(config.jwt)
+  const verifier = deps.verifier ?? verifierFromConfig(config.jwt, {
+    logger: logger.child({ component: 'jwks' }),
+    hooks: {
+      onFetch: issuer => { metrics.jwksFetches.inc({ issuer }) },
+      onFetchFailure: (issuer, reason) => { metrics.jwksFetchFailures.inc({ issuer, reason }) },
+    },
+  })
+  // Key sets fetched before the first token comes (bounded by JWT_JWKS_TIMEOUT_MS; a failure is logged, not fatal).
+  await verifier?.start?.()
   server.setNotFoundHandler((request, reply) => {
     const e = new GatewayError(Errors.NOT_FOUND, `No route ${request.method} ${request.url.split('?')[0] ?? ''}: streams are at GET /events.`)
     return reply.code(404).send(e.toJSON())
@@ -236,7 +256,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   await server.register(eventsRoute, { config, verifier, hub, sessions, control, metrics, logger, isDraining: () => draining })
   const publisher = !config.publishEnabled ? undefined : deps.publisher ?? engine.createPublisher()
   if (publisher !== undefined) await server.register(publishRoute, { config, verifier, publisher, metrics, logger })
-  if (config.demoEnabled) await server.register(demoRoute, { config, logger, tokenSecret: demoJwt?.key })
+  if (config.demoEnabled) await server.register(demoRoute, { config, logger, tokenSecret: demoJwt?.keys[0]?.key as string | undefined })
   // fastify.close() would wait for open streams forever: end them first.
   server.addHook('preClose', async () => {
     await sessions.closeAll('shutdown', config.retryMs, config.retryJitterMs)
@@ -251,7 +271,11 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   metrics.connectionsLimit.set(config.maxConnections)
   internal.get('/readyz', async (_request, reply) => {
     const ok = ready()
-    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not-ready', ...engine.readiness(), draining })
+    // Key sets are shown, never counted against readiness: cached keys keep
+    // serving through an identity provider's outage, and one replica being
+    // unready would not make the provider answer.
+    const jwks = verifier?.readiness?.()
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not-ready', ...engine.readiness(), ...(jwks !== undefined ? { jwks } : {}), draining })
   })
   internal.get('/metrics', async (_request, reply) => {
     reply.header('content-type', metrics.registry.contentType)
@@ -273,6 +297,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     get draining () { return draining },
     async listen () {
       const url = await listenOn(server, config.port, config.host, 'PORT', 'HOST')
+      tlsReloader?.start()
       const internalUrl = await listenOn(internal, config.internalPort, config.internalHost, 'INTERNAL_PORT', 'INTERNAL_HOST')
       logger.info({ url, internalUrl }, 'sse-gateway listening')
       return { url, internalUrl }
@@ -283,10 +308,15 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
       draining = true
       logger.info({ sessions: sessions.size, windowMs }, 'draining')
       await sessions.closeAll('shutdown', config.retryMs, config.retryJitterMs, windowMs)
+      tlsReloader?.stop()
+      // Every stream has its retry: now. HTTP/2 connections get a GOAWAY
+      // (server.close() alone would wait for them forever).
+      await h2Sessions.goAway()
       await server.close()
       sessions.stop()
       await control.close()
       await source.close()
+      verifier?.close?.()
       await internal.close()
       logger.info('stopped')
     },

@@ -10,9 +10,10 @@
  *     sse-gateway disconnect --user 42 --redis redis://127.0.0.1:6379
  *     sse-gateway revoke --jti 3f6c... --exp 1767225600
  */
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import type { Cluster, Redis } from 'ioredis'
-import { redisAccessFrom, type RedisAccess } from './core/config.js'
+import { clusterAccessTarget, redisAccessFrom, sentinelAccessTarget, type RedisAccess } from './core/config.js'
 import { ConfigError, GatewayError } from './core/errors.js'
 import { DEFAULT_MAX_DATA_BYTES, validateAppendOptions, validateEntry } from './core/publish.js'
 import { ControlRequestError, parseControlCommand, type ControlCommand } from './core/control.js'
@@ -24,17 +25,19 @@ import { clusterConnection, isClusterFactory, parseClusterNode } from './source/
 import { sentinelConnection } from './source/sentinel-connection.js'
 
 const USAGE = `usage:
-  sse-gateway token [--sub ID] [--topics 'a,b.*'] [--publish 'topic:*,user:*'] [--ttl SECONDS] [--aud A] [--iss I]
-      Prints an HS256 token signed with JWT_SECRET (development use). --topics fills
-      the JWT_TOPICS_CLAIM claim (default "topics"), --publish the JWT_PUBLISH_CLAIM
-      claim (default "publish").
+  sse-gateway token [--sub ID] [--topics 'a,b.*'] [--publish 'topic:*,user:*'] [--ttl SECONDS] [--aud A] [--iss I] [--kid KID]
+      Prints an HS256 token signed with JWT_SECRET or JWT_SECRET_FILE (development
+      use; with several secrets, one per line, the first signs). --sub fills the
+      JWT_USER_CLAIM claim (default "sub"), --topics the JWT_TOPICS_CLAIM claim
+      (default "topics"), --publish the JWT_PUBLISH_CLAIM claim (default "publish");
+      --kid sets the header's kid (the key id an "oct" key of a JWT_JWKS_FILE has).
   sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
                       [--redis URL | --cluster HOST:PORT,...] [--prefix P] [--maxlen N | --minid ID] [--expire SECONDS]
                       [--sentinels host:port,... --sentinel-master NAME]
   sse-gateway publish --channel topic:NAME|user:SUB --data TEXT|- [--event NAME]
                       --url http://gateway:8080 [--token JWT]
       Publishes one event and prints its entry id. To Redis (--redis, default
-      REDIS_URL; or a Redis Cluster: --cluster seed nodes, default
+      REDIS_URL or REDIS_URL_FILE; or a Redis Cluster: --cluster seed nodes, default
       REDIS_CLUSTER_NODES; key prefix --prefix, default KEY_PREFIX or "sse:"; MAXLEN ~ 10000
       for topics and 1000 with a 24 h EXPIRE for user channels unless told), or to
       a gateway's POST /publish (--url, token from --token or SSE_GATEWAY_TOKEN,
@@ -43,6 +46,9 @@ const USAGE = `usage:
       (default REDIS_SENTINEL_MASTER) write to the master the Sentinels name;
       --redis (or REDIS_URL) then gives only the data nodes' credentials and db,
       and REDIS_SENTINEL_USERNAME / REDIS_SENTINEL_PASSWORD the Sentinels' own.
+      TLS and credentials come from the gateway's variables (REDIS_USERNAME,
+      REDIS_PASSWORD(_FILE), REDIS_TLS_*): TLS with a rediss:// URL, rediss://
+      cluster seeds (rediss://host:port,...) or rediss:// Sentinels.
   sse-gateway disconnect --user SUB [--allow-reconnect] | --session ID
   sse-gateway revoke --jti JTI [--exp SECONDS] | --user SUB [--before TIME]
                       [--redis URL | --cluster HOST:PORT,... | --sentinels host:port,... --sentinel-master NAME] [--prefix P]
@@ -74,20 +80,40 @@ function tokenCommand (args: string[]): void {
       ttl: { type: 'string', default: '3600' },
       aud: { type: 'string' },
       iss: { type: 'string' },
+      kid: { type: 'string' },
       claim: { type: 'string', default: process.env.JWT_TOPICS_CLAIM ?? 'topics' },
     },
   })
-  const secret = process.env.JWT_SECRET
-  if (secret === undefined || secret.length < 32) throw new UsageError('JWT_SECRET must be set (at least 32 characters), as for the gateway.')
+  const secret = signingSecret()
+  if (secret === undefined || secret.length < 32) throw new UsageError('JWT_SECRET (or JWT_SECRET_FILE) must be set (at least 32 characters), as for the gateway.')
+  if (values.kid !== undefined && !/^[\x21-\x7e]{1,256}$/.test(values.kid)) throw new UsageError('--kid must be 1 to 256 printable characters, no spaces.')
   const ttl = Number(values.ttl)
   if (!Number.isInteger(ttl) || ttl <= 0) throw new UsageError('--ttl must be a positive whole number of seconds.')
   const claims: Record<string, unknown> = {}
-  if (values.sub !== undefined) claims.sub = values.sub
+  if (values.sub !== undefined) claims[nonEmpty(process.env.JWT_USER_CLAIM) ?? 'sub'] = values.sub
   if (values.topics !== undefined) claims[values.claim] = list(values.topics)
   if (values.publish !== undefined) claims[process.env.JWT_PUBLISH_CLAIM ?? 'publish'] = list(values.publish)
   if (values.aud !== undefined) claims.aud = values.aud
   if (values.iss !== undefined) claims.iss = values.iss
-  process.stdout.write(mintToken(secret, claims, ttl) + '\n')
+  process.stdout.write(mintToken(secret, claims, ttl, Date.now(), values.kid) + '\n')
+}
+
+/** The secret tokens are signed with: JWT_SECRET's (or JWT_SECRET_FILE's) first line, as the gateway reads them. */
+function signingSecret (): string | undefined {
+  return fromEnvOrFile('JWT_SECRET')?.split(/\r?\n/).map(l => l.trim()).find(l => l.length > 0)
+}
+
+/** A secret variable, or the text of the file its `_FILE` twin names (one trailing newline stripped), as the gateway reads them. */
+function fromEnvOrFile (name: string): string | undefined {
+  const file = nonEmpty(process.env[`${name}_FILE`])
+  const text = nonEmpty(process.env[name])
+  if (file === undefined) return text
+  if (text !== undefined) throw new UsageError(`${name} and ${name}_FILE are both set: give one.`)
+  try {
+    return nonEmpty(readFileSync(file, 'utf8').replace(/\r?\n$/, ''))
+  } catch (err) {
+    throw new UsageError(`${name}_FILE names ${file}, which cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}).`)
+  }
 }
 
 async function readStdin (): Promise<string> {
@@ -113,10 +139,16 @@ function safeUrl (url: string): string {
   }
 }
 
-/** Credentials and TLS from the gateway's own variables (REDIS_PASSWORD, REDIS_TLS_CA_FILE...), for `url` (a Sentinel's data nodes: REDIS_URL or none). */
-function redisAccess (url: string | undefined, sentinel = false): RedisAccess {
+/**
+ * Credentials and TLS from the gateway's own variables (REDIS_PASSWORD,
+ * REDIS_TLS_CA_FILE...), for `url` (`cluster:<seeds>` for a Redis Cluster;
+ * with `sentinels`, the data nodes: REDIS_URL or none).
+ */
+function redisAccess (url: string | undefined, sentinels?: readonly string[]): RedisAccess {
   try {
-    return redisAccessFrom(process.env, url === undefined ? (sentinel ? 'redis://sentinel' : undefined) : url.startsWith('cluster:') ? 'redis://cluster' : url)
+    return redisAccessFrom(process.env, sentinels !== undefined
+      ? sentinelAccessTarget(sentinels, url)
+      : url?.startsWith('cluster:') === true ? clusterAccessTarget(list(url.slice('cluster:'.length))) : url)
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message.replace('REDIS_URL', 'the Redis URL (--redis or REDIS_URL)'))
     throw err
@@ -168,19 +200,19 @@ async function publishCommand (args: string[]): Promise<void> {
   if ([values.url, values.redis, values.cluster].filter(v => v !== undefined).length > 1) throw new UsageError('give one of --redis, --cluster or --url.')
   const viaHttp = values.url !== undefined
   if (values.cluster !== undefined) {
-    for (const n of list(values.cluster)) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):\d{1,5}$/.test(n)) throw new UsageError(`--cluster has "${n}", which is not host:port (give seed nodes as host:port,host:port).`)
+    for (const n of list(values.cluster)) if (!/^(rediss?:\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/[\]@]+):\d{1,5}$/.test(n)) throw new UsageError(`--cluster has "${n.includes('@') ? '(an entry with a user or password)' : n}", which is not host:port (give seed nodes as host:port,host:port, or rediss://host:port,... for TLS).`)
   }
   const envCluster = nonEmpty(process.env.REDIS_CLUSTER_NODES)
   const redisUrl = values.redis ??
     (values.cluster !== undefined ? `cluster:${values.cluster}` : undefined) ??
-    (viaHttp ? undefined : nonEmpty(process.env.REDIS_URL) ?? (envCluster !== undefined ? `cluster:${envCluster}` : undefined))
+    (viaHttp ? undefined : fromEnvOrFile('REDIS_URL') ?? (envCluster !== undefined ? `cluster:${envCluster}` : undefined))
   const sentinels = list(values.sentinels ?? (viaHttp || values.cluster !== undefined ? '' : process.env.REDIS_SENTINELS ?? ''))
   const sentinelMaster = values['sentinel-master'] ?? (viaHttp || values.cluster !== undefined ? undefined : nonEmpty(process.env.REDIS_SENTINEL_MASTER))
   if (viaHttp && (sentinels.length > 0 || sentinelMaster !== undefined)) throw new UsageError('--sentinels and --sentinel-master apply to Redis only, not to --url.')
   if (redisUrl?.startsWith('cluster:') === true && (sentinels.length > 0 || sentinelMaster !== undefined)) throw new UsageError('give --cluster (a Redis Cluster, or REDIS_CLUSTER_NODES) or --sentinels (a Sentinel-managed Redis, or REDIS_SENTINELS), not both.')
   if (sentinels.length > 0 && sentinelMaster === undefined) throw new UsageError('--sentinels needs --sentinel-master NAME (or REDIS_SENTINEL_MASTER): the master name the Sentinels monitor.')
   if (sentinels.length === 0 && sentinelMaster !== undefined) throw new UsageError('--sentinel-master needs --sentinels host:port,... (or REDIS_SENTINELS).')
-  for (const s of sentinels) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]/@]+):\d{1,5}$/.test(s)) throw new UsageError(`--sentinels has "${s}", which is not host:port.`)
+  for (const s of sentinels) if (!/^(rediss?:\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:[\]/@]+):\d{1,5}$/.test(s)) throw new UsageError(`--sentinels has "${s.includes('@') ? '(an entry with a user or password)' : s}", which is not host:port (or rediss://host:port for TLS).`)
   if (!viaHttp && redisUrl === undefined && sentinels.length === 0) throw new UsageError('nowhere to publish: give --redis URL (or set REDIS_URL), --cluster HOST:PORT,... (or set REDIS_CLUSTER_NODES), --sentinels with --sentinel-master, or --url of a gateway.')
   if (viaHttp && (values.maxlen !== undefined || values.minid !== undefined || values.expire !== undefined || values.prefix !== undefined)) {
     throw new UsageError('--maxlen, --minid, --expire and --prefix apply to --redis and --cluster only: through --url the gateway applies its own PUBLISH_* settings.')
@@ -241,9 +273,9 @@ async function publishCommand (args: string[]): Promise<void> {
       sentinels,
       master: sentinelMaster,
       sentinelUsername: nonEmpty(process.env.REDIS_SENTINEL_USERNAME),
-      sentinelPassword: nonEmpty(process.env.REDIS_SENTINEL_PASSWORD),
+      sentinelPassword: fromEnvOrFile('REDIS_SENTINEL_PASSWORD'),
       url: redisUrl,
-    }, redisAccess(redisUrl, true))
+    }, redisAccess(redisUrl, sentinels))
     : redisUrl?.startsWith('cluster:') === true
       ? clusterConnection(list(redisUrl.slice('cluster:'.length)).map(parseClusterNode), redisAccess(redisUrl))
       : connectionFor(redisUrl as string, redisAccess(redisUrl))
@@ -256,7 +288,12 @@ async function publishCommand (args: string[]): Promise<void> {
   } catch (err) {
     // A reply error (WRONGTYPE, NOPERM...) is the server's answer; anything else is the connection.
     if (err instanceof GatewayError || (err as Error).name === 'ReplyError') throw err
-    const cause = lastError()?.message ?? (err as Error).message
+    let cause = lastError()?.message ?? (err as Error).message
+    // A cluster's slot refresh and a Sentinel lookup drop the error underneath (a certificate, a login): ask once more, plainly.
+    if (/Connection is closed|Failed to refresh slots cache|All sentinels are unreachable/.test(cause) && connection.explain !== undefined) {
+      const why = await connection.explain().catch(() => undefined)
+      if (why !== undefined) cause = `${cause} (${why.message})`
+    }
     throw new Error(`cannot reach ${where}: ${cause}`)
   } finally {
     client.disconnect()
@@ -278,18 +315,18 @@ function controlTarget (values: { redis?: string, cluster?: string, sentinels?: 
   const fromEnv = given === 0
   const cluster = values.cluster ?? (fromEnv ? nonEmpty(process.env.REDIS_CLUSTER_NODES) : undefined)
   const sentinels = list(values.sentinels ?? (fromEnv ? process.env.REDIS_SENTINELS ?? '' : ''))
-  const url = values.redis ?? (fromEnv || sentinels.length > 0 ? nonEmpty(process.env.REDIS_URL) : undefined)
+  const url = values.redis ?? (fromEnv || sentinels.length > 0 ? fromEnvOrFile('REDIS_URL') : undefined)
   if (sentinels.length > 0) {
     const master = values['sentinel-master'] ?? nonEmpty(process.env.REDIS_SENTINEL_MASTER)
     if (master === undefined) throw new UsageError('--sentinels needs --sentinel-master NAME (or REDIS_SENTINEL_MASTER): the master name the Sentinels monitor.')
-    for (const n of sentinels) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]/@]+):\d{1,5}$/.test(n)) throw new UsageError(`--sentinels has "${n}", which is not host:port.`)
+    for (const n of sentinels) if (!/^(rediss?:\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:[\]/@]+):\d{1,5}$/.test(n)) throw new UsageError(`--sentinels has "${n.includes('@') ? '(an entry with a user or password)' : n}", which is not host:port (or rediss://host:port for TLS).`)
     return {
-      connection: sentinelConnection({ sentinels, master, sentinelUsername: nonEmpty(process.env.REDIS_SENTINEL_USERNAME), sentinelPassword: nonEmpty(process.env.REDIS_SENTINEL_PASSWORD), url }, redisAccess(url, true)),
+      connection: sentinelConnection({ sentinels, master, sentinelUsername: nonEmpty(process.env.REDIS_SENTINEL_USERNAME), sentinelPassword: fromEnvOrFile('REDIS_SENTINEL_PASSWORD'), url }, redisAccess(url, sentinels)),
       where: `the master "${master}" of the Sentinels ${sentinels.join(',')}`,
     }
   }
   if (cluster !== undefined && url === undefined) {
-    for (const n of list(cluster)) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):\d{1,5}$/.test(n)) throw new UsageError(`--cluster has "${n}", which is not host:port (give seed nodes as host:port,host:port).`)
+    for (const n of list(cluster)) if (!/^(rediss?:\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/[\]@]+):\d{1,5}$/.test(n)) throw new UsageError(`--cluster has "${n.includes('@') ? '(an entry with a user or password)' : n}", which is not host:port (give seed nodes as host:port,host:port, or rediss://host:port,... for TLS).`)
     return { connection: clusterConnection(list(cluster).map(parseClusterNode), redisAccess(`cluster:${cluster}`)), where: `the Redis Cluster at ${cluster}` }
   }
   if (url === undefined) throw new UsageError('no Redis to write to: give --redis URL (or set REDIS_URL), --cluster HOST:PORT,... (or REDIS_CLUSTER_NODES), or --sentinels with --sentinel-master.')

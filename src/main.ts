@@ -16,7 +16,7 @@ async function main (): Promise<void> {
   const gateway = await buildGateway(config)
   logger = gateway.logger
   if (gateway.config.jwt === undefined) {
-    gateway.logger.warn('neither JWT_SECRET nor JWT_PUBLIC_KEY is set: only PUBLIC_TOPICS can be read')
+    gateway.logger.warn('no token key is set (JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_FILE or JWT_JWKS_URL): only PUBLIC_TOPICS can be read')
   }
   let stopping = false
   const stop = (signal: string): void => {

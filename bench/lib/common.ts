@@ -12,7 +12,7 @@ import { damonSettings } from '../host-diagnostics/memory-reclaim.js'
 import type { Histogram } from './histogram.js'
 import type { LoadGen } from './loadgen.js'
 import { GATEWAY_ENTRY, RESULTS_DIR, ROOT } from './paths.js'
-import { machineCpuSeconds, runCleanups, type BenchRedis, type ServerProcess } from './procs.js'
+import { machineCpuSeconds, procCpuSeconds, runCleanups, type MeasuredRedis, type RedisNode, type ServerProcess } from './procs.js'
 
 export function envInt (name: string, def: number): number {
   const raw = process.env[name]
@@ -126,12 +126,15 @@ export interface WindowResult {
   otherCpuPct: number
   /** Stream reads Redis served in the window: calls per second and Redis time per call. */
   redisCommands: Record<string, { perSecond: number, usecPerCall: number }>
+  /** Each Redis process's own CPU in the window, from /proc (a cluster: every master and replica). */
+  redisNodes: Array<{ address: string, role: RedisNode['role'], cpuSeconds: number, cpuPct: number }>
 }
 
 const WATCHED_COMMANDS = ['xread', 'xrange', 'xrevrange', 'xadd']
 
 /**
- * A measurement window: CPU of the measured server (/proc), Redis (INFO cpu),
+ * A measurement window: CPU of the measured server (/proc), Redis (INFO cpu;
+ * a cluster's masters from /proc, and every Redis process's own from /proc),
  * the load generator workers (their own process.cpuUsage, zeroed by reset),
  * this process, and the whole machine (/proc/stat).
  */
@@ -140,17 +143,19 @@ export class Window {
   private server0 = 0
   private redis0 = 0
   private stats0: Record<string, { calls: number, usec: number }> = {}
+  private nodes0: number[] = []
   private bench0 = process.cpuUsage()
   private machine0 = machineCpuSeconds()
 
-  private constructor (private readonly server: ServerProcess | undefined, private readonly redis: BenchRedis | undefined, private readonly loadgen: LoadGen | undefined) {}
+  private constructor (private readonly server: ServerProcess | undefined, private readonly redis: MeasuredRedis | undefined, private readonly loadgen: LoadGen | undefined) {}
 
   /** `trace`: the load generator keeps every event's XADD time and latency for its next report. */
-  static async open (server: ServerProcess | undefined, redis: BenchRedis | undefined, loadgen: LoadGen | undefined, trace = false): Promise<Window> {
+  static async open (server: ServerProcess | undefined, redis: MeasuredRedis | undefined, loadgen: LoadGen | undefined, trace = false): Promise<Window> {
     const w = new Window(server, redis, loadgen)
     await loadgen?.reset(trace)
     w.redis0 = redis === undefined ? 0 : await redis.cpuSeconds()
     w.stats0 = redis === undefined ? {} : await redis.commandStats()
+    w.nodes0 = (redis?.nodes() ?? []).map(n => procCpuSeconds(n.pid))
     w.server0 = server?.cpuSeconds() ?? 0
     w.bench0 = process.cpuUsage()
     w.machine0 = machineCpuSeconds()
@@ -164,6 +169,10 @@ export class Window {
     const server = (this.server?.cpuSeconds() ?? 0) - this.server0
     const machine1 = machineCpuSeconds()
     const benchCpu = process.cpuUsage(this.bench0)
+    const nodes = (this.redis?.nodes() ?? []).map((n, i) => {
+      const cpu = procCpuSeconds(n.pid) - (this.nodes0[i] ?? NaN)
+      return { address: n.address, role: n.role, cpuSeconds: round(cpu), cpuPct: round((100 * cpu) / wall, 1) }
+    })
     const redis = this.redis === undefined ? 0 : (await this.redis.cpuSeconds()) - this.redis0
     const stats1 = this.redis === undefined ? {} : await this.redis.commandStats()
     const redisCommands: WindowResult['redisCommands'] = {}
@@ -186,6 +195,7 @@ export class Window {
       benchCpuSeconds: round(bench),
       otherCpuPct: round(Math.max(0, (100 * (busy - ours)) / wall), 1),
       redisCommands,
+      redisNodes: nodes,
     }
   }
 }

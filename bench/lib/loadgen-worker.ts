@@ -9,10 +9,11 @@
  * in the way: a chunk-size line ends with LF, so an `id:` line that starts a
  * chunk is still preceded by `\n`.
  */
+import { connect as h2connect, type ClientHttp2Session } from 'node:http2'
 import { connect, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { Histogram } from './histogram.js'
-import type { ConnSpec, ConnectLoopResult, OpenResult, UntilResult, WorkerReport, WorkerRequest, WorkerResponse } from './protocol.js'
+import type { ConnSpec, ConnectLoopResult, OpenResult, TotalsResult, UntilResult, WorkerReport, WorkerRequest, WorkerResponse } from './protocol.js'
 import { mintToken } from './token.js'
 
 const PATTERN = Buffer.from('\nid: ')
@@ -29,14 +30,20 @@ class Stream {
   status = 0
   carry: Buffer | null = null
   events = 0
+  /** Ids not after the previous one on this stream, since it opened. */
+  outOfOrder = 0
   firstMs = -1
   firstSeq = -1
   lastMs = -1
   lastSeq = -1
   reached = false
   reachedAt = 0
-  constructor (readonly sock: Socket) {}
+  /** A TCP connection (HTTP/1.1) or an HTTP/2 stream: what closeAll ends. */
+  constructor (readonly sock: Pick<Socket, 'destroy'>) {}
 }
+
+/** HTTP/2 connections of the h2 streams, ended by closeAll. */
+let h2Sessions: ClientHttp2Session[] = []
 
 /** Every event's XADD time and latency, kept between a traced reset and the next report. */
 class Trace {
@@ -177,6 +184,7 @@ function scan (s: Stream, chunk: Buffer): void {
         s.firstSeq = seq
       } else if (ms < s.lastMs || (ms === s.lastMs && seq <= s.lastSeq)) {
         orderViolations++
+        s.outOfOrder++
       }
       s.lastMs = ms
       s.lastSeq = seq
@@ -214,7 +222,89 @@ function readHead (s: Stream, chunk: Buffer): number {
   return bodyAt
 }
 
+/**
+ * Opens `count` streams over h2c, `spec.h2StreamsPerSession` per connection.
+ * Each DATA chunk goes through the same `scan` as an HTTP/1.1 body (node
+ * has taken the framing off), so the two protocols are counted alike.
+ */
+async function openH2 (spec: ConnSpec, first: number, count: number): Promise<OpenResult> {
+  const started = now()
+  const result: OpenResult = { ok: 0, failed: 0, statuses: {}, ms: 0 }
+  const perSession = Math.max(1, spec.h2StreamsPerSession ?? 1)
+  let session: ClientHttp2Session | undefined
+  let inSession = 0
+  const one = (i: number): Promise<void> => new Promise(resolve => {
+    if (session === undefined || inSession >= perSession) {
+      const from = localAddress(spec, i)
+      session = h2connect(`http://${spec.host}:${spec.port}`, from === undefined ? {} : { localAddress: from } as object)
+      session.on('error', () => {})
+      h2Sessions.push(session)
+      inSession = 0
+    }
+    inSession++
+    const path = spec.path.replaceAll('{i}', String(i))
+    const headers: Record<string, string> = { ':path': path, accept: 'text/event-stream' }
+    if (spec.token !== undefined) headers.authorization = `Bearer ${tokenFor(spec, i)}`
+    if (spec.lastEventId !== undefined) headers['last-event-id'] = spec.lastEventId
+    const req = session.request(headers)
+    req.end()
+    const s = new Stream({ destroy: () => { req.close(); return req as never } })
+    let settled = false
+    const settle = (ok: boolean, why?: string): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      if (ok) {
+        result.ok++
+        streams.push(s)
+      } else {
+        result.failed++
+        if (result.firstError === undefined && why !== undefined) result.firstError = why
+        req.close()
+      }
+      resolve()
+    }
+    const timer = setTimeout(() => { settle(false, `no response within ${spec.openTimeoutMs} ms`) }, spec.openTimeoutMs)
+    req.on('response', h => {
+      s.status = Number(h[':status'])
+      result.statuses[s.status] = (result.statuses[s.status] ?? 0) + 1
+      if (s.status !== 200) {
+        s.stage = 2
+        settle(false, `HTTP ${s.status}`)
+        return
+      }
+      s.stage = 1
+      live++
+      settle(true)
+    })
+    req.on('data', (chunk: Buffer) => {
+      bytes += chunk.length
+      if (s.stage === 1) scan(s, chunk)
+    })
+    req.on('error', (err: Error) => { settle(false, err.message) })
+    req.on('close', () => {
+      if (s.stage === 1) {
+        s.stage = 2
+        live--
+        closedByServer++
+        if (s.reached) reachedCount--
+        if (onAllReached !== undefined && reachedCount >= live) onAllReached()
+      }
+      settle(false, 'closed before the response')
+    })
+  })
+  // One connection at a time fills its streams; a few connections in flight.
+  for (let n = 0; n < count; n += perSession) {
+    const batch = Array.from({ length: Math.min(perSession, count - n) }, (_, k) => one(first + n + k))
+    await Promise.all(batch)
+  }
+  result.ms = now() - started
+  settleHeap()
+  return result
+}
+
 async function open (spec: ConnSpec, first: number, count: number): Promise<OpenResult> {
+  if (spec.h2StreamsPerSession !== undefined) return await openH2(spec, first, count)
   const started = now()
   const result: OpenResult = { ok: 0, failed: 0, statuses: {}, ms: 0 }
   let next = 0
@@ -385,11 +475,22 @@ async function until (lastId: string, firstId: string | undefined, timeoutMs: nu
   return result
 }
 
+function totals (): TotalsResult {
+  const result: TotalsResult = { received: 0, outOfOrder: 0, closedByServer }
+  for (const s of streams) {
+    result.received += s.events
+    result.outOfOrder += s.outOfOrder
+  }
+  return result
+}
+
 function closeAll (): void {
   for (const s of streams) {
     s.stage = 2
     s.sock.destroy()
   }
+  for (const session of h2Sessions) session.destroy()
+  h2Sessions = []
   streams = []
   live = 0
   closedByServer = 0
@@ -469,6 +570,7 @@ async function handle (msg: WorkerRequest): Promise<unknown> {
     case 'arm': arm(msg.lastId); return undefined
     case 'until': return await until(msg.lastId, msg.firstId, msg.timeoutMs)
     case 'closeAll': closeAll(); return undefined
+    case 'totals': return totals()
     case 'connectLoop': return await connectLoop(msg.spec, msg.first, msg.durationMs)
     case 'exit':
       closeAll()

@@ -6,7 +6,7 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { Histogram } from './histogram.js'
 import { WORKER_ENTRY } from './paths.js'
-import type { ConnSpec, ConnectLoopResult, OpenResult, UntilResult, WorkerReport, WorkerRequest, WorkerResponse } from './protocol.js'
+import type { ConnSpec, ConnectLoopResult, OpenResult, TotalsResult, UntilResult, WorkerReport, WorkerRequest, WorkerResponse } from './protocol.js'
 import { onCleanup } from './procs.js'
 
 /** Beyond this many connections per source address, the next 127.0.0.x is used. */
@@ -191,6 +191,12 @@ export class LoadGen {
     }
     if (merged.minEvents === Infinity) merged.minEvents = 0
     return merged
+  }
+
+  /** Every event of the open streams since they opened, all workers together. */
+  async totals (): Promise<TotalsResult> {
+    const results = await this.all<TotalsResult>(() => ({ t: 'totals' }))
+    return results.reduce((a, r) => ({ received: a.received + r.received, outOfOrder: a.outOfOrder + r.outOfOrder, closedByServer: a.closedByServer + r.closedByServer }), { received: 0, outOfOrder: 0, closedByServer: 0 })
   }
 
   async closeAll (): Promise<void> {

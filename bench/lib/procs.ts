@@ -1,6 +1,7 @@
 /**
  * The processes a bench starts and measures: a throwaway redis-server on a
- * unix socket, the gateway (`node dist/src/main.js`) and the ceiling server.
+ * unix socket (or loopback TCP), the gateway (`node dist/src/main.js`) and
+ * the ceiling server; a Redis Cluster is in cluster.ts.
  * Everything listens on loopback only. Each child is killed by its PID, and
  * only children started here are ever killed (also when the bench crashes).
  *
@@ -118,31 +119,103 @@ function tail (file: string, lines = 20): string {
   }
 }
 
-export interface BenchRedis {
+/** Where a producer connects: a unix socket path, or a loopback TCP port. */
+export type RedisEndpoint = string | { readonly host: string, readonly port: number }
+
+/** One Redis process of a bench, for per-node CPU (a cluster has several). */
+export interface RedisNode {
+  /** `host:port`, or `standalone` for the unix-socket Redis. */
+  readonly address: string
+  readonly role: 'master' | 'replica'
+  readonly pid: number
+}
+
+/** What a measurement window asks of the Redis side, one Redis or a cluster. */
+export interface MeasuredRedis {
+  /** Redis CPU seconds so far: the one server, or every master of a cluster together. */
+  cpuSeconds (): Promise<number>
+  /** Calls and microseconds per command, from INFO commandstats (a cluster: its masters summed). */
+  commandStats (): Promise<Record<string, { calls: number, usec: number }>>
+  /** Every Redis process, so a window can give each one's CPU (from /proc). */
+  nodes (): readonly RedisNode[]
+  /** Which live feeds the gateway holds on each master (CLIENT LIST), see {@link feedsOf}. */
+  feeds (): Promise<NodeFeeds[]>
+}
+
+export interface BenchRedis extends MeasuredRedis {
   readonly url: string
+  /** The unix socket, when the Redis listens on one. */
   readonly socket: string
+  /** Where a producer connects (the socket, or host and port with `tcp`). */
+  readonly endpoint: RedisEndpoint
   readonly pid: number
   /** A command client for setup and reads (not the hot producer path). */
   readonly client: Redis
-  /** used_cpu_sys + used_cpu_user from INFO cpu, seconds. */
-  cpuSeconds (): Promise<number>
-  /** Calls and microseconds per command, from INFO commandstats. */
-  commandStats (): Promise<Record<string, { calls: number, usec: number }>>
   stop (): Promise<void>
 }
 
-export async function startRedis (): Promise<BenchRedis> {
+/**
+ * The live feeds one Redis node serves: keyspace-notification
+ * subscriptions (channels and patterns under `__keyspace@`, the notify
+ * feed) and connections with client tracking on (CLIENT LIST flag `t`, the
+ * track feed). The bench's own connections hold neither, so this is what
+ * the gateway ran, whatever it calls it.
+ */
+export interface NodeFeeds {
+  readonly address: string
+  /** Keyspace channels subscribed plus patterns (PUBSUB CHANNELS, PUBSUB NUMPAT). */
+  readonly notify: number
+  /** Connections with client tracking on. */
+  readonly track: number
+}
+
+/** `notify`, `track`, `notify+track`, or `none` when no node had a feed. */
+export function feedName (feeds: readonly NodeFeeds[]): string {
+  const kinds = [feeds.some(f => f.notify > 0) ? 'notify' : '', feeds.some(f => f.track > 0) ? 'track' : ''].filter(k => k !== '')
+  return kinds.length === 0 ? 'none' : kinds.join('+')
+}
+
+/** Counts the feeds on one node. */
+export async function feedsOf (client: Redis, address: string): Promise<NodeFeeds> {
+  const channels = await client.call('PUBSUB', 'CHANNELS', '__keyspace@*') as unknown[]
+  const patterns = Number(await client.call('PUBSUB', 'NUMPAT'))
+  let track = 0
+  for (const line of String(await client.call('CLIENT', 'LIST')).split('\n')) {
+    const flags = /(?:^| )flags=(\S*)/.exec(line)?.[1] ?? ''
+    if (flags.includes('t')) track++
+  }
+  return { address, notify: channels.length + patterns, track }
+}
+
+/** INFO commandstats as calls and microseconds per command. */
+export async function commandStatsOf (client: Redis): Promise<Record<string, { calls: number, usec: number }>> {
+  const out: Record<string, { calls: number, usec: number }> = {}
+  for (const m of (await client.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    out[m[1] as string] = { calls: Number(m[2]), usec: Number(m[3]) }
+  }
+  return out
+}
+
+export interface RedisOptions {
+  /** Listen on a free loopback TCP port instead of a unix socket (as a cluster's nodes do). */
+  readonly tcp?: boolean
+  /** redis-server arguments; default BENCH_REDIS_ARGS. */
+  readonly args?: readonly string[]
+}
+
+export async function startRedis (opts: RedisOptions = {}): Promise<BenchRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'sse-gw-bench-redis-'))
   const socket = join(dir, 'redis.sock')
+  const port = opts.tcp === true ? await freePort() : 0
   const child = spawn('redis-server', [
-    '--port', '0', '--unixsocket', socket, '--unixsocketperm', '700',
+    ...(opts.tcp === true ? ['--port', String(port), '--bind', '127.0.0.1'] : ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700']),
     '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, 'redis.log'),
     '--maxclients', '1000',
     // e.g. BENCH_REDIS_ARGS="--notify-keyspace-events Kt" (the gateway's notify reader)
-    ...nodeArgsFromEnv('BENCH_REDIS_ARGS'),
+    ...opts.args ?? nodeArgsFromEnv('BENCH_REDIS_ARGS'),
   ], { stdio: 'ignore' })
   const unhook = killOnExit(child, dir)
-  const client = new Redis({ path: socket, protocol: 2, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })
+  const client = new Redis({ ...(opts.tcp === true ? { host: '127.0.0.1', port } : { path: socket }), protocol: 2, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })
   client.on('error', () => {})
   const deadline = Date.now() + 10000
   for (;;) {
@@ -156,10 +229,13 @@ export async function startRedis (): Promise<BenchRedis> {
       await sleep(50)
     }
   }
+  const pid = child.pid as number
+  const address = opts.tcp === true ? `127.0.0.1:${port}` : 'standalone'
   return {
-    url: `unix://${socket}`,
+    url: opts.tcp === true ? `redis://127.0.0.1:${port}` : `unix://${socket}`,
     socket,
-    pid: child.pid as number,
+    endpoint: opts.tcp === true ? { host: '127.0.0.1', port } : socket,
+    pid,
     client,
     async cpuSeconds () {
       const info = await client.info('cpu')
@@ -168,12 +244,10 @@ export async function startRedis (): Promise<BenchRedis> {
       return Number(sys?.[1] ?? NaN) + Number(user?.[1] ?? NaN)
     },
     async commandStats () {
-      const out: Record<string, { calls: number, usec: number }> = {}
-      for (const m of (await client.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
-        out[m[1] as string] = { calls: Number(m[2]), usec: Number(m[3]) }
-      }
-      return out
+      return await commandStatsOf(client)
     },
+    nodes: () => [{ address, role: 'master', pid }],
+    feeds: async () => [await feedsOf(client, address)],
     async stop () {
       client.disconnect()
       await stopChild(child, 3000)
@@ -189,8 +263,12 @@ export interface ServerProcess {
   readonly host: string
   readonly port: number
   readonly logFile: string
-  /** The gateway's live reader, as its /readyz told once ready (block, notify, track). */
+  /** The gateway's live reader, as its /readyz told once ready (block, notify, track; cluster). */
   readonly reader?: string
+  /** The gateway's whole /readyz body once ready (what else it says of its reader and feeds). */
+  readonly readyz?: Readonly<Record<string, unknown>>
+  /** The gateway's internal listener (`/readyz`, `/metrics`), `http://127.0.0.1:<port>`. */
+  readonly internalUrl?: string
   cpuSeconds (): number
   rssBytes (): number
   stop (): Promise<void>
@@ -269,8 +347,10 @@ export function envPairs (raw: string | undefined): Record<string, string> {
   return out
 }
 
-export interface GatewayOptions {
-  readonly redisUrl: string
+/** Where the gateway reads: one Redis (REDIS_URL) or a Redis Cluster (REDIS_CLUSTER_NODES seeds). */
+export type GatewayRedis = { readonly redisUrl: string } | { readonly clusterNodes: string }
+
+export type GatewayOptions = GatewayRedis & {
   readonly keyPrefix: string
   /** More settings (READER_SHARDS, LOG_LEVEL, ...); BENCH_GATEWAY_ENV adds to them. */
   readonly env?: Record<string, string>
@@ -292,7 +372,7 @@ export async function startGateway (opts: GatewayOptions): Promise<ServerProcess
       HOST: '127.0.0.1',
       INTERNAL_PORT: String(internalPort),
       INTERNAL_HOST: '127.0.0.1',
-      REDIS_URL: opts.redisUrl,
+      ...('clusterNodes' in opts ? { REDIS_CLUSTER_NODES: opts.clusterNodes } : { REDIS_URL: opts.redisUrl }),
       KEY_PREFIX: opts.keyPrefix,
       JWT_SECRET: BENCH_SECRET,
       DRAIN_WINDOW_MS: '0',
@@ -302,8 +382,37 @@ export async function startGateway (opts: GatewayOptions): Promise<ServerProcess
     ready: async () => await httpStatus(`http://127.0.0.1:${internalPort}/readyz`) === 200,
   })
   // Which reader ran: the bench tables name it (auto picks by the server).
-  const ready = await fetch(`http://127.0.0.1:${internalPort}/readyz`, { signal: AbortSignal.timeout(1000) }).then(async r => await r.json() as { reader?: string }).catch(() => ({ reader: undefined }))
-  return ready.reader === undefined ? proc : { ...proc, reader: ready.reader, cpuSeconds: () => proc.cpuSeconds(), rssBytes: () => proc.rssBytes(), stop: async () => { await proc.stop() } }
+  const ready = await fetch(`http://127.0.0.1:${internalPort}/readyz`, { signal: AbortSignal.timeout(1000) }).then(async r => await r.json() as Record<string, unknown>).catch(() => undefined)
+  const internalUrl = `http://127.0.0.1:${internalPort}`
+  if (ready === undefined) return { ...proc, internalUrl, cpuSeconds: () => proc.cpuSeconds(), rssBytes: () => proc.rssBytes(), stop: async () => { await proc.stop() } }
+  const reader = typeof ready.reader === 'string' ? ready.reader : undefined
+  return { ...proc, ...(reader === undefined ? {} : { reader }), readyz: ready, internalUrl, cpuSeconds: () => proc.cpuSeconds(), rssBytes: () => proc.rssBytes(), stop: async () => { await proc.stop() } }
+}
+
+/**
+ * What the gateway says of its live reading, asked at the end of a window:
+ * its /readyz body, the reader modes its `reader_mode` gauge has at 1, and
+ * every metric series that names a feed (so a feed the gateway reports in a
+ * later build shows up here without a change to the bench).
+ */
+export interface GatewayReport {
+  readonly readyz: Readonly<Record<string, unknown>> | null
+  readonly readerModes: string[]
+  readonly feedSeries: string[]
+}
+
+export async function gatewayReport (server: ServerProcess): Promise<GatewayReport | undefined> {
+  if (server.internalUrl === undefined) return undefined
+  const get = async (path: string): Promise<string | null> => await fetch(`${server.internalUrl ?? ''}${path}`, { signal: AbortSignal.timeout(2000) }).then(async r => await r.text()).catch(() => null)
+  const [readyz, metrics] = await Promise.all([get('/readyz'), get('/metrics')])
+  let body: Record<string, unknown> | null = null
+  try { body = readyz === null ? null : JSON.parse(readyz) as Record<string, unknown> } catch {}
+  const series = (metrics ?? '').split('\n').filter(l => l !== '' && !l.startsWith('#'))
+  return {
+    readyz: body,
+    readerModes: series.flatMap(l => { const m = /^sse_gateway_reader_mode\{mode="([^"]+)"\} 1$/.exec(l); return m === null ? [] : [m[1] as string] }),
+    feedSeries: series.filter(l => /feed/i.test(l)).slice(0, 50),
+  }
 }
 
 export interface CeilingOptions {
@@ -320,9 +429,14 @@ export interface CeilingOptions {
 
 export type ServerKind = 'gateway' | 'ceiling'
 
-/** The gateway or the raw ceiling, on the same Redis under its own key prefix. */
-export async function startServer (kind: ServerKind, redisUrl: string, keyPrefix: string): Promise<ServerProcess> {
-  return kind === 'gateway' ? await startGateway({ redisUrl, keyPrefix }) : await startCeiling({ redisUrl, keyPrefix })
+/**
+ * The gateway or the raw ceiling, on the same Redis under its own key
+ * prefix; `env` adds gateway settings. The ceiling reads one Redis only.
+ */
+export async function startServer (kind: ServerKind, redis: GatewayRedis, keyPrefix: string, env?: Record<string, string>): Promise<ServerProcess> {
+  if (kind === 'gateway') return await startGateway({ ...redis, keyPrefix, ...(env === undefined ? {} : { env }) })
+  if (!('redisUrl' in redis)) throw new Error('the ceiling reads one Redis, not a cluster')
+  return await startCeiling({ redisUrl: redis.redisUrl, keyPrefix })
 }
 
 export async function startCeiling (opts: CeilingOptions): Promise<ServerProcess> {

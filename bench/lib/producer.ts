@@ -1,12 +1,26 @@
 /**
  * The producer side: XADD at a steady rate over a raw RESP connection, a
  * tick's commands in one write. Cheaper than a full client so the bench's own
- * CPU stays small; replies are only counted (and errors kept).
+ * CPU stays small; replies are only counted (and errors kept). On a Redis
+ * Cluster, one such connection per master, each XADD sent to the master of
+ * its key's slot (ClusterProducer).
  */
 import { connect, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
+import { keySlot } from '../../src/source/cluster-connection.js'
+import type { RedisEndpoint } from './procs.js'
 
-export class RawProducer {
+/** What the pacer writes to: one Redis or a cluster. */
+export interface Producer {
+  readonly errors: number
+  readonly firstError: string | undefined
+  xadd (key: string, payload: string, maxLen: number): void
+  flush (): void
+  drain (timeoutMs?: number): Promise<void>
+  close (): void
+}
+
+export class RawProducer implements Producer {
   private readonly sock: Socket
   private out: string[] = []
   private carry = ''
@@ -17,8 +31,9 @@ export class RawProducer {
   firstError: string | undefined
   private waiters: Array<() => void> = []
 
-  constructor (socketPath: string) {
-    this.sock = connect({ path: socketPath })
+  /** `endpoint`: a unix socket path, or host and port. */
+  constructor (endpoint: RedisEndpoint) {
+    this.sock = connect(typeof endpoint === 'string' ? { path: endpoint } : { host: endpoint.host, port: endpoint.port })
     this.sock.setEncoding('latin1')
     this.sock.on('data', (text: string) => { this.read(text) })
     this.sock.on('error', (err: Error) => {
@@ -92,6 +107,52 @@ export class RawProducer {
   }
 }
 
+/**
+ * XADD to a Redis Cluster with no client library in the way: one
+ * RawProducer per master, each key sent to the master that serves its slot
+ * (the slot map taken once: the bench moves no slot). A MOVED reply would be
+ * an error, and fails the phase as any producer error does.
+ */
+export class ClusterProducer implements Producer {
+  private readonly producers: RawProducer[]
+  private readonly byKey = new Map<string, RawProducer>()
+
+  /** `masters`: each master's endpoint; `ownerOf(slot)`: the index of the master serving it. */
+  constructor (masters: readonly RedisEndpoint[], private readonly ownerOf: (slot: number) => number) {
+    this.producers = masters.map(m => new RawProducer(m))
+  }
+
+  get errors (): number {
+    return this.producers.reduce((n, p) => n + p.errors, 0)
+  }
+
+  get firstError (): string | undefined {
+    return this.producers.find(p => p.firstError !== undefined)?.firstError
+  }
+
+  xadd (key: string, payload: string, maxLen: number): void {
+    let p = this.byKey.get(key)
+    if (p === undefined) {
+      p = this.producers[this.ownerOf(keySlot(key))]
+      if (p === undefined) throw new Error(`no master serves the slot of ${key}`)
+      this.byKey.set(key, p)
+    }
+    p.xadd(key, payload, maxLen)
+  }
+
+  flush (): void {
+    for (const p of this.producers) p.flush()
+  }
+
+  async drain (timeoutMs = 10000): Promise<void> {
+    await Promise.all(this.producers.map(async p => { await p.drain(timeoutMs) }))
+  }
+
+  close (): void {
+    for (const p of this.producers) p.close()
+  }
+}
+
 /** A JSON payload of about `bytes` bytes. */
 export function payloadOf (bytes: number): string {
   const base = '{"n":0,"pad":""}'
@@ -118,7 +179,7 @@ export class Pacer {
   private n = 0
   private stopped = false
 
-  constructor (private readonly producer: RawProducer, private readonly opts: PaceOptions) {}
+  constructor (private readonly producer: Producer, private readonly opts: PaceOptions) {}
 
   get sent (): number {
     return this.n

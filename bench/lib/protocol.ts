@@ -17,6 +17,12 @@ export interface ConnSpec {
   /** Connects in flight at once, per worker. */
   readonly concurrency: number
   readonly openTimeoutMs: number
+  /**
+   * Set: speak cleartext HTTP/2 with prior knowledge (h2c, node:http2), this
+   * many streams per connection (a browser multiplexes a host's streams on
+   * one). Unset: raw HTTP/1.1, one stream per connection.
+   */
+  readonly h2StreamsPerSession?: number
 }
 
 export interface OpenRequest { t: 'open', id: number, spec: ConnSpec, first: number, count: number }
@@ -29,9 +35,11 @@ export interface ArmRequest { t: 'arm', id: number, lastId: string }
 export interface UntilRequest { t: 'until', id: number, lastId: string, firstId?: string, timeoutMs: number }
 export interface CloseAllRequest { t: 'closeAll', id: number }
 export interface ConnectLoopRequest { t: 'connectLoop', id: number, spec: ConnSpec, first: number, durationMs: number }
+/** Every event the open streams received since they opened (no reset), for an exact count of loss and duplicates. */
+export interface TotalsRequest { t: 'totals', id: number }
 export interface ExitRequest { t: 'exit', id: number }
 
-export type WorkerRequest = OpenRequest | ResetRequest | ReportRequest | ArmRequest | UntilRequest | CloseAllRequest | ConnectLoopRequest | ExitRequest
+export type WorkerRequest = OpenRequest | ResetRequest | ReportRequest | ArmRequest | UntilRequest | CloseAllRequest | ConnectLoopRequest | TotalsRequest | ExitRequest
 
 export interface OpenResult {
   ok: number
@@ -72,6 +80,15 @@ export interface UntilResult {
   wrongFirst: number
   /** Streams whose last id seen is not exactly `lastId`. */
   wrongLast: number
+}
+
+export interface TotalsResult {
+  /** Events (`id:` lines) on every stream since it opened, until closeAll. */
+  received: number
+  /** Of those, ids that did not sort after the previous one on the same stream (a duplicate or an entry out of order). */
+  outOfOrder: number
+  /** Streams that the server ended. */
+  closedByServer: number
 }
 
 export interface ConnectLoopResult {

@@ -5,14 +5,16 @@
 import { TopicPatterns, topicsFromClaim } from '../core/channels.js'
 import type { Claims } from './token-verifier.js'
 
-/** The claim names the configuration chose (`JWT_TOPICS_CLAIM`, `JWT_PUBLISH_CLAIM`). */
+/** The claim names the configuration chose (`JWT_USER_CLAIM`, `JWT_TOPICS_CLAIM`, `JWT_PUBLISH_CLAIM`). */
 export interface ClaimNames {
+  /** Default `sub`. */
+  readonly userClaim?: string
   readonly topicsClaim: string
   readonly publishClaim: string
 }
 
 export interface Principal {
-  /** The user: its channel `user:<sub>` is part of every stream it opens. */
+  /** The user (the `JWT_USER_CLAIM` claim, `sub` by default): its channel `user:<sub>` is part of every stream it opens. */
   readonly sub: string | undefined
   /** Topic patterns it may read (`GET /events`). */
   readonly topics: TopicPatterns
@@ -26,10 +28,10 @@ export interface Principal {
   readonly issuedAtMs?: number | undefined
 }
 
-/** The principal of claims a {@link TokenVerifier} returned (`exp` is a number, `sub` valid or absent). */
+/** The principal of claims a {@link TokenVerifier} returned (`exp` is a number, the user claim valid or absent). */
 export function principalOf (claims: Claims, names: ClaimNames): Principal {
   return {
-    sub: claims.sub as string | undefined,
+    sub: claims[names.userClaim ?? 'sub'] as string | undefined,
     topics: new TopicPatterns(topicsFromClaim(claims[names.topicsClaim])),
     publish: new TopicPatterns(topicsFromClaim(claims[names.publishClaim])),
     expiresAtMs: (claims.exp as number) * 1000,

@@ -9,7 +9,7 @@ import { isValidSubject } from '../core/channels.js'
 import { Errors } from '../core/errors.js'
 import { AuthError } from './auth-error.js'
 
-/** A verified token's payload: a numeric `exp` and, when present, a valid `sub`. */
+/** A verified token's payload: a numeric `exp` and, when present, a valid user claim (`sub` unless JWT_USER_CLAIM names another). */
 export type Claims = Readonly<Record<string, unknown>>
 
 export interface TokenVerifier {
@@ -20,6 +20,12 @@ export interface TokenVerifier {
    * empty: an empty credential is refused before a verifier is asked.
    */
   verify (token: string): Promise<Claims>
+  /** Gets ready before the gateway listens (fetches key sets); never throws. */
+  start?: () => Promise<void>
+  /** Stops what it runs (a fetch in flight). */
+  close?: () => void
+  /** What `/readyz` shows of it (`jwks`: each issuer's key set); never makes the replica unready. */
+  readiness?: () => Readonly<Record<string, string>> | undefined
 }
 
 /**
@@ -27,7 +33,7 @@ export interface TokenVerifier {
  * trust, or an {@link AuthError}: checks the verification library does not
  * make (or makes only when the claim is present).
  */
-export function checkedClaims (payload: unknown): Claims {
+export function checkedClaims (payload: unknown, userClaim = 'sub'): Claims {
   // Array or primitive payloads must never pass as a set of claims.
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
     throw new AuthError('invalid', Errors.AUTH_INVALID_TOKEN, 'The token was rejected: its payload is not a JSON object.')
@@ -37,8 +43,9 @@ export function checkedClaims (payload: unknown): Claims {
   if (typeof exp !== 'number' || !Number.isFinite(exp)) {
     throw new AuthError('invalid', Errors.AUTH_INVALID_TOKEN, 'The token was rejected: it needs a numeric `exp` claim.')
   }
-  if (claims.sub !== undefined && (typeof claims.sub !== 'string' || !isValidSubject(claims.sub))) {
-    throw new AuthError('invalid', Errors.AUTH_INVALID_TOKEN, 'The token was rejected: `sub` must be a string of 1 to 256 characters with no control characters.')
+  const user = claims[userClaim]
+  if (user !== undefined && (typeof user !== 'string' || !isValidSubject(user))) {
+    throw new AuthError('invalid', Errors.AUTH_INVALID_TOKEN, `The token was rejected: \`${userClaim}\` must be a string of 1 to 256 characters with no control characters.`)
   }
   return claims
 }

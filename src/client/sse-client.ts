@@ -19,6 +19,12 @@
  *    so a page reload resumes where it was: sent as `lastEventId` on the
  *    first connect, since EventSource cannot send the header then.
  *  - `gateway.gap` goes to `onGap` with the channels that lost history.
+ *  - Every event comes with its channel (`user:42`, `topic:news`), read off
+ *    its `id:` with nothing added to the wire: on a stream of one channel
+ *    it is that one; on a stream of several, the id is a cursor whose first
+ *    segment is the event's channel's, named by the FNV-1a hash of the
+ *    channel name ({@link channelHash}). `channelOnWire` asks the gateway to
+ *    send the name as the first data line instead (`channel=data`).
  *
  * EventSource hands a named event only to listeners for that name: give the
  * names the app expects in `events` (or add them later with `listen`).
@@ -106,8 +112,26 @@ export interface ConnectOptions {
    * up (which is what a 401 looks like), so return a fresh one then.
    */
   readonly getToken?: (reason: TokenReason) => string | null | undefined | Promise<string | null | undefined>
-  /** Every event that is not a control event: its name (`message` when it has none), data and `id:` (its cursor). */
-  readonly onEvent: (name: string, data: string, id: string) => void
+  /**
+   * Every event that is not a control event: its name (`message` when it
+   * has none), data, `id:` (its cursor) and channel (`user:<id>` or
+   * `topic:<name>`; `user:` alone for the user channel when the page gave
+   * no `user` and the token tells none; undefined only for an id this
+   * client cannot read).
+   */
+  readonly onEvent: (name: string, data: string, id: string, channel: string | undefined) => void
+  /**
+   * The user whose channel the token opens (the gateway's `JWT_USER_CLAIM`
+   * of the token), to name that channel in `onEvent`. Default: the `sub`
+   * claim of the token `getToken` returns, when it is a JWT.
+   */
+  readonly user?: string
+  /**
+   * Ask the gateway to put each event's channel on the wire (`channel=data`:
+   * the first data line is the channel), for pages whose cursors another
+   * client reads too; `onEvent` gets the data without that line either way.
+   */
+  readonly channelOnWire?: boolean
   /** Channels that lost history (`gateway.gap`): refetch their state. Delivery goes on. */
   readonly onGap?: (channels: GapChannel[]) => void
   /** Connection state changes, for a status indicator or logging. */
@@ -152,10 +176,81 @@ export function backoffDelay (attempt: number, initialMs: number, maxMs: number,
   return Math.round(ceiling / 2 + random() * ceiling / 2)
 }
 
+const HASH_WIDTH = 6
+const HASH_SPACE = 36 ** HASH_WIDTH
+
+/** 6 base-36 digits of the FNV-1a hash of a channel name, as the gateway's cursor has them (src/core/cursor.ts). */
+export function channelHash (name: string): string {
+  let h = 0x811c9dc5
+  for (let i = 0; i < name.length; i++) {
+    h ^= name.charCodeAt(i)
+    h = Math.imul(h, 0x01000193) >>> 0
+  }
+  return (h % HASH_SPACE).toString(36).padStart(HASH_WIDTH, '0')
+}
+
+/**
+ * The channels of a stream in the gateway's order: the token's user channel
+ * first (when it has a user), then each topic once, in the order asked.
+ */
+export function streamChannels (user: string | undefined, topics: readonly string[]): string[] {
+  const channels = user === undefined || user === '' ? [] : [`user:${user}`]
+  for (const topic of new Set(topics)) channels.push(`topic:${topic}`)
+  return channels
+}
+
+/**
+ * Names the channel of each event of a stream from its `id:` (see the
+ * module comment). With `user` undefined (cookie auth, or a token that is
+ * not a JWT), the user channel, where the stream has one, is the hash that
+ * no topic has, named `user:`.
+ */
+export class EventChannels {
+  private readonly byHash = new Map<string, string>()
+  /** What a bare entry id (a stream of one channel) names. */
+  private readonly single: string | undefined
+
+  constructor (private readonly user: string | undefined, topics: readonly string[]) {
+    const channels = streamChannels(user, topics)
+    // Unknown user: no topic is the user's own stream; one topic is that
+    // topic alone (with a user channel beside it the id would be a cursor).
+    this.single = user !== undefined ? (channels.length === 1 ? channels[0] : undefined) : channels.length === 0 ? 'user:' : channels.length === 1 ? channels[0] : undefined
+    // The gateway's hashes, colliding ones rehashed as it does (one in two billion).
+    const used = new Set<string>()
+    for (const channel of channels) {
+      let hash = channelHash(channel)
+      for (let n = 1; used.has(hash); n++) hash = channelHash(`${channel}\u0000${n}`)
+      used.add(hash)
+      this.byHash.set(hash, channel)
+    }
+  }
+
+  /** The channel of the event whose `id:` is `id`, or undefined when the id names none this stream has. */
+  channelOf (id: string): string | undefined {
+    if (!id.startsWith('1.')) return this.single
+    const channel = this.byHash.get(id.slice(2, 2 + HASH_WIDTH))
+    return channel ?? (this.user === undefined ? 'user:' : undefined)
+  }
+}
+
+/** The `sub` claim of a JWT, read without verifying it (only to name the user channel); undefined for anything else. */
+export function tokenSubject (token: string | undefined): string | undefined {
+  const payload = token?.split('.')[1]
+  if (payload === undefined || typeof atob !== 'function') return undefined
+  try {
+    const bytes = Uint8Array.from(atob(payload.replace(/-/g, '+').replace(/_/g, '/')), c => c.charCodeAt(0))
+    const sub = (JSON.parse(new TextDecoder().decode(bytes)) as { sub?: unknown }).sub
+    return typeof sub === 'string' ? sub : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** The URL a new EventSource opens: topics, token and the cursor as query parameters. */
-export function streamUrl (base: string | URL, topics: readonly string[], token: string | undefined, lastEventId: string | undefined): string {
+export function streamUrl (base: string | URL, topics: readonly string[], token: string | undefined, lastEventId: string | undefined, channelOnWire = false): string {
   const url = new URL(String(base), pageHref())
   for (const topic of topics) url.searchParams.append('topic', topic)
+  if (channelOnWire) url.searchParams.set('channel', 'data')
   if (token !== undefined && token !== '') url.searchParams.set('token', token)
   else url.searchParams.delete('token')
   if (lastEventId !== undefined && lastEventId !== '') url.searchParams.set('lastEventId', lastEventId)
@@ -208,6 +303,7 @@ export function connect (options: ConnectOptions): Connection {
   const ES: EventSourceConstructor = found
   if (typeof options.onEvent !== 'function') throw new TypeError('sse-client: `onEvent` must be a function')
   const topics = [...(options.topics ?? [])]
+  const onWire = options.channelOnWire === true
   // Fail now, not in a later turn: a relative URL needs a page to resolve against.
   streamUrl(options.url, topics, undefined, undefined)
   const storage = options.storage === undefined ? defaultStorage() : options.storage
@@ -276,13 +372,20 @@ export function connect (options: ConnectOptions): Connection {
       }
       if (gen !== generation || closed) return
     }
-    const es = new ES(streamUrl(options.url, topics, token, cursor), options.withCredentials === true ? { withCredentials: true } : undefined)
+    const es = new ES(streamUrl(options.url, topics, token, cursor, onWire), options.withCredentials === true ? { withCredentials: true } : undefined)
     source = es
     const current = (): boolean => es === source && !closed
+    const channels = new EventChannels(options.user ?? tokenSubject(token), topics)
 
     deliver = event => {
       remember(event.lastEventId)
-      options.onEvent(event.type, event.data, event.lastEventId)
+      if (onWire) {
+        const cut = event.data.indexOf('\n')
+        const data = cut === -1 ? '' : event.data.slice(cut + 1)
+        options.onEvent(event.type, data, event.lastEventId, cut === -1 ? event.data : event.data.slice(0, cut))
+      } else {
+        options.onEvent(event.type, event.data, event.lastEventId, channels.channelOf(event.lastEventId))
+      }
     }
     es.onopen = () => {
       if (!current()) return

@@ -14,11 +14,18 @@ export const Errors = {
   AUTH_NOT_CONFIGURED: { code: 'SSEGW_ERR_AUTH_NOT_CONFIGURED', statusCode: 401 },
   /** The token's `jti` was revoked, or it was issued before its user's cut-off (README "Control"). */
   AUTH_REVOKED_TOKEN: { code: 'SSEGW_ERR_AUTH_REVOKED_TOKEN', statusCode: 401 },
+  /** With JWKS URLs: the token's `iss` is none of JWT_ISSUER (checked before any key is fetched). */
+  AUTH_UNKNOWN_ISSUER: { code: 'SSEGW_ERR_AUTH_UNKNOWN_ISSUER', statusCode: 401 },
+  /** The token's `kid` names no key of its issuer (after the one refetch a cooldown allows). */
+  AUTH_UNKNOWN_KEY: { code: 'SSEGW_ERR_AUTH_UNKNOWN_KEY', statusCode: 401 },
+  /** The issuer's key set has never been fetched and cannot be now: not the token's fault, so not a 401. */
+  AUTH_KEYS_UNAVAILABLE: { code: 'SSEGW_ERR_AUTH_KEYS_UNAVAILABLE', statusCode: 503 },
   TOPIC_FORBIDDEN: { code: 'SSEGW_ERR_TOPIC_FORBIDDEN', statusCode: 403 },
   TOPIC_INVALID: { code: 'SSEGW_ERR_TOPIC_INVALID', statusCode: 400 },
   TOPIC_TOO_MANY: { code: 'SSEGW_ERR_TOPIC_TOO_MANY', statusCode: 400 },
   NO_CHANNELS: { code: 'SSEGW_ERR_NO_CHANNELS', statusCode: 400 },
   HISTORY_INVALID: { code: 'SSEGW_ERR_HISTORY_INVALID', statusCode: 400 },
+  CHANNEL_OPTION_INVALID: { code: 'SSEGW_ERR_CHANNEL_OPTION_INVALID', statusCode: 400 },
   TOO_MANY_CONNECTIONS: { code: 'SSEGW_ERR_TOO_MANY_CONNECTIONS', statusCode: 429 },
   RATE_LIMITED: { code: 'SSEGW_ERR_RATE_LIMITED', statusCode: 429 },
   UNAVAILABLE: { code: 'SSEGW_ERR_UNAVAILABLE', statusCode: 503 },

@@ -29,9 +29,9 @@ export type GapReason = 'trimmed' | 'missing' | 'ahead' | 'invalid-cursor' | 're
 /** Why a stream ended. */
 export type CloseReason = 'client-closed' | 'token-expired' | 'slow-client' | 'shutdown' | 'source-error' | 'revoked' | 'disconnected'
 /** Why a connection was refused for authentication or authorization. */
-export type AuthFailure = 'missing' | 'invalid' | 'expired' | 'not-configured' | 'forbidden' | 'revoked'
+export type AuthFailure = 'missing' | 'invalid' | 'expired' | 'not-configured' | 'forbidden' | 'unknown-issuer' | 'unknown-key' | 'keys-unavailable' | 'revoked'
 /** Why a new stream was told to come back later (`gateway.unavailable`). */
-export type UnavailableReason = 'draining' | 'at-capacity' | 'source-unavailable' | 'disconnected'
+export type UnavailableReason = 'draining' | 'at-capacity' | 'source-unavailable' | 'keys-unavailable' | 'disconnected'
 /** Why a stream entry was skipped (it breaks the producer contract). */
 export type SkipReason = 'no-data' | 'bad-event-name' | 'too-large'
 /** Why live reads do not flow (readiness, `/readyz` `live`). */
@@ -63,11 +63,13 @@ export function disconnectedPayload (): string {
 
 /** What a client is told with `gateway.unavailable` (or a 503). */
 export function unavailableMessage (reason: UnavailableReason): string {
-  return reason === 'draining'
-    ? 'This replica is shutting down: reconnect.'
-    : reason === 'at-capacity'
-      ? 'This replica is at its connection limit (MAX_CONNECTIONS): reconnect.'
-      : reason === 'disconnected' ? 'An operator ended this stream as it opened: reconnect.' : 'The event source (Redis) is unreachable: reconnect shortly.'
+  switch (reason) {
+    case 'draining': return 'This replica is shutting down: reconnect.'
+    case 'at-capacity': return 'This replica is at its connection limit (MAX_CONNECTIONS): reconnect.'
+    case 'disconnected': return 'An operator ended this stream as it opened: reconnect.'
+    case 'keys-unavailable': return 'The keys of this token\'s issuer cannot be fetched right now: reconnect shortly.'
+    default: return 'The event source (Redis) is unreachable: reconnect shortly.'
+  }
 }
 
 export function unavailablePayload (reason: UnavailableReason): string {

@@ -8,9 +8,9 @@ function b64 (value: unknown): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url')
 }
 
-/** HS256 JWT with `iat` and `exp` (`ttlSeconds` from `nowMs`). */
-export function mintToken (secret: string, claims: Record<string, unknown>, ttlSeconds: number, nowMs = Date.now()): string {
+/** HS256 JWT with `iat` and `exp` (`ttlSeconds` from `nowMs`), and a `kid` header when given. */
+export function mintToken (secret: string, claims: Record<string, unknown>, ttlSeconds: number, nowMs = Date.now(), kid?: string): string {
   const iat = Math.floor(nowMs / 1000)
-  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ ...claims, iat, exp: iat + ttlSeconds })}`
+  const head = `${b64({ alg: 'HS256', typ: 'JWT', ...(kid !== undefined ? { kid } : {}) })}.${b64({ ...claims, iat, exp: iat + ttlSeconds })}`
   return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`
 }

@@ -34,6 +34,24 @@ export class DeliveryEvent {
     if (this.body_ === undefined) this.body_ = Buffer.from(this.text, 'utf8')
     return this.body_
   }
+
+  /**
+   * The lines with the channel's name as the first `data:` line, for streams
+   * that asked for it (`channel=data`), encoded on first use and shared like
+   * {@link body}: an entry belongs to one channel, so there is one such form.
+   */
+  bodyWithChannel (channel: string): Buffer {
+    this.withChannel_ ??= Buffer.from(withChannelLine(this.text, channel), 'utf8')
+    return this.withChannel_
+  }
+
+  private withChannel_: Buffer | undefined
+}
+
+/** `event:` and `data:` lines with `data: <channel>` before the first data line. */
+export function withChannelLine (text: string, channel: string): string {
+  const at = text.startsWith('event: ') ? text.indexOf('\n') + 1 : 0
+  return `${text.slice(0, at)}data: ${channel}\n${text.slice(at)}`
 }
 
 /** Entries read together, as events, in order. */

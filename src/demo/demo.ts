@@ -8,9 +8,8 @@
  * Every value that reaches the DOM goes through `textContent`, never
  * `innerHTML`: event data is producer input.
  */
-import { connect, streamUrl, type Connection, type ConnectionState, type GapChannel, type StateDetail, type TokenReason } from '../client/sse-client.js'
+import { connect, streamChannels, streamUrl, type Connection, type ConnectionState, type GapChannel, type StateDetail, type TokenReason } from '../client/sse-client.js'
 import { checkConnectForm, parseTopics, readClaims } from './connect-form.js'
-import { EventChannels, streamChannels } from './event-channel.js'
 
 /** What the gateway tells the page (the `demo-config` JSON in the HTML). */
 interface DemoConfig {
@@ -36,7 +35,6 @@ interface ActiveStream {
   connection: Connection | undefined
   readonly sub: string | undefined
   readonly topics: readonly string[]
-  readonly channels: EventChannels
 }
 
 const cfg = JSON.parse(byId('demo-config').textContent ?? '{}') as DemoConfig
@@ -134,7 +132,7 @@ function showEvent (name: string, data: string, id: string, channel: string | un
   li.dataset.name = name
   const line = el('div', 'line')
   line.append(el('span', name === 'message' ? 'name unnamed' : 'name', name === 'message' ? 'message (unnamed)' : name))
-  // Left out when the page cannot tell (see event-channel.ts): no guess.
+  // The client helper names it from the event's id (left out for an id it cannot read).
   if (channel !== undefined) line.append(el('span', 'channel', channel))
   line.append(el('time', '', clock()))
   li.append(line, el('pre', 'data', pretty(data)), el('div', 'id', `id ${id === '' ? '(none)' : id}`))
@@ -306,7 +304,7 @@ function start (): void {
   active?.connection?.close()
   shown.clear()
   // The stream is the page's before it connects: its first state changes are shown.
-  const stream: ActiveStream = { connection: undefined, sub, topics, channels: new EventChannels(streamChannels(sub, topics)) }
+  const stream: ActiveStream = { connection: undefined, sub, topics }
   active = stream
   stream.connection = connect({
     url: new URL('events?history=20', location.href),
@@ -314,18 +312,16 @@ function start (): void {
     getToken: tokenSource(sub),
     events: [...names],
     storageKey: `sse-demo:cursor:${cfg.tokenEndpoint ? sub ?? '' : 'pasted-token'}|${[...topics].sort().join(',')}`,
-    onEvent: (name, data, id) => {
-      showEvent(name, data, id, stream.channels.channelOf(id))
+    // The user channel's name: the demo token's sub (a pasted token's is read by the helper).
+    ...(sub !== undefined ? { user: sub } : {}),
+    onEvent: (name, data, id, channel) => {
+      showEvent(name, data, id, channel)
     },
     onGap: (channels: GapChannel[]) => {
-      // The gap notice moved the cursor too: the next event is told against it.
-      stream.channels.saw(stream.connection?.lastEventId)
       notice('gap', 'History gap', `${channels.map(c => `${c.channel} (${c.reason})`).join(', ')}: events of these channels were lost to trimming. An app would refetch their state now; delivery goes on.`)
     },
     onState: (state, detail) => { onState(stream, state, detail) },
   })
-  // Where it resumes from (the cursor stored by an earlier visit), if anywhere.
-  stream.channels.saw(stream.connection.lastEventId)
   renderToken()
 }
 

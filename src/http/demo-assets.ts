@@ -33,7 +33,6 @@ export const DEMO_FILES: readonly DemoAsset[] = [
   { path: '/demo/demo.css', contentType: 'text/css; charset=utf-8', candidates: [new URL('../demo/demo.css', import.meta.url)] },
   { path: '/demo/demo.js', contentType: JS, candidates: compiled('demo/demo.js') },
   { path: '/demo/connect-form.js', contentType: JS, candidates: compiled('demo/connect-form.js') },
-  { path: '/demo/event-channel.js', contentType: JS, candidates: compiled('demo/event-channel.js') },
   { path: '/client/sse-client.js', contentType: JS, candidates: compiled('client/sse-client.js') },
 ]
 

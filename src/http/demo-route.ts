@@ -41,14 +41,17 @@ const DEMO_SUB = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
  * JWT settings with a random 256-bit HS256 secret, for a demo gateway that
  * was given no key. Tokens signed with it are valid for this process only.
  */
-export function generatedJwtSettings (): JwtSettings {
+export function generatedJwtSettings (config: Config): JwtSettings {
+  const key = Object.freeze({ key: randomBytes(32).toString('base64url'), kind: 'secret' as const, algorithms: Object.freeze(['HS256']), from: 'the demo\'s generated secret' })
   return Object.freeze({
-    key: randomBytes(32).toString('base64url'),
-    kind: 'secret',
-    algorithms: Object.freeze(['HS256']),
+    keys: Object.freeze([key]),
+    jwks: Object.freeze([]),
+    jwksFetch: Object.freeze({ minTtlMs: 60000, maxTtlMs: 60000, cooldownMs: 30000, timeoutMs: 5000, maxBytes: 262144 }),
+    algorithms: key.algorithms,
     audience: Object.freeze([]),
     issuer: Object.freeze([]),
     clockToleranceMs: 0,
+    userClaim: config.userClaim,
   })
 }
 
@@ -141,7 +144,7 @@ export async function demoRoute (app: FastifyInstance, opts: DemoRouteOptions): 
     const publish = ['topic:demo.*', `user:${sub}`]
     const publishClaim = config.publishClaim
     const now = Date.now()
-    const token = mintToken(tokenSecret, { sub, [config.topicsClaim]: topics, [publishClaim]: publish }, ttl, now)
+    const token = mintToken(tokenSecret, { [config.userClaim]: sub, [config.topicsClaim]: topics, [publishClaim]: publish }, ttl, now)
     securityHeaders(reply).header('cache-control', 'no-store')
     return { token, sub, topics, publish, expiresAt: (Math.floor(now / 1000) + ttl) * 1000 }
   })

@@ -4,6 +4,7 @@
  * the 200, the session ends itself with a reason and never throws.
  */
 import { randomUUID } from 'node:crypto'
+import type { Http2ServerResponse } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { TopicPatterns, isValidTopicName, topicChannel, userChannel, type Channel } from '../core/channels.js'
@@ -23,6 +24,8 @@ import type { AdmissionRefusal } from '../source/control-store.js'
 import { CONTROL_EVENTS, unavailableMessage, unavailablePayload, type CloseReason, type UnavailableReason } from '../core/protocol.js'
 import { jitteredRetryMs } from '../core/retry.js'
 import { Http1StreamWriter } from './http1-writer.js'
+import { Http2StreamWriter } from './http2-writer.js'
+import type { StreamWriter } from './stream-writer.js'
 import { Session, type HistoryRequest, type SessionContext } from './session.js'
 import type { SessionRegistry } from './session-registry.js'
 import type { ControlStore } from '../source/control-store.js'
@@ -123,6 +126,18 @@ export function parseTopics (raw: unknown, max: number): string[] {
  * `history=N` (the newest N entries of each channel) or `since=<time>` (Unix
  * ms or an ISO 8601 date): where a first connect starts instead of now.
  */
+/**
+ * `channel=data`: each event carries its channel's name (`user:42`,
+ * `topic:news`) as its first `data:` line, for plain EventSource pages
+ * (README, "The channel of each event"). Absent: events as produced.
+ */
+export function parseChannelOption (query: Record<string, unknown>): boolean {
+  const { channel } = query
+  if (channel === undefined) return false
+  if (channel === 'data') return true
+  throw new GatewayError(Errors.CHANNEL_OPTION_INVALID, '`channel` takes one value, `data` (each event\'s first data line is then its channel), or leave it out.')
+}
+
 export function parseHistory (query: Record<string, unknown>, max: number): HistoryRequest | undefined {
   const { history, since } = query
   if (history === undefined && since === undefined) return undefined
@@ -183,6 +198,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     let channels: Channel[]
     let history: HistoryRequest | undefined
     let topics: string[]
+    let channelOnWire = false
     try {
       topics = parseTopics(query.topic, config.maxTopicsPerConnection)
       principal = await authorize(request, topics)
@@ -196,8 +212,19 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
         throw new GatewayError(Errors.NO_CHANNELS, 'Nothing to stream: the token has no `sub` and no `topic` parameter was given.')
       }
       history = parseHistory(query, config.historyMaxEntries)
+      channelOnWire = parseChannelOption(query)
     } catch (err) {
-      if (err instanceof AuthError) metrics.authFailures.inc({ reason: err.reason })
+      if (err instanceof AuthError) {
+        metrics.authFailures.inc({ reason: err.reason })
+        // The issuer's keys cannot be fetched: not the token's fault, so an
+        // EventSource is told to come back rather than to give up for good;
+        // other clients get the 503 with Retry-After.
+        if (err.reason === 'keys-unavailable') {
+          const wait = retryMs()
+          if (wantsEventStream(request)) return unavailable(request, reply, 'keys-unavailable', wait, metrics)
+          void reply.header('retry-after', String(Math.max(1, Math.ceil(wait / 1000))))
+        }
+      }
       throw err
     }
 
@@ -208,13 +235,20 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       ? header
       : typeof query.lastEventId === 'string' && query.lastEventId.length > 0 ? query.lastEventId : undefined
 
-    const writer = new Http1StreamWriter(reply.raw, connection, config.slowClientBufferBytes)
+    // A request that came over HTTP/2 carries its stream (the compatibility
+    // response of node:http2); HTTP/1.1 ones, also on a TLS listener that
+    // negotiated http/1.1 by ALPN, are node:http responses.
+    const h2 = (reply.raw as unknown as Partial<Http2ServerResponse>).stream
+    const writer: StreamWriter = h2 !== undefined
+      ? new Http2StreamWriter(reply.raw as unknown as Http2ServerResponse, config.slowClientBufferBytes)
+      : new Http1StreamWriter(reply.raw, connection, config.slowClientBufferBytes)
     const session = new Session(context, {
       id: randomUUID(),
       user: principal?.sub,
       channels,
       resume: lastEventId === undefined ? undefined : (decodeCursor(lastEventId) ?? null),
       history,
+      channelOnWire,
       // Accepted until exp + tolerance, so it must not be cut off before then
       // (else a client is accepted and ended at once, over and over).
       expiresAtMs: principal === undefined ? undefined : principal.expiresAtMs + (config.jwt?.clockToleranceMs ?? 0),
@@ -299,7 +333,7 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     reply.hijack()
     try {
       writer.open({ ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)
-      metrics.connectionsOpened.inc()
+      metrics.connectionsOpened.inc({ protocol: writer.protocol })
       metrics.connectionsOpen.inc()
       for (const ch of channels) metrics.subscriptions.inc({ kind: ch.kind })
       session.start(retryMs(), request.id)
@@ -326,10 +360,15 @@ function endReasonOf (session: Session): CloseReason | undefined {
  * comes back by itself, usually to another replica. Other clients get a 503
  * with `Retry-After`.
  */
+/** An EventSource asks for `text/event-stream` (and gives up for good on any non-200). */
+function wantsEventStream (request: FastifyRequest): boolean {
+  const accept = request.headers.accept
+  return typeof accept === 'string' && accept.includes('text/event-stream')
+}
+
 function unavailable (request: FastifyRequest, reply: FastifyReply, reason: UnavailableReason, retryMs: number, metrics: Metrics): FastifyReply {
   metrics.unavailable.inc({ reason })
-  const accept = request.headers.accept
-  if (typeof accept === 'string' && accept.includes('text/event-stream')) {
+  if (wantsEventStream(request)) {
     reply.hijack()
     const res = reply.raw
     res.writeHead(200, { ...reply.getHeaders(), ...SSE_HEADERS } as Record<string, string>)

@@ -58,6 +58,10 @@ export class Http1StreamWriter implements StreamWriter {
     private readonly maxBufferedBytes: number
   ) {}
 
+  get protocol (): 'h1' {
+    return 'h1'
+  }
+
   get bufferedBytes (): number {
     return this.res.writableLength
   }

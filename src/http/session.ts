@@ -58,6 +58,8 @@ export interface SessionOptions {
   /** Token `jti` and `iat` (ms), which control commands match (README "Control"). */
   readonly jti?: string | undefined
   readonly issuedAtMs?: number | undefined
+  /** `channel=data`: each event's first `data:` line is its channel's name. */
+  readonly channelOnWire?: boolean
 }
 
 /** The last `count` entries of each channel, or every entry since `sinceMs`. */
@@ -93,6 +95,7 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
   /** Until subscribe() has used them. */
   private start_: { resume: DecodedCursor | null | undefined, history: HistoryRequest | undefined } | undefined
   private readonly resumed: boolean
+  private readonly channelOnWire: boolean
   /**
    * Newest time (ms) among the resume cursor's positions: the cursor was
    * made after it. Undefined when not resuming, or when every position is 0-0.
@@ -126,6 +129,7 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
     this.expiresAtMs = opts.expiresAtMs
     this.jti = opts.jti
     this.issuedAtMs = opts.issuedAtMs
+    this.channelOnWire = opts.channelOnWire === true
     this.resumed = opts.resume !== undefined
     this.start_ = { resume: opts.resume, history: opts.history }
     const used = new Set<string>()
@@ -311,7 +315,7 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
     if (this.started) {
       const m = this.ctx.metrics
       const seconds = (Date.now() - this.openedAt) / 1000
-      m.connectionsClosed.inc({ reason })
+      m.connectionsClosed.inc({ reason, protocol: this.writer.protocol })
       m.connectionsOpen.dec()
       m.connectionDuration.observe(seconds)
       this.ctx.logger.info({ session: this.id, user: this.user, channels: this.channels.length, resumed: this.resumed, events: this.eventsSent, durationMs: Math.round(seconds * 1000), reason }, 'session closed')
@@ -353,10 +357,16 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
     (this.pendingGaps ??= []).push({ channel: ch.channel.name, reason })
   }
 
+  /**
+   * The `id:` of an event of `ch`: the bare entry id on a one-channel
+   * stream; else a cursor whose first segment is `ch`'s (a cursor's segments
+   * may come in any order), so a client that knows its channels' hashes
+   * tells each event's channel from its id alone (the client helper does).
+   */
   private currentId (ch: ChannelState): string {
     if (this.channels.length === 1) return ch.cursor
-    let text = '1'
-    for (const c of this.channels) text += c.segment
+    let text = '1' + ch.segment
+    for (const c of this.channels) if (c !== ch) text += c.segment
     return text
   }
 
@@ -368,7 +378,7 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
   private deliver (ch: ChannelState, batch: Batch, source: DeliverySource): void {
     let n = 0
     const first = batch.events[0]
-    if (this.channels.length === 1 && first !== undefined && compareIds(first.id, ch.cursor) > 0) {
+    if (this.channels.length === 1 && !this.channelOnWire && first !== undefined && compareIds(first.id, ch.cursor) > 0) {
       // A batch is in id order, so all of it follows the cursor; the event id
       // is the entry id, so the hub's shared framing is exactly our bytes.
       this.writer.writeBatch(batch)
@@ -377,7 +387,7 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
       for (const ev of batch.events) {
         if (compareIds(ev.id, ch.cursor) <= 0) continue
         this.setCursor(ch, ev.id)
-        this.writer.write(ev.body)
+        this.writer.write(this.channelOnWire ? ev.bodyWithChannel(ch.channel.name) : ev.body)
         this.writer.write(formatIdLine(this.currentId(ch)))
         n++
       }

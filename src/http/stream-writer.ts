@@ -2,9 +2,9 @@
  * The stream writer seam: a {@link Session} decides what a client gets (its
  * cursors, the delivery rule, catch-up, gaps, control events); a writer owns
  * the bytes: how they go on the wire, one write per tick, how much the
- * transport holds, when it drains, and how the stream ends. The first
- * writer is HTTP/1.1 (http1-writer.ts); an HTTP/2 writer would write the
- * same SSE bytes to its `Http2Stream` (docs/stream-writer.md).
+ * transport holds, when it drains, and how the stream ends: HTTP/1.1
+ * chunks on the socket (http1-writer.ts), or DATA frames on the request's
+ * `Http2Stream` (http2-writer.ts); see docs/stream-writer.md.
  *
  * The frame-once fan-out crosses the seam whole: a batch is handed over as
  * the hub's shared {@link Batch}, never copied per session, and a writer
@@ -30,7 +30,12 @@ export interface StreamWriterOwner {
   onClosed (): void
 }
 
+/** The HTTP version a stream goes over: the `protocol` label of the connection metrics. */
+export type StreamProtocol = 'h1' | 'h2'
+
 export interface StreamWriter {
+  /** A getter on the class, not a field: nothing per stream. */
+  readonly protocol: StreamProtocol
   /** Bytes handed to the transport and not yet sent (the client's backlog). */
   readonly bufferedBytes: number
   /** Time (ms since epoch) of the last write to the transport; 0 before any (heartbeats). */

@@ -10,9 +10,19 @@
  * a connection to the first seed node, for what asks one node (INFO). The
  * gateway's code that must route by slot asks {@link isClusterFactory} and
  * calls `cluster` instead.
+ *
+ * Every connection the factory opens (the Cluster client's to each node, its
+ * slot refreshes, and each `node()`) takes the same {@link RedisAccess}: the
+ * user and password, and TLS when the seeds are `rediss://` (config.ts).
+ * With TLS, the seeds are connected by the names given, not by the address
+ * ioredis would first resolve them to (its `dnsLookup`): a certificate names
+ * the host (a managed service's configuration endpoint), seldom its address.
+ * The other nodes are connected at the address the cluster announces and
+ * checked against it, or against `tls.servername` (REDIS_TLS_SERVERNAME)
+ * when the certificates name a host the announced addresses do not.
  */
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
-import { BASE_OPTIONS, accessOptions, reconnectDelayMs, type RedisAccess, type RedisConnectionFactory } from './redis-connection.js'
+import { BASE_OPTIONS, DIAGNOSE, accessOptions, firstError, reconnectDelayMs, type RedisAccess, type RedisConnectionFactory } from './redis-connection.js'
 
 export interface ClusterNode {
   readonly host: string
@@ -33,9 +43,9 @@ export interface ClusterConnectionFactory extends RedisConnectionFactory {
   node (host: string, port: number, options: RedisOptions): Redis
 }
 
-/** `host:port` (IPv6 in brackets) as a node address. */
+/** `host:port` (IPv6 in brackets), or either as a `redis://` or `rediss://` URL (config.ts tells TLS from it), as a node address. */
 export function parseClusterNode (text: string): ClusterNode {
-  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(text.trim())
+  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(text.trim().replace(/^rediss?:\/\//, '').replace(/\/$/, ''))
   if (m === null) throw new Error(`"${text}" is not host:port`)
   return { host: m[1] as string, port: Number(m[2]) }
 }
@@ -45,7 +55,7 @@ const CLUSTER_LEVEL = ['lazyConnect', 'enableOfflineQueue', 'enableAutoPipelinin
 
 export function clusterConnection (seeds: readonly ClusterNode[], access?: RedisAccess): ClusterConnectionFactory {
   if (seeds.length === 0) throw new Error('a Redis Cluster needs at least one seed node')
-  // Every node takes the same user and password (REDIS_USERNAME, REDIS_PASSWORD).
+  // Every node takes the same user, password and TLS (see the file header).
   const security = accessOptions(access)
   const node = (host: string, port: number, options: RedisOptions): Redis => new Redis({ ...BASE_OPTIONS, ...security, ...options, host, port })
   return {
@@ -56,6 +66,10 @@ export function clusterConnection (seeds: readonly ClusterNode[], access?: Redis
       return node(seed.host, seed.port, options)
     },
     node,
+    async explain () {
+      const seed = seeds[0] as ClusterNode
+      return await firstError(node(seed.host, seed.port, DIAGNOSE), ['PING'])
+    },
     cluster (options, clusterOptions = {}) {
       const perNode: RedisOptions = { ...BASE_OPTIONS, ...security, ...options }
       const whole: Record<string, unknown> = {}
@@ -84,10 +98,17 @@ export function clusterConnection (seeds: readonly ClusterNode[], access?: Redis
         // key of a slot being moved failed with MOVED. Each command is its own
         // request, so each follows its redirection.
         enableAutoPipelining: false,
+        // TLS: each seed by its name, as given (see the file header).
+        ...(security.tls !== undefined ? { dnsLookup: keepHostName } : {}),
         ...clusterOptions,
       })
     },
   }
+}
+
+/** A `dnsLookup` that resolves nothing: the host name is connected to, and its certificate checked against it. */
+function keepHostName (address: string, callback: (err: Error | null, address: string) => void): void {
+  callback(null, address)
 }
 
 export function isClusterFactory (c: RedisConnectionFactory | undefined): c is ClusterConnectionFactory {

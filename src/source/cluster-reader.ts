@@ -6,21 +6,22 @@
  * slot and follows MOVED and ASK (auto-pipelined: the reads of one node go
  * in one write).
  *
- * What says which keys to read is a **feed** per master: keyspace
- * notifications are node-local, so each master gets a subscriber connection
- * of its own (`PSUBSCRIBE __keyspace@0__:<prefix>*`), re-listed whenever
- * the slot map changes (a failover, a slot moved, a master added). Pub/sub
- * is fire and forget: after a feed (re)connects and after any topology
- * change, every watched key is read again from its last id. The feed is the
- * seam a client-tracking feed can replace per node later ({@link Feed}).
+ * What says which keys to read is a **feed** per master (cluster-feed.ts):
+ * client tracking in BCAST mode by default (no server setting), keyspace
+ * notifications with READER_MODE=notify or on a node that refuses
+ * tracking; each master has a connection of its own, re-listed whenever
+ * the slot map changes (a failover, a slot moved, a master added). Both
+ * are fire and forget: after a feed is (re)armed, the keys its master
+ * serves are read again from their last ids, and after any topology
+ * change every watched key is.
  *
  * The proof of flow covers every master: each has a probe stream of its own
  * (`<prefix>__gateway:probe:{<tag>}:<instance>`, the hash tag chosen so the
- * key lands on that master), read only when its notification comes. A
+ * key lands on that master), read only when its feed names it. A
  * master whose probe is not seen is named ({@link ClusterReader.trouble}):
  * `/readyz` says `feed-silent 127.0.0.1:7002`.
  */
-import type { Cluster, Redis } from 'ioredis'
+import type { Cluster } from 'ioredis'
 import { ZERO_ID, compareIds, type StreamId } from '../core/stream-id.js'
 import { isClusterFactory, keySlot, SLOTS, type ClusterConnectionFactory } from './cluster-connection.js'
 import { errorSummary } from './live-health.js'
@@ -30,10 +31,10 @@ import { DirtyQueue } from './dirty-queue.js'
 import { ProbeWaiters } from './probe-waiters.js'
 import { ReaderHealth } from './reader-health.js'
 import { REQUEST_REPLY } from './redis-connection.js'
-import { notificationsCoverStreams } from './server-check.js'
+import { masterFeed, type Feed, type FeedKind } from './cluster-feed.js'
 
-/** The keyspace event of an XADD. */
-const XADD = Buffer.from('xadd')
+/** Probes in a row a master's feed may miss, while its reads answer, before it is opened anew. */
+export const SILENT_PROBES = 3
 
 /** How often the slot map is asked for: a failover or a slot moved is seen within this, with no command to a moved slot. */
 export const CLUSTER_REFRESH_MS = 1000
@@ -42,71 +43,6 @@ export const CLUSTER_REFRESH_MS = 1000
 class ProbeKey extends WatchedKey {
   readonly waiters = new ProbeWaiters()
   constructor (key: string, readonly node: string) { super(key, ZERO_ID) }
-}
-
-/**
- * What tells the reader which keys of one master changed: today keyspace
- * notifications on a subscriber connection to that master. It calls
- * `changed(key)` per change and `resync()` whenever changes may have been
- * missed (it (re)connected); `lost()` when a connection that worked closed.
- */
-interface Feed {
-  readonly node: string
-  close (): void
-}
-
-interface FeedCallbacks {
-  changed (key: string): void
-  resync (): void
-  lost (): void
-}
-
-/** Keyspace notifications of one master, pattern-subscribed under the key prefix. */
-function notificationFeed (opts: LiveReaderOptions, factory: ClusterConnectionFactory, node: string, on: FeedCallbacks): Feed {
-  const [host, port] = [node.slice(0, node.lastIndexOf(':')), Number(node.slice(node.lastIndexOf(':') + 1))]
-  const pattern = `__keyspace@0__:${opts.keyPrefix}*`
-  const prefixBytes = Buffer.byteLength('__keyspace@0__:')
-  let closed = false
-  let flowing = false
-  let warned = false
-  const sub: Redis = factory.node(host, port, {
-    connectionName: 'sse-gateway:cluster-feed',
-    maxRetriesPerRequest: null,
-    autoResubscribe: false,
-  })
-  sub.on('error', () => { /* the probe and the reads report a dead master */ })
-  sub.on('ready', () => {
-    void (async () => {
-      // A node without notifications for streams feeds nothing: say which, once.
-      try {
-        const reply = await (sub.config('GET', 'notify-keyspace-events') as Promise<unknown>)
-        const flags = Array.isArray(reply) ? String(reply[1] ?? '') : ''
-        if (!notificationsCoverStreams(flags) && !warned) {
-          warned = true
-          opts.logger.error({ node, flags }, `the cluster node ${node} does not publish keyspace notifications for streams: its channels are not read live; set notify-keyspace-events Kt on every node (CONFIG SET, and in redis.conf so a restart keeps it)`)
-        }
-      } catch { /* CONFIG refused (managed Redis): the probe tells */ }
-      await sub.psubscribe(pattern)
-      if (closed) return
-      flowing = true
-      on.resync()
-    })().catch(() => { /* closed or lost again: the next ready subscribes again */ })
-  })
-  sub.on('close', () => {
-    if (closed || !flowing) return
-    flowing = false
-    on.lost()
-  })
-  sub.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, event: Buffer) => {
-    if (event.equals(XADD)) on.changed(channel.toString('utf8', prefixBytes))
-  })
-  return {
-    node,
-    close () {
-      closed = true
-      sub.disconnect()
-    },
-  }
 }
 
 /** Reads watched keys of a Redis Cluster when a master's feed says they changed. */
@@ -126,11 +62,20 @@ export class ClusterReader implements LiveReader {
   private fingerprint = ''
   private readonly refreshTimer: NodeJS.Timeout
   private readonly countText: string
+  /** Per master, probes in a row that found the previous one still unseen. */
+  private readonly silentRounds = new Map<string, number>()
+  /** Masters whose silent feed was opened anew (said once until they flow again). */
+  private readonly reopened = new Set<string>()
+  /** What the feeds have said (a refusal, no notifications), once per node for the reader's life. */
+  private readonly told = new Set<string>()
+  /** What each master's feed tries first: tracking, or notifications when READER_MODE=notify. */
+  private readonly prefer: FeedKind
 
   constructor (private readonly opts: LiveReaderOptions, private readonly host: ReaderHost) {
     if (!isClusterFactory(opts.connection)) throw new Error('the cluster reader needs a Redis Cluster connection (REDIS_CLUSTER_NODES)')
     this.factory = opts.connection
     this.countText = String(opts.count)
+    this.prefer = opts.mode === 'notify' ? 'notify' : 'track'
     this.client = this.factory.cluster({ ...REQUEST_REPLY, connectionName: 'sse-gateway:cluster-reader', enableAutoPipelining: true })
     this.client.on('error', () => { /* reported by the reads */ })
     this.client.on('ready', () => { this.topology() })
@@ -171,23 +116,60 @@ export class ClusterReader implements LiveReader {
       if (masters.has(node)) continue
       feed.close()
       this.feeds.delete(node)
+      this.silentRounds.delete(node)
+      this.reopened.delete(node)
       this.healthOf.get(node)?.forget()
       this.healthOf.delete(node)
     }
     for (const node of masters) {
       if (this.feeds.has(node)) continue
-      this.feeds.set(node, notificationFeed(this.opts, this.factory, node, {
-        changed: key => {
-          const k = this.keys.get(key) ?? this.probeKeys.get(key)
-          if (k !== undefined) this.markDirty(k)
-        },
-        resync: () => { this.markAll() },
-        lost: () => { if (!this.closed) this.host.connectionLost() },
-      }))
+      this.openFeed(node)
     }
     this.placeProbes(masters)
-    if (masters.size > 0) this.opts.logger.info({ masters: [...masters] }, 'cluster topology: one live feed per master')
+    if (masters.size > 0) this.opts.logger.info({ masters: [...masters], feed: this.prefer }, `cluster topology: one live feed per master (${this.prefer === 'track' ? 'client tracking' : 'keyspace notifications'})`)
     this.markAll()
+  }
+
+  private openFeed (node: string): void {
+    this.feeds.set(node, masterFeed(this.opts, this.factory, node, this.prefer, {
+      changed: key => {
+        const k = this.keys.get(key) ?? this.probeKeys.get(key)
+        if (k !== undefined) this.markDirty(k)
+      },
+      resync: () => { this.markNode(node) },
+      lost: () => { if (!this.closed) this.host.connectionLost() },
+    }, this.told))
+  }
+
+  /**
+   * Before each probe: a master whose probe stayed unseen for
+   * SILENT_PROBES probes in a row while its reads answer gets its feed
+   * opened anew, and so its keys read again. A connected feed can go quiet
+   * with nothing closing (notifications turned off, a fallback feed on a
+   * node without them, tracking lost in a way RESP2 does not tell); a new
+   * one tries client tracking first again, so a right granted later (the
+   * ACL fixed) is taken without a restart. Readiness names the master
+   * meanwhile (`feed-silent`).
+   */
+  private reopenSilent (): void {
+    for (const [node, probe] of this.probeOf) {
+      const silent = probe.waiters.pending && this.healthOf.get(node)?.failingNow !== true
+      if (!silent) {
+        this.silentRounds.delete(node)
+        this.reopened.delete(node)
+        continue
+      }
+      const rounds = (this.silentRounds.get(node) ?? 0) + 1
+      this.silentRounds.set(node, rounds)
+      if (rounds < SILENT_PROBES) continue
+      this.silentRounds.delete(node)
+      if (!this.reopened.has(node)) {
+        this.reopened.add(node)
+        this.opts.logger.warn({ node, feed: this.feeds.get(node)?.kind }, `the live feed of the cluster node ${node} delivered no probe for ${SILENT_PROBES} probes while its reads answer: opening it anew (and again every ${SILENT_PROBES} probes while it stays silent)`)
+      }
+      this.feeds.get(node)?.close()
+      this.openFeed(node)
+    }
   }
 
   /** One probe stream per master, its hash tag chosen to land on it. */
@@ -217,12 +199,28 @@ export class ClusterReader implements LiveReader {
   }
 
   /**
+   * The keys `node` serves by the slot map known now (and any whose slot
+   * has no known owner): what its feed may have missed. A key that moved
+   * there unseen is read at the topology change that shows it.
+   */
+  private markNode (node: string): void {
+    const slots = this.client.slots
+    const on = (k: WatchedKey): boolean => {
+      const owner = slots[keySlot(k.key)]?.[0]
+      return owner === undefined || owner === node
+    }
+    for (const k of this.keys.values()) if (on(k)) this.markDirty(k)
+    for (const k of this.probeKeys.values()) if (on(k)) this.markDirty(k)
+  }
+
+  /**
    * Writes a probe entry on every master and resolves once each was read
-   * after its notification: every feed delivers and every master answers.
+   * after its feed named it: every feed delivers and every master answers.
    */
   async probe (): Promise<void> {
     // Before the first slot map: the probe waits for it (its timeout tells if it never comes).
     while (this.probeOf.size === 0 && !this.closed) await new Promise<void>(resolve => { this.client.once('refresh', resolve) })
+    this.reopenSilent()
     const probes = [...this.probeOf.values()]
     await Promise.all(probes.map(async p => { await p.waiters.until(await this.host.append(p.key)) }))
   }
@@ -240,9 +238,9 @@ export class ClusterReader implements LiveReader {
     return undefined
   }
 
-  /** Each master and whether its reads answer and its last probe was seen. */
-  nodes (): Array<[string, boolean]> {
-    return [...this.probeOf].map(([node, p]) => [node, !p.waiters.pending && this.healthOf.get(node)?.failingNow !== true])
+  /** Each master, whether its reads answer and its last probe was seen, and what feeds it. */
+  nodes (): Array<[string, boolean, FeedKind]> {
+    return [...this.probeOf].map(([node, p]) => [node, !p.waiters.pending && this.healthOf.get(node)?.failingNow !== true, this.feeds.get(node)?.kind ?? this.prefer])
   }
 
   * positions (): Iterable<[string, StreamId]> {

@@ -49,8 +49,8 @@ export interface EngineHooks {
   readonly onModeChange?: (to: LiveReaderKind, because: 'start' | 'server-setting' | 'probe-timeout') => void
   /** The engine lost the data this replica read (a new epoch). */
   readonly onDataLost?: () => void
-  /** A Redis Cluster, after each proof of flow: each master and whether live reads from it flow. */
-  readonly onMasters?: (masters: ReadonlyArray<readonly [string, boolean]>) => void
+  /** A Redis Cluster, after each proof of flow: each master, whether live reads from it flow, and what feeds it (`track`, `notify`). */
+  readonly onMasters?: (masters: ReadonlyArray<readonly [string, boolean, string]>) => void
 }
 
 export interface EngineDeps {

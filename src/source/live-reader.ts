@@ -28,8 +28,8 @@ export interface LiveReader {
   positions (): Iterable<[string, StreamId]>
   /** Which node fails, when the reader reads several (a Redis Cluster): `feed-silent 127.0.0.1:7002`. */
   trouble? (): string | undefined
-  /** Each node read and whether live reads from it flow now (a Redis Cluster: each master). */
-  nodes? (): Array<[string, boolean]>
+  /** Each node read, whether live reads from it flow now, and what feeds it (a Redis Cluster: each master, `track` or `notify`). */
+  nodes? (): Array<[string, boolean, string]>
   close (): Promise<void>
 }
 
@@ -61,6 +61,12 @@ export interface LiveReaderOptions {
   readonly maxKeysPerSecond: number
   /** Entries per key per XREAD (COUNT). */
   readonly count: number
+  /**
+   * The READER_MODE asked for (default `auto`). The cluster reader's feeds
+   * follow it: client tracking per master, keyspace notifications for
+   * `notify` (cluster-feed.ts).
+   */
+  readonly mode?: 'auto' | 'block' | 'notify' | 'track'
   readonly logger: Logger
   /** Readiness: each reader reports its failures and recoveries here. */
   readonly health: LiveHealth

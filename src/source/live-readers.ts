@@ -15,7 +15,7 @@ export const LIVE_READERS = {
   block: (opts, host) => new ShardedReader(opts, host),
   /** Keyspace notifications, then XREAD of the changed keys only. */
   notify: (opts, host) => new NotifyReader(opts, host),
-  /** Redis Cluster: a feed per master (keyspace notifications), then single-key XREADs routed by slot. */
+  /** Redis Cluster: a feed per master (client tracking, or keyspace notifications: cluster-feed.ts), then single-key XREADs routed by slot. */
   cluster: (opts, host) => new ClusterReader(opts, host),
   /** Client tracking (Redis >= 6, no server setting), then XREAD of the changed keys only. */
   track: (opts, host) => new TrackingReader(opts, host),

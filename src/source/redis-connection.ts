@@ -28,7 +28,37 @@ export interface RedisConnectionFactory {
    * unless `options.lazyConnect`.
    */
   connect (options: RedisOptions): Redis
+  /**
+   * Why no connection can be made, found with one plain connection to the
+   * first node this factory asks (a cluster's seed, a Sentinel), or
+   * undefined when that one works. For the factories whose ioredis clients
+   * drop the error underneath (a Cluster's slot refresh and a Sentinel
+   * lookup report only "Connection is closed" when a TLS handshake or a
+   * login failed there); the others have none.
+   */
+  explain? (): Promise<Error | undefined>
 }
+
+/**
+ * The error `client` (lazy, made for this) fails with when it connects and
+ * sends `command`, or undefined when it answers; it is disconnected after.
+ */
+export async function firstError (client: Redis, command: [string, ...string[]]): Promise<Error | undefined> {
+  let first: Error | undefined
+  client.on('error', (err: Error) => { first ??= err })
+  try {
+    await client.connect()
+    await client.call(...command)
+    return undefined
+  } catch (err) {
+    return first ?? (err as Error)
+  } finally {
+    client.disconnect()
+  }
+}
+
+/** Options of the one-off connection that {@link RedisConnectionFactory.explain} makes. */
+export const DIAGNOSE: Readonly<RedisOptions> = Object.freeze({ lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 5000, connectionName: 'sse-gateway:diagnose' })
 
 /** First reconnect delay, in ms; doubled per attempt. */
 export const RECONNECT_BASE_MS = 100

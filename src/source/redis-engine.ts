@@ -52,6 +52,8 @@ export function redisEngine (config: Config, deps: EngineDeps): Engine {
       redis: source.state,
       live: source.liveReason ?? 'flowing',
       ...(source.mode !== undefined ? { reader: source.mode } : {}),
+      // A Redis Cluster: the feed of each master (client tracking, or keyspace notifications).
+      ...(source.feeds !== undefined ? { feeds: source.feeds } : {}),
     }),
   }
 }

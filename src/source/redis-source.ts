@@ -15,7 +15,10 @@
  * Redis >= 6, no server setting) reads only the keys that changed too;
  * `auto` takes track where the server gives CLIENT TRACKING to this user,
  * else notify when the server has notifications on (and follows that
- * setting both ways while it runs), else block.
+ * setting both ways while it runs), else block. On a Redis Cluster
+ * (REDIS_CLUSTER_NODES) the reader is always `cluster`, whose feed per
+ * master follows READER_MODE (cluster-feed.ts: client tracking, or
+ * keyspace notifications with `notify`; `block` reads as `auto`).
  *
  * Live reads must prove they flow (see LiveHealth): every
  * READER_PROBE_INTERVAL_MS a probe entry is written where the live reader
@@ -85,8 +88,8 @@ export interface RedisSourceOptions {
   readonly onModeChange?: (to: LiveReaderKind, because: 'start' | 'server-setting' | 'probe-timeout') => void
   /** Redis lost the data this replica read (a new epoch): metrics. */
   readonly onDataLost?: () => void
-  /** A Redis Cluster, after each probe: each master and whether live reads from it flow (metrics). */
-  readonly onMasters?: (masters: ReadonlyArray<readonly [string, boolean]>) => void
+  /** A Redis Cluster, after each probe: each master, whether live reads from it flow, and what feeds it (metrics). */
+  readonly onMasters?: (masters: ReadonlyArray<readonly [string, boolean, string]>) => void
 }
 
 export type ReaderMode = 'auto' | 'block' | 'notify' | 'track'
@@ -111,17 +114,54 @@ async function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
   }
 }
 
-/** TLS errors that mean the server's certificate was not trusted or did not match. */
+/** TLS errors that mean the server's certificate was not trusted or did not match, by code. */
 const CERTIFICATE_ERRORS = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_UNTRUSTED|CERT_HAS_EXPIRED|ERR_TLS_CERT_ALTNAME_INVALID)$/
+/** The same by Node's message, for errors that carry only the text (ioredis's Sentinel client: "... Last error: <message>"). */
+const CERTIFICATE_MESSAGES = /self[- ]signed certificate|unable to verify the first certificate|unable to get (local )?issuer certificate|certificate has expired|certificate is not trusted|does not match certificate's altnames/i
+const NAME_MISMATCH = /does not match certificate's altnames/i
+/** A TLS client that reached a port that does not speak TLS. */
+const NOT_TLS = /wrong version number|packet length too long|ERR_SSL_WRONG_VERSION_NUMBER/i
 
-/** What to set when the TLS handshake or the login failed ('' otherwise). The error's own text never holds the password. */
-function connectHint (err: Error): string {
-  if (/^(WRONGPASS|NOAUTH)/.test(err.message)) return ': Redis refused the login; check the user and password (REDIS_USERNAME, REDIS_PASSWORD or REDIS_PASSWORD_FILE, or those in REDIS_URL)'
-  const code = (err as { code?: unknown }).code
-  if (typeof code !== 'string' || !CERTIFICATE_ERRORS.test(code)) return ''
-  return code === 'ERR_TLS_CERT_ALTNAME_INVALID'
-    ? ': the server\'s TLS certificate does not name the host in REDIS_URL (connect by a name the certificate holds)'
-    : `: the server's TLS certificate is not trusted (${err.message}); set REDIS_TLS_CA_FILE to the CA that signed it`
+/**
+ * The error under `err`: a Redis Cluster's "Failed to refresh slots cache"
+ * carries the last node's (ioredis `lastNodeError`); a Sentinel client's
+ * "All sentinels are unreachable ... Last error: <message>" only its text.
+ */
+function causeOf (err: Error): { error: Error, sentinels: boolean } {
+  const last = (err as { lastNodeError?: unknown }).lastNodeError
+  if (last instanceof Error) return { error: last, sentinels: false }
+  const m = /^All sentinels are unreachable.*? Last error: (.*)$/s.exec(err.message)
+  return m !== null ? { error: new Error(m[1]), sentinels: true } : { error: err, sentinels: false }
+}
+
+/**
+ * What to set when the TLS handshake or the login failed ('' otherwise);
+ * `explained`: the error one plain connection found under `err` (see
+ * RedisConnectionFactory.explain). The error's own text never holds the password.
+ */
+function connectHint (err: Error, explained?: Error): string {
+  const cause = causeOf(err)
+  const sentinels = cause.sentinels
+  const error = explained ?? cause.error
+  const who = sentinels ? 'the Sentinels\'' : 'the server\'s'
+  if (/^(WRONGPASS|NOAUTH)/.test(error.message)) {
+    return sentinels
+      ? ': the Sentinels refused the login; check their user and password (REDIS_SENTINEL_USERNAME, REDIS_SENTINEL_PASSWORD)'
+      : ': Redis refused the login; check the user and password (REDIS_USERNAME, REDIS_PASSWORD or REDIS_PASSWORD_FILE, or those in REDIS_URL)'
+  }
+  const code = (error as { code?: unknown }).code
+  if (NOT_TLS.test(error.message) || code === 'ERR_SSL_WRONG_VERSION_NUMBER') return `: ${sentinels ? 'a Sentinel' : 'the server'} does not speak TLS on that port (use redis:// there, or the port TLS is served on)`
+  const byCode = typeof code === 'string' && CERTIFICATE_ERRORS.test(code)
+  if (!byCode && !CERTIFICATE_MESSAGES.test(error.message)) return ''
+  return code === 'ERR_TLS_CERT_ALTNAME_INVALID' || NAME_MISMATCH.test(error.message)
+    ? `: ${who} TLS certificate does not name the host connected to (${error.message}); connect by a name it holds, or set REDIS_TLS_SERVERNAME to that name (a cluster or Sentinels that announce IP addresses)`
+    : `: ${who} TLS certificate is not trusted (${error.message}); set REDIS_TLS_CA_FILE to the CA that signed it`
+}
+
+/** The log fields of a connection error: its summary, and its cause's when it wraps one. */
+function errorFields (err: Error): { err: ReturnType<typeof errorSummary>, cause?: ReturnType<typeof errorSummary> } {
+  const { error } = causeOf(err)
+  return { err: errorSummary(err), ...(error !== err ? { cause: errorSummary(error) } : {}) }
 }
 
 /**
@@ -195,6 +235,7 @@ export class RedisSource implements StreamSource {
       blockMs: opts.blockMs,
       maxKeysPerSecond: opts.maxKeysPerSecond ?? 0,
       count: opts.count,
+      mode: opts.mode,
       logger: opts.logger,
       health: this.health,
       onRead: opts.onRead,
@@ -205,9 +246,33 @@ export class RedisSource implements StreamSource {
       this.state = 'ready'
     })
     this.cmd.on('error', (err: Error) => {
-      if (this.state !== 'down') opts.logger.error({ err: errorSummary(err) }, `redis unreachable${connectHint(err)}`)
+      if (this.state !== 'down') {
+        const hint = connectHint(err)
+        // A cluster that no seed answered, or Sentinels that none answered,
+        // say only "Connection is closed" (ioredis drops the errors of the
+        // connections it asks them on): one plain connection tells why.
+        if (hint !== '' || connection.explain === undefined) opts.logger.error(errorFields(err), `redis unreachable${hint}`)
+        else {
+          void connection.explain().catch(() => undefined).then(why => {
+            opts.logger.error({ ...errorFields(err), ...(why !== undefined ? { explained: errorSummary(why) } : {}) }, `redis unreachable${why !== undefined ? connectHint(err, why) : ''}`)
+          })
+        }
+      }
       this.state = 'down'
     })
+    if (this.cmd instanceof Cluster) {
+      // A node the cluster named that cannot be reached (its certificate, its
+      // login, a master down) fails only that node's commands: said once per
+      // node and error, and again when it changes.
+      const said = new Map<string, string>()
+      this.cmd.on('node error', (err: Error, address: string) => {
+        const text = `${(err as { code?: unknown }).code ?? ''} ${err.message}`
+        if (said.get(address) === text) return
+        said.set(address, text)
+        opts.logger.error({ node: address, ...errorFields(err) }, `redis cluster node ${address} unreachable${connectHint(err)}`)
+      })
+      this.cmd.on('-node', (_redis: unknown, address: string) => { said.delete(address) })
+    }
     this.cmd.on('close', () => { this.connectionLost() })
     this.cmd.on('end', () => { this.state = 'down' })
     this.cmd.on('reconnecting', () => { opts.onReconnect?.() })
@@ -219,6 +284,20 @@ export class RedisSource implements StreamSource {
     // A Redis Cluster: which master (see ClusterReader.trouble).
     if (reason === 'probe-timeout' || reason === 'reader-error') return this.reader?.trouble?.() ?? reason
     return reason
+  }
+
+  /**
+   * A Redis Cluster: what feeds each master's live reads (`track`, or
+   * `notify` asked for or where tracking is refused), for readiness, in
+   * the form of {@link liveReason}: `track 10.0.0.11:6379,10.0.0.12:6379;
+   * notify 10.0.0.13:6379`. Undefined elsewhere, and before the slot map.
+   */
+  get feeds (): string | undefined {
+    const nodes = this.clustered ? this.reader?.nodes?.() : undefined
+    if (nodes === undefined || nodes.length === 0) return undefined
+    const byFeed = new Map<string, string[]>()
+    for (const [node, , feed] of nodes) byFeed.set(feed, [...(byFeed.get(feed) ?? []), node])
+    return [...byFeed].sort(([a], [b]) => b.localeCompare(a)).map(([feed, list]) => `${feed} ${list.sort().join(',')}`).join('; ')
   }
 
   /**
@@ -508,8 +587,9 @@ export class RedisSource implements StreamSource {
       if (mode === 'block') this.opts.logger.error({ from: previous, to: mode, because }, message)
       else this.opts.logger.info({ from: previous, to: mode, because }, message)
     } else {
+      if (mode === 'cluster' && this.opts.mode === 'block') this.opts.logger.warn({ mode: this.opts.mode }, 'READER_MODE=block has no Redis Cluster reader (a multi-key XREAD needs one slot): live reads follow a feed per master as with auto (client tracking, else keyspace notifications)')
       this.opts.logger.info({ mode }, mode === 'cluster'
-        ? 'live reads follow a Redis Cluster: one keyspace-notification feed per master, single-key XREADs routed by slot'
+        ? `live reads follow a Redis Cluster: one ${this.opts.mode === 'notify' ? 'keyspace-notification' : 'client-tracking'} feed per master, single-key XREADs routed by slot`
         : mode === 'track'
           ? 'live reads follow client-tracking invalidations (CLIENT TRACKING, no server setting)'
           : mode === 'notify'

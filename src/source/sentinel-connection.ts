@@ -16,10 +16,16 @@
  * redis-source.ts), and that check notices the master changed (its run id)
  * and looks for the entries read so far: a promoted replica that lacked
  * some (asynchronous replication) is told as `gateway.gap`.
+ *
+ * TLS and credentials: the Sentinels are asked with their own user and
+ * password (REDIS_SENTINEL_USERNAME/PASSWORD), the data nodes with
+ * REDIS_URL's or REDIS_USERNAME/PASSWORD; TLS on each side as
+ * {@link sentinelTls} decides (one `rediss://` anywhere: both), with the
+ * same CA, client certificate and server name (REDIS_TLS_*) on both.
  */
 import { Redis, type RedisOptions } from 'ioredis'
-import type { Config } from '../core/config.js'
-import { accessOptions, BASE_OPTIONS, reconnectDelayMs, type RedisAccess, type RedisConnectionFactory } from './redis-connection.js'
+import { sentinelTls, type Config } from '../core/config.js'
+import { accessOptions, BASE_OPTIONS, DIAGNOSE, firstError, reconnectDelayMs, type RedisAccess, type RedisConnectionFactory } from './redis-connection.js'
 
 /** Where the Sentinels are and which master they watch (REDIS_SENTINELS and friends). */
 export interface SentinelTarget {
@@ -37,14 +43,15 @@ export interface SentinelTarget {
   readonly url?: string
 }
 
-/** `host:port` or `[v6]:port` as ioredis takes a Sentinel address. */
-export function sentinelAddress (text: string): { host: string, port: number } {
+/** `host:port` or `[v6]:port` (or either as a `redis://` or `rediss://` URL) as ioredis takes a Sentinel address. */
+export function sentinelAddress (entry: string): { host: string, port: number } {
+  const text = entry.trim().replace(/^rediss?:\/\//, '').replace(/\/$/, '')
   const colon = text.lastIndexOf(':')
   const host = text.slice(0, colon)
   return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(text.slice(colon + 1)) }
 }
 
-/** The data nodes' settings from the URL (user, password, db, TLS), without its host and port. */
+/** The data nodes' settings from the URL (user, password, db), without its host, port and scheme. */
 function dataNodeOptions (url: string | undefined): RedisOptions {
   if (url === undefined) return {}
   const u = new URL(url)
@@ -53,7 +60,6 @@ function dataNodeOptions (url: string | undefined): RedisOptions {
     ...(u.username !== '' ? { username: decodeURIComponent(u.username) } : {}),
     ...(u.password !== '' ? { password: decodeURIComponent(u.password) } : {}),
     ...(db !== '' ? { db: Number(db) } : {}),
-    ...(u.protocol === 'rediss:' ? { tls: {}, enableTLSForSentinelMode: true } : {}),
   }
 }
 
@@ -65,13 +71,34 @@ function dataNodeOptions (url: string | undefined): RedisOptions {
  */
 export function sentinelConnection (target: SentinelTarget, access?: RedisAccess): RedisConnectionFactory {
   const sentinels = target.sentinels.map(sentinelAddress)
-  const security = accessOptions(access)
-  const dataNode = {
+  const { tls: material, ...credentials } = accessOptions(access)
+  const tls = sentinelTls(target.sentinels, target.url)
+  // `tls` is an object in ioredis's options ({} for the system's CAs).
+  const tlsOptions = typeof material === 'object' ? material : {}
+  const dataNode: RedisOptions = {
     ...dataNodeOptions(target.url),
-    ...security,
-    ...(security.tls !== undefined ? { enableTLSForSentinelMode: true } : {}),
+    ...credentials,
+    // ioredis connects to the master the Sentinels name with TLS only when told.
+    ...(tls.dataNodes ? { tls: { ...tlsOptions }, enableTLSForSentinelMode: true } : {}),
+  }
+  const sentinelAccess: RedisOptions = {
+    ...(target.sentinelUsername !== undefined ? { sentinelUsername: target.sentinelUsername } : {}),
+    ...(target.sentinelPassword !== undefined ? { sentinelPassword: target.sentinelPassword } : {}),
+    ...(tls.sentinels ? { sentinelTLS: { ...tlsOptions } } : {}),
   }
   return {
+    async explain () {
+      // What ioredis asks a Sentinel, on a connection made as it makes one.
+      const first = sentinels[0] as { host: string, port: number }
+      return await firstError(new Redis({
+        ...DIAGNOSE,
+        ...first,
+        protocol: 2,
+        ...(target.sentinelUsername !== undefined ? { username: target.sentinelUsername } : {}),
+        ...(target.sentinelPassword !== undefined ? { password: target.sentinelPassword } : {}),
+        ...(tls.sentinels ? { tls: { ...tlsOptions } } : {}),
+      }), ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', target.master])
+    },
     connect (options) {
       return new Redis({
         ...BASE_OPTIONS,
@@ -84,8 +111,7 @@ export function sentinelConnection (target: SentinelTarget, access?: RedisAccess
         sentinels,
         name: target.master,
         role: 'master',
-        ...(target.sentinelUsername !== undefined ? { sentinelUsername: target.sentinelUsername } : {}),
-        ...(target.sentinelPassword !== undefined ? { sentinelPassword: target.sentinelPassword } : {}),
+        ...sentinelAccess,
       })
     },
   }

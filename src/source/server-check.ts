@@ -28,6 +28,17 @@ export const ACL_RULES = {
   notify: (prefix: string) => `+subscribe +unsubscribe &__keyspace@*__:${prefix}*`,
   /** The tracking reader: its read connection's CLIENT TRACKING toward a subscriber of the invalidation channel. */
   track: () => '+client|id +client|tracking +subscribe &__redis__:invalidate',
+  /**
+   * A Redis Cluster: the slot map and cluster state the ioredis `Cluster`
+   * client asks every node for (CLUSTER SLOTS, CLUSTER INFO).
+   */
+  cluster: () => '+cluster|slots +cluster|info',
+  /**
+   * A cluster master's notification feed (cluster-feed.ts): CONFIG GET, and
+   * one pattern subscription per node (an ACL matches a PSUBSCRIBE pattern
+   * literally, so the rule names database 0).
+   */
+  clusterNotify: (prefix: string) => `+config|get +psubscribe +punsubscribe &__keyspace@0__:${prefix}*`,
 } as const
 
 /**
@@ -37,10 +48,12 @@ export const ACL_RULES = {
  * epoch, wake and probe streams); notify adds CONFIG GET and the keyspace
  * channels, track CLIENT ID, CLIENT TRACKING and the invalidation channel,
  * auto both (it takes track, else notify, else block); `publish` (POST
- * /publish, on by default) adds writing streams. The README quotes these
- * for `sse:` (a test holds it to this).
+ * /publish, on by default) adds writing streams. `cluster` (REDIS_CLUSTER_NODES)
+ * adds the slot map, and its notification feeds pattern-subscribe (see
+ * ACL_RULES.clusterNotify); `block` reads as `auto` there. The README
+ * quotes these for `sse:` (a test holds it to this).
  */
-export function aclRule (mode: 'auto' | 'block' | 'notify' | 'track', prefix: string, opts: { publish: boolean }): string {
+export function aclRule (mode: 'auto' | 'block' | 'notify' | 'track', prefix: string, opts: { publish: boolean, cluster?: boolean }): string {
   const parts = [
     'resetkeys resetchannels -@all',
     '+info +time +get +set +multi +exec +xadd +pexpire +xread +xrange +xrevrange +xinfo|stream',
@@ -48,6 +61,13 @@ export function aclRule (mode: 'auto' | 'block' | 'notify' | 'track', prefix: st
     '+evalsha +eval +exists +zadd +zrem +zremrangebyscore +zcard +zcount +zrangebyscore',
     opts.publish ? `+expire ~${prefix}*` : `%R~${prefix}* ~${prefix}__gateway:*`,
   ]
+  if (opts.cluster === true) {
+    parts.push(ACL_RULES.cluster())
+    // A cluster has no blocking reader: block reads as auto (tracking, else notifications, per master).
+    if (mode !== 'notify') parts.push(ACL_RULES.track())
+    if (mode !== 'track') parts.push(ACL_RULES.clusterNotify(prefix))
+    return [...new Set(parts.join(' ').split(' '))].join(' ')
+  }
   if (mode === 'track' || mode === 'auto') parts.push(ACL_RULES.track())
   if (mode === 'notify' || mode === 'auto') parts.push(`+config|get +subscribe +unsubscribe &__keyspace@*__:${prefix}*`)
   // auto needs both readers' rights; each right once.

@@ -74,6 +74,29 @@ const TINY: Record<string, string> = {
   BENCH_RESULTS_DIR: results,
 }
 
+/** A cluster row: both engines measured, every entry once on each, Redis CPU per master, the reader and its feed named. */
+function clusterChecks (t: Test, out: any): void {
+  const c = out.comparison
+  t.equal(c.masters, 3, 'three masters')
+  for (const engine of ['standalone', 'cluster']) {
+    const f = c[engine]
+    t.ok(f.expected > 0, `${engine}: entries produced and counted`)
+    t.equal(f.received, f.expected, `${engine}: every entry arrived`)
+    t.equal(f.lost, 0, `${engine}: none lost`)
+    t.equal(f.duplicates, 0, `${engine}: no duplicate`)
+    t.equal(f.exact, true, `${engine}: every stream open to the end`)
+    t.type(f.p99Ms, 'number', `${engine}: p99 measured`)
+    t.type(f.gatewayCpuPct, 'number', `${engine}: gateway CPU measured`)
+    t.not(f.feed, 'none', `${engine}: the feed the gateway held was seen on Redis (${String(f.feed)})`)
+  }
+  t.equal(c.cluster.reader, 'cluster', 'the cluster reader ran')
+  t.equal(c.cluster.masters.length, 3, 'Redis CPU of each master')
+  t.equal(c.cluster.replicas.length, 3, 'and of each replica')
+  t.equal(c.standalone.masters.length, 1, 'one Redis is one process')
+  t.equal(c.ratios.redisCpuPerMaster.length, 3, 'a ratio per master')
+  t.match(out.summary.question, /Redis Cluster of 3 masters, reader cluster \(feed \w+\), beside one Redis/, 'the row names what ran')
+}
+
 const PROGRAMS: Array<{ name: string, label?: string, env: Record<string, string>, check?: (t: Test, out: any) => void }> = [
   {
     name: 'fanout',
@@ -113,6 +136,19 @@ const PROGRAMS: Array<{ name: string, label?: string, env: Record<string, string
       t.ok('damon' in out.machine, 'machine: DAMON settings (or null)')
       t.equal(out.ceiling.window.redisCommands.xread.usecPerCall < 1000, true, 'the ceiling read without blocking')
     },
+  },
+  {
+    // Issue 14: the same scenario on a Redis Cluster beside one Redis, every entry counted on both.
+    name: 'per-user',
+    label: 'on a Redis Cluster',
+    env: { PERUSER_CLIENTS: '6', PERUSER_RATE: '60', BENCH_ENGINE: 'cluster', BENCH_LABEL: 'cluster' },
+    check: (t, out) => clusterChecks(t, out),
+  },
+  {
+    name: 'fanout',
+    label: 'on a Redis Cluster',
+    env: { FANOUT_CLIENTS: '3', FANOUT_RATE: '20', BENCH_ENGINE: 'cluster', BENCH_LABEL: 'cluster' },
+    check: (t, out) => clusterChecks(t, out),
   },
   {
     name: 'channels',

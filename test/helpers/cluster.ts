@@ -1,9 +1,16 @@
 /**
  * A throwaway Redis Cluster per test file: 3 masters and 3 replicas (or as
  * asked) on free loopback ports in a temp folder, `cluster-enabled yes`,
- * keyspace notifications for streams on every node (`Kt`), made with
+ * with no server setting for the gateway (no `notify-keyspace-events`:
+ * what a managed cluster gives; `notify: 'Kt'` asks for it on every node,
+ * and {@link TestCluster.setNotify} sets it at run time), made with
  * `redis-cli --cluster create ... --cluster-replicas 1`. Every process is
  * killed by its PID at stop, and the folder removed. Never the shared Redis.
+ *
+ * With `tls`, every node speaks TLS only (no plain port), to clients, on
+ * the cluster bus and for replication, with the CA's node certificate
+ * (which names `localhost`, not 127.0.0.1); the helper's own connections
+ * then use TLS too.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -12,6 +19,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Cluster, Redis } from 'ioredis'
 import { freePort } from './process.js'
+import { tlsNodeArgs, tlsNodeClient, type TestCa } from './tls.js'
 
 const run = promisify(execFile)
 
@@ -42,6 +50,10 @@ export interface TestCluster {
   moveSlotOf (key: string, to: string): Promise<void>
   /** Starts an empty node, joins it as a master with no slots (CLUSTER MEET, as `redis-cli --cluster add-node`): its address. */
   addMaster (): Promise<string>
+  /** CONFIG SET notify-keyspace-events on every live node (or only `address`): `Kt` turns the notification feeds on, `''` off. */
+  setNotify (flags: string, address?: string): Promise<void>
+  /** Runs a command on every live node (ACL SETUSER, say: ACLs are node-local). */
+  onEveryNode (...args: string[]): Promise<void>
   stop (): Promise<void>
 }
 
@@ -50,8 +62,12 @@ async function waitForExit (proc: ChildProcess): Promise<void> {
   await new Promise<void>(resolve => proc.once('exit', () => { resolve() }))
 }
 
+/** The TLS options of the helper's connections to each TLS node, by port. */
+const tlsOfPort = new Map<number, ReturnType<typeof tlsNodeClient>>()
+
 function nodeClient (port: number): Redis {
-  const c = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  const tls = tlsOfPort.get(port)
+  const c = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...(tls !== undefined ? { tls } : {}) })
   c.on('error', () => {})
   return c
 }
@@ -96,21 +112,35 @@ function slotCount (ranges: string[]): number {
   return n
 }
 
-export async function startCluster (opts: { masters?: number, replicas?: number } = {}): Promise<TestCluster> {
+export interface ClusterOptions {
+  masters?: number
+  replicas?: number
+  /** `notify-keyspace-events` on every node (none by default: the gateway needs no server setting). */
+  notify?: string
+  /** TLS only, with this CA's node certificate; `clientCertificates`: clients must present one (mutual TLS). */
+  tls?: { ca: TestCa, clientCertificates?: boolean }
+  /** More redis-server arguments for every node (an ACL user, say). */
+  args?: string[]
+}
+
+export async function startCluster (opts: ClusterOptions = {}): Promise<TestCluster> {
   const masters = opts.masters ?? 3
   const replicas = opts.replicas ?? 1
   const dir = mkdtempSync(join(tmpdir(), 'sse-gw-cluster-'))
   const nodes: ClusterNodeProcess[] = []
   const launch = async (): Promise<ClusterNodeProcess> => {
     const port = await freePort()
+    if (opts.tls !== undefined) tlsOfPort.set(port, tlsNodeClient(opts.tls.ca))
     const proc = spawn('redis-server', [
-      '--port', String(port), '--bind', '127.0.0.1',
+      ...(opts.tls !== undefined ? tlsNodeArgs(opts.tls.ca, port, opts.tls.clientCertificates === true) : ['--port', String(port)]),
+      '--bind', '127.0.0.1',
       '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`),
       '--cluster-node-timeout', '1000',
       // A master added with no slots yet must stay a master (Redis 7 may make it a replica otherwise).
       '--cluster-allow-replica-migration', 'no',
       '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, `redis-${port}.log`),
-      '--notify-keyspace-events', 'Kt',
+      ...(opts.notify !== undefined ? ['--notify-keyspace-events', opts.notify] : []),
+      ...(opts.args ?? []),
     ], { stdio: 'ignore' })
     const node = { port, address: `127.0.0.1:${port}`, proc }
     nodes.push(node)
@@ -127,10 +157,12 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
       await waitForExit(n.proc)
     }))
     rmSync(dir, { recursive: true, force: true })
+    for (const n of nodes) tlsOfPort.delete(n.port)
   }
   try {
     await Promise.all(Array.from({ length: masters * (1 + replicas) }, launch))
-    await run('redis-cli', ['--cluster', 'create', ...nodes.map(n => n.address), '--cluster-replicas', String(replicas), '--cluster-yes'])
+    const cliTls = opts.tls === undefined ? [] : ['--tls', '--cacert', opts.tls.ca.caCert, '--cert', opts.tls.ca.clientCert, '--key', opts.tls.ca.clientKey]
+    await run('redis-cli', [...cliTls, '--cluster', 'create', ...nodes.map(n => n.address), '--cluster-replicas', String(replicas), '--cluster-yes'])
     await until(async () => {
       for (const n of nodes) if (!/cluster_state:ok/.test(String(await ask(n.port, 'CLUSTER', 'INFO')))) return false
       return true
@@ -151,7 +183,7 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
   const alive = (): ClusterNodeProcess[] => nodes.filter(n => n.proc.exitCode === null && n.proc.signalCode === null)
   const anyPort = (): number => (alive()[0] as ClusterNodeProcess).port
   const client = new Cluster(nodes.slice(0, masters).map(n => ({ host: '127.0.0.1', port: n.port })), {
-    redisOptions: { protocol: 2, maxRetriesPerRequest: 20 },
+    redisOptions: { protocol: 2, maxRetriesPerRequest: 20, ...(opts.tls !== undefined ? { tls: tlsNodeClient(opts.tls.ca) } : {}) },
     retryDelayOnFailover: 200,
     retryDelayOnClusterDown: 200,
     // Refreshed by the timer below: ioredis's own interval can outlive disconnect().
@@ -259,6 +291,12 @@ export async function startCluster (opts: { masters?: number, replicas?: number 
         return true
       }, `${node.address} known to every node`).catch(err => { throw new Error(`${(err as Error).message}:\n${views}`) })
       return node.address
+    },
+    async setNotify (flags, address) {
+      for (const n of alive()) if (address === undefined || n.address === address) await ask(n.port, 'CONFIG', 'SET', 'notify-keyspace-events', flags)
+    },
+    async onEveryNode (...args) {
+      for (const n of alive()) await ask(n.port, ...args)
     },
     stop,
   }

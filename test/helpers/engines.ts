@@ -126,8 +126,9 @@ export function redisEngine (mode: 'block' | 'notify' | 'track'): EngineFactory 
 }
 
 /**
- * A Redis Cluster of 3 masters and 3 replicas (REDIS_CLUSTER_NODES), read by
- * the cluster reader; the cluster starts on first use.
+ * A Redis Cluster of 3 masters and 3 replicas (REDIS_CLUSTER_NODES) with no
+ * server setting, read by the cluster reader under READER_MODE=auto: a
+ * client-tracking feed per master; the cluster starts on first use.
  */
 export function clusterEngine (): EngineFactory {
   let cluster: Promise<TestCluster> | undefined

@@ -37,20 +37,22 @@ export async function getText (url: string): Promise<{ status: number, body: str
 }
 
 /**
- * One sample of a Prometheus metric from `${internalUrl}/metrics`; 0 when the
- * series does not exist (yet). `labels` must match exactly.
+ * A Prometheus metric from `${internalUrl}/metrics`, as PromQL's `sum` of
+ * the series that carry every label of `labels` (other labels, such as
+ * `protocol`, are summed over); 0 when no series matches (yet).
  */
 export async function scrapeMetric (internalUrl: string, name: string, labels: Record<string, string> = {}): Promise<number> {
   const { body } = await getText(`${internalUrl}/metrics`)
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).sort().join(',')
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`)
+  let sum = 0
   for (const line of body.split('\n')) {
     if (line.startsWith('#')) continue
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line)
     if (m === null || m[1] !== name) continue
-    const got = (m[2] ?? '').split(',').filter(s => s.length > 0).sort().join(',')
-    if (got === want) return Number(m[3])
+    const got = new Set((m[2] ?? '').split(',').filter(s => s.length > 0))
+    if (want.every(l => got.has(l))) sum += Number(m[3])
   }
-  return 0
+  return sum
 }
 
 /**

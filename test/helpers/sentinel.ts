@@ -8,6 +8,15 @@
  * and clients use the default user), so a test can cut the replica off
  * (that user disabled, its link killed) and then kill the master: the promoted replica lacks what was written meanwhile, as
  * asynchronous replication loses it in production.
+ *
+ * With `acl`, the Sentinels let in only their own user (`user ... on >pw`,
+ * the default user off; they reach each other as it, `sentinel
+ * sentinel-user/sentinel-pass`) and the data nodes only theirs and the
+ * replication user (the Sentinels monitor them as it, `sentinel auth-user/
+ * auth-pass`). With `tls`, every process speaks TLS only (no plain port),
+ * to clients and to each other, with the CA's node certificate (which
+ * names `localhost`, not the 127.0.0.1 the Sentinels hand out). The helper's
+ * own connections use the same.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -15,6 +24,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { freePort } from './process.js'
+import { tlsNodeArgs, tlsNodeClient, type TestCa } from './tls.js'
 
 export const SENTINEL_MASTER = 'gwmaster'
 const REPL_USER = 'repl'
@@ -69,8 +79,18 @@ async function until<T> (what: string, timeoutMs: number, f: () => Promise<T | u
   }
 }
 
-function plainClient (port: number): Redis {
-  const c = new Redis({ host: '127.0.0.1', port, protocol: 2, maxRetriesPerRequest: 1, retryStrategy: () => 200, lazyConnect: false })
+export interface SentinelOptions {
+  /** The ACL users of the Sentinels and of the data nodes (the default user is off on both). */
+  acl?: { sentinelUser: string, sentinelPassword: string, dataUser: string, dataPassword: string }
+  /** TLS only, everywhere, with this CA's node certificate. */
+  tls?: TestCa
+}
+
+/** What the helper's own connections need: the user of the process they reach, and TLS. */
+interface Reach { username?: string, password?: string, tls?: ReturnType<typeof tlsNodeClient> }
+
+function plainClient (port: number, reach: Reach = {}): Redis {
+  const c = new Redis({ host: '127.0.0.1', port, protocol: 2, maxRetriesPerRequest: 1, retryStrategy: () => 200, lazyConnect: false, ...reach })
   c.on('error', () => {})
   return c
 }
@@ -83,8 +103,12 @@ function record (flat: unknown): Record<string, string> {
   return out
 }
 
-export async function startSentinel (): Promise<TestSentinel> {
+export async function startSentinel (opts: SentinelOptions = {}): Promise<TestSentinel> {
   const dir = mkdtempSync(join(tmpdir(), 'sse-gw-sentinel-'))
+  const acl = opts.acl
+  const tls = opts.tls === undefined ? undefined : tlsNodeClient(opts.tls)
+  const dataReach: Reach = { ...(acl !== undefined ? { username: acl.dataUser, password: acl.dataPassword } : {}), ...(tls !== undefined ? { tls } : {}) }
+  const sentinelReach: Reach = { ...(acl !== undefined ? { username: acl.sentinelUser, password: acl.sentinelPassword } : {}), ...(tls !== undefined ? { tls } : {}) }
   const procs: ChildProcess[] = []
   const clients: Redis[] = []
   const nodes = new Map<number, Node>()
@@ -92,14 +116,16 @@ export async function startSentinel (): Promise<TestSentinel> {
   const startNode = async (name: string, replicaOf?: number): Promise<Node> => {
     const port = await freePort()
     const proc = spawn('redis-server', [
-      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      ...(opts.tls !== undefined ? tlsNodeArgs(opts.tls, port, false) : ['--port', String(port)]),
+      '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--dir', dir, '--dbfilename', `${name}.rdb`, '--logfile', join(dir, `${name}.log`),
       '--user', REPL_USER, 'on', `>${REPL_PASSWORD}`, '~*', '&*', '+@all',
+      ...(acl !== undefined ? ['--user', acl.dataUser, 'on', `>${acl.dataPassword}`, '~*', '&*', '+@all', '--user', 'default', 'off'] : []),
       '--masteruser', REPL_USER, '--masterauth', REPL_PASSWORD,
       ...(replicaOf !== undefined ? ['--replicaof', '127.0.0.1', String(replicaOf)] : []),
     ], { stdio: 'ignore' })
     procs.push(proc)
-    const client = plainClient(port)
+    const client = plainClient(port, dataReach)
     clients.push(client)
     await until(`redis-server ${name} on ${port}`, 10000, async () => await client.ping() === 'PONG' ? true : undefined)
     const node = { port, proc, client }
@@ -125,17 +151,26 @@ export async function startSentinel (): Promise<TestSentinel> {
     for (let i = 0; i < 3; i++) {
       const port = await freePort()
       const conf = join(dir, `sentinel-${i}.conf`)
+      const ca = opts.tls
       writeFileSync(conf, [
-        `port ${port}`, 'bind 127.0.0.1', 'daemonize no', `dir ${dir}`, `logfile ${join(dir, `sentinel-${i}.log`)}`,
+        ...(ca !== undefined
+          ? ['port 0', `tls-port ${port}`, `tls-cert-file ${ca.nodeCert}`, `tls-key-file ${ca.nodeKey}`, `tls-ca-cert-file ${ca.caCert}`, 'tls-auth-clients no', 'tls-replication yes']
+          : [`port ${port}`]),
+        'bind 127.0.0.1', 'daemonize no', `dir ${dir}`, `logfile ${join(dir, `sentinel-${i}.log`)}`,
         'sentinel resolve-hostnames no',
+        ...(acl !== undefined
+          ? [`user ${acl.sentinelUser} on >${acl.sentinelPassword} allchannels +@all`, 'user default off',
+              `sentinel sentinel-user ${acl.sentinelUser}`, `sentinel sentinel-pass ${acl.sentinelPassword}`]
+          : []),
         `sentinel monitor ${SENTINEL_MASTER} 127.0.0.1 ${master.port} 2`,
+        ...(acl !== undefined ? [`sentinel auth-user ${SENTINEL_MASTER} ${acl.dataUser}`, `sentinel auth-pass ${SENTINEL_MASTER} ${acl.dataPassword}`] : []),
         `sentinel down-after-milliseconds ${SENTINEL_MASTER} 1000`,
         `sentinel failover-timeout ${SENTINEL_MASTER} 5000`,
         `sentinel parallel-syncs ${SENTINEL_MASTER} 1`,
         '',
       ].join('\n'))
       procs.push(spawn('redis-sentinel', [conf], { stdio: 'ignore' }))
-      const c = plainClient(port)
+      const c = plainClient(port, sentinelReach)
       sentinelClients.push(c)
       sentinels.push(`127.0.0.1:${port}`)
     }
@@ -150,6 +185,8 @@ export async function startSentinel (): Promise<TestSentinel> {
       sentinels: sentinels.map(s => ({ host: '127.0.0.1', port: Number(s.split(':')[1]) })),
       name: SENTINEL_MASTER,
       protocol: 2,
+      ...(acl !== undefined ? { sentinelUsername: acl.sentinelUser, sentinelPassword: acl.sentinelPassword, username: acl.dataUser, password: acl.dataPassword } : {}),
+      ...(tls !== undefined ? { sentinelTLS: tls, tls, enableTLSForSentinelMode: true } : {}),
       maxRetriesPerRequest: 20,
       retryStrategy: () => 100,
       sentinelRetryStrategy: () => 100,

@@ -5,6 +5,9 @@
  * token, the entry id, nothing else) and what goes to stderr.
  */
 import { spawn } from 'node:child_process'
+import { createHmac } from 'node:crypto'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -72,8 +75,25 @@ t.test('token: a signed HS256 token with the claims asked for', async t => {
   t.notOk('topics' in named || 'publish' in named)
 })
 
+t.test('token: --kid sets the header\'s kid; JWT_SECRET_FILE and the first of several secrets sign; --sub fills JWT_USER_CLAIM', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sse-cli-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const file = join(dir, 'secrets')
+  const older = 'older-secret-0123456789-abcdefghijklmnopqr'
+  writeFileSync(file, `${SECRET}\n${older}\n`)
+  const r = await cli(['token', '--sub', 'ann', '--kid', 'hmac-2026'], { JWT_SECRET_FILE: file, JWT_USER_CLAIM: 'uid' })
+  t.equal(r.code, 0, r.stderr)
+  const token = r.stdout.trim()
+  t.same(JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')), { alg: 'HS256', typ: 'JWT', kid: 'hmac-2026' })
+  t.match(payloadOf(token), { uid: 'ann' })
+  const head = token.slice(0, token.lastIndexOf('.'))
+  t.equal(token.slice(token.lastIndexOf('.') + 1), createHmac('sha256', SECRET).update(head).digest('base64url'), 'signed with the first secret')
+  usage(t, await cli(['token', '--kid', 'has space'], { JWT_SECRET: SECRET }), /--kid must be/, 'bad --kid')
+  usage(t, await cli(['token'], { JWT_SECRET: SECRET, JWT_SECRET_FILE: file }), /both set/, 'both forms')
+})
+
 t.test('token: usage errors exit 2', async t => {
-  usage(t, await cli(['token', '--sub', '1']), /JWT_SECRET must be set/, 'no JWT_SECRET')
+  usage(t, await cli(['token', '--sub', '1']), /JWT_SECRET \(or JWT_SECRET_FILE\) must be set/, 'no JWT_SECRET')
   usage(t, await cli(['token'], { JWT_SECRET: 'short' }), /at least 32 characters/, 'short JWT_SECRET')
   usage(t, await cli(['token', '--ttl', 'soon'], { JWT_SECRET: SECRET }), /--ttl must be a positive whole number/, 'bad --ttl')
   usage(t, await cli(['token', '--bogus'], { JWT_SECRET: SECRET }), /Unknown option '--bogus'/, 'unknown option')
@@ -114,6 +134,18 @@ t.test('publish: REDIS_URL and KEY_PREFIX from the environment; --data - reads s
   const r = await cli(['publish', '--channel', 'topic:env', '--data', '-'], { REDIS_URL: redis.url, KEY_PREFIX: prefix }, data)
   t.equal(r.code, 0, r.stderr)
   t.same(await redis.client.xrange(`${prefix}topic:env`, '-', '+'), [[r.stdout.trim(), ['data', data]]], 'stdin, byte for byte, under KEY_PREFIX')
+})
+
+t.test('publish: REDIS_URL_FILE, as the gateway reads it', async t => {
+  const prefix = uniquePrefix('cli')
+  const dir = mkdtempSync(join(tmpdir(), 'sse-cli-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const file = join(dir, 'redis-url')
+  writeFileSync(file, `${redis.url}\n`)
+  const r = await cli(['publish', '--channel', 'topic:f', '--data', 'x'], { REDIS_URL_FILE: file, KEY_PREFIX: prefix })
+  t.equal(r.code, 0, r.stderr)
+  t.equal(await redis.client.xlen(`${prefix}topic:f`), 1)
+  usage(t, await cli(['publish', '--channel', 'topic:f', '--data', 'x'], { REDIS_URL_FILE: file, REDIS_URL: redis.url }), /REDIS_URL and REDIS_URL_FILE are both set/, 'both forms')
 })
 
 t.test('publish: usage errors exit 2 and write nothing', async t => {

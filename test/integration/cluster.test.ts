@@ -1,9 +1,12 @@
 /**
  * The gateway on a Redis Cluster of 3 masters and 3 replicas
- * (REDIS_CLUSTER_NODES): clients over user channels and topics spread over
- * every master get every event once, in order; through a slot moved
- * mid-stream and a master added, nothing is lost or repeated; `/readyz`
- * names a master whose feed went silent; and through a master killed and
+ * (REDIS_CLUSTER_NODES) with no server setting (no notify-keyspace-events:
+ * each master is fed by client tracking): clients over user channels and
+ * topics spread over every master get every event once, in order; a feed
+ * connection killed on one master loses nothing; through a slot moved
+ * mid-stream and a master added, nothing is lost or repeated; an ACL user
+ * with exactly the documented cluster rule reads; with READER_MODE=notify
+ * `/readyz` names a master whose notifications went silent; and through a master killed and
  * its replica promoted, clients get every entry the new master holds and
  * `gateway.gap` for any they had that it does not: never silence. Producers
  * write plain keys, no hash tags; the producer helper, the CLI and `POST
@@ -15,6 +18,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { publish } from '../../src/producer.js'
 import { keySlot } from '../../src/source/cluster-connection.js'
+import { aclRule } from '../../src/source/server-check.js'
 import { bearer, post } from '../helpers/publish.js'
 import { startCluster } from '../helpers/cluster.js'
 import { eventually, openMany, scrapeMetric } from '../helpers/extra.js'
@@ -101,6 +105,40 @@ t.test('2,000 clients over user channels and topics spread over every master get
   users.forEach((s, n) => { check(s, userKey(n)) })
   topics.forEach((s, i) => { check(s, topicKey(TOPICS[i % TOPICS.length] as string)) })
   t.equal(wrong, 0, `every client got exactly its events, once, in order ${first}`)
+  const ready = await getJson(`${gw.internalUrl}/readyz`)
+  t.equal(ready.body.feeds, `track ${masters.sort().join(',')}`, `/readyz: every master fed by client tracking (${JSON.stringify(ready.body)})`)
+  for (const m of masters) t.equal(await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_master_flowing', { node: m, feed: 'track' }), 1, `${m} flows, by tracking`)
+})
+
+t.test('a feed connection killed on one master (CLIENT KILL) mid-stream: the resync closes the gap, nothing lost or repeated', async t => {
+  const victim = (await cluster.masters())[0]?.address as string
+  const keys: string[] = []
+  for (let n = 3000; keys.length < 8; n++) if (masterOf(userKey(n)) === victim) keys.push(userKey(n))
+  keys.push(topicKey('killed'))
+  const streams = await Promise.all(keys.map(async (k, i) => (await open(1, () => k.includes(':topic:') ? `${gw.url}/events?topic=killed` : `${gw.url}/events`, () => k.includes(':topic:') ? 'killed-reader' : k.slice(`${prefix}user:`.length)))[0] as RawStream))
+  t.teardown(() => { for (const s of streams) s.close() })
+  const ledger = new Ledger()
+  const writer = streamInto(keys, ledger)
+  t.teardown(() => writer.stop())
+  await sleep(300)
+  const { Redis } = await import('ioredis')
+  const admin = new Redis({ host: '127.0.0.1', port: Number(victim.split(':')[1]) })
+  admin.on('error', () => {})
+  t.teardown(() => admin.disconnect())
+  const list = String(await admin.client('LIST'))
+  const feeds = list.split('\n').filter(l => l.includes(' name=sse-gateway:cluster-feed ')).map(l => /\bid=(\d+)/.exec(l)?.[1] as string)
+  t.equal(feeds.length, 1, 'one feed connection on that master')
+  t.match(list.split('\n').find(l => l.includes(' name=sse-gateway:cluster-feed ')), /flags=PtB/, 'a pub/sub connection with BCAST tracking')
+  await admin.client('KILL', 'ID', feeds[0] as string)
+  await sleep(800)
+  await writer.stop()
+  await eventually(() => streams.every((s, i) => data(s).length >= (ledger.sent.get(keys[i] as string)?.length ?? 0)), 20000, 'every entry delivered')
+  await sleep(300)
+  streams.forEach((s, i) => {
+    const key = keys[i] as string
+    t.same(data(s), ledger.sent.get(key), `${key}: every entry once, in order (${ledger.sent.get(key)?.length ?? 0})`)
+    t.notOk(s.events.some(e => e.event === 'gateway.gap'), `${key}: no gap`)
+  })
 })
 
 t.test('the producer helper, the CLI and POST /publish write to the cluster, and clients get their events', async t => {
@@ -177,9 +215,50 @@ t.test('a slot moved mid-stream, and a master added: no loss, no duplicate', asy
   })
 })
 
-t.test('/readyz and sse_gateway_redis_master_flowing name the master whose feed went silent, and are well again once it feeds', async t => {
+t.test('an ACL user with exactly the documented cluster rule: ready, fed by tracking, events flow, nothing refused', async t => {
+  const aclPrefix = uniquePrefix('clacl')
+  await cluster.onEveryNode('ACL', 'SETUSER', 'gateway', 'reset', 'on', '>acl-secret', ...aclRule('auto', aclPrefix, { publish: true, cluster: true }).split(' '))
+  const acl = await startGateway({ REDIS_CLUSTER_NODES: cluster.seeds, REDIS_USERNAME: 'gateway', REDIS_PASSWORD: 'acl-secret', KEY_PREFIX: aclPrefix, READER_PROBE_INTERVAL_MS: '300' })
+  t.teardown(() => acl.close())
+  await eventually(async () => (await getJson(`${acl.internalUrl}/readyz`)).status === 200, 20000, 'ready')
+  // The feeds are listed once the slot map is known: readiness may come first.
+  await eventually(async () => /^track [^;]+,[^;]+,[^;]+$/.test((await getJson(`${acl.internalUrl}/readyz`)).body.feeds), 10000, 'every master fed by tracking')
+  t.pass('every master fed by tracking')
+  const topic = `${aclPrefix}topic:acl`
+  const s = (await openMany(1, 1, () => ({ url: `${acl.url}/events?topic=acl`, headers: { authorization: `Bearer ${hsToken({ sub: 'acl-user', topics: '*' })}` } })))[0] as RawStream
+  t.teardown(() => { s.close() })
+  await cluster.client.xadd(topic, '*', 'data', 'one')
+  const posted = await post(`${acl.url}/publish`, { channel: 'topic:acl', data: 'two' }, bearer(hsToken({ publish: ['topic:acl'] })))
+  t.equal(posted.status, 200, 'POST /publish writes with the documented rights')
+  await s.until(x => data(x).length >= 2, 20000, 'events')
+  t.same(data(s), ['one', 'two'])
+  await sleep(1000)
+  t.same(acl.logs.filter(l => /NOPERM|"grant"/.test(l)), [], 'no command was refused')
+  t.notOk(acl.logs.some(l => l.includes('acl-secret')), 'the password is in no log line')
+})
+
+t.test('READER_MODE=block on a cluster: said once, read as auto (a tracking feed per master), events flow', async t => {
+  const blockPrefix = uniquePrefix('clb')
+  const blocky = await startGateway({ REDIS_CLUSTER_NODES: cluster.seeds, KEY_PREFIX: blockPrefix, READER_MODE: 'block', READER_PROBE_INTERVAL_MS: '300' })
+  t.teardown(() => blocky.close())
+  await eventually(async () => /^track [^;]+,[^;]+,[^;]+$/.test((await getJson(`${blocky.internalUrl}/readyz`)).body.feeds), 20000, 'every master fed by tracking')
+  t.equal(blocky.logs.filter(l => l.includes('READER_MODE=block has no Redis Cluster reader')).length, 1, 'the log says block reads as auto here, once')
+  const s = (await openMany(1, 1, () => ({ url: `${blocky.url}/events?topic=blocky`, headers: { authorization: `Bearer ${hsToken({ sub: 'b', topics: '*' })}` } })))[0] as RawStream
+  t.teardown(() => { s.close() })
+  await cluster.client.xadd(`${blockPrefix}topic:blocky`, '*', 'data', 'one')
+  await s.until(x => data(x).length >= 1, 20000, 'the event')
+  t.same(data(s), ['one'])
+})
+
+t.test('READER_MODE=notify: /readyz and sse_gateway_redis_master_flowing name the master whose notifications went silent, and are well again once it feeds', async t => {
+  await cluster.setNotify('Kt')
+  t.teardown(() => cluster.setNotify(''))
+  const gw = await startGateway({ REDIS_CLUSTER_NODES: cluster.seeds, KEY_PREFIX: uniquePrefix('cln'), READER_MODE: 'notify', READER_PROBE_INTERVAL_MS: '500' })
+  t.teardown(() => gw.close())
   const readyz = async (): Promise<{ status: number, body: any }> => await getJson(`${gw.internalUrl}/readyz`)
   await eventually(async () => (await readyz()).status === 200, 20000, 'ready')
+  await eventually(async () => /^notify [^;]+,[^;]+,[^;]+$/.test((await readyz()).body.feeds), 10000, 'every master fed by notifications')
+  t.pass('every master fed by notifications')
   const master = (await cluster.masters())[0]?.address as string
   const node = cluster.nodes.find(n => n.address === master)
   const { Redis } = await import('ioredis')
@@ -194,13 +273,13 @@ t.test('/readyz and sse_gateway_redis_master_flowing name the master whose feed 
     return r.status === 503 && JSON.stringify(r.body).includes(`feed-silent ${master}`)
   }, 20000, `readyz to name ${master}`)
   t.match(JSON.stringify(body), `feed-silent ${master}`, `not ready, naming ${master}: ${JSON.stringify(body)}`)
-  t.equal(await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_master_flowing', { node: master }), 0, `the metric says ${master} does not flow`)
+  t.equal(await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_master_flowing', { node: master, feed: 'notify' }), 0, `the metric says ${master} does not flow`)
   const others = (await cluster.masters()).map(m => m.address).filter(a => a !== master)
-  for (const other of others) t.equal(await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_master_flowing', { node: other }), 1, `${other} flows`)
+  for (const other of others) t.equal(await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_master_flowing', { node: other, feed: 'notify' }), 1, `${other} flows`)
   await admin.config('SET', 'notify-keyspace-events', 'Kt')
   await eventually(async () => (await readyz()).status === 200, 20000, 'ready again')
   t.pass('ready again once the feed delivers')
-  await eventually(async () => await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_master_flowing', { node: master }) === 1, 10000, 'the metric back to 1')
+  await eventually(async () => await scrapeMetric(gw.internalUrl, 'sse_gateway_redis_master_flowing', { node: master, feed: 'notify' }) === 1, 10000, 'the metric back to 1')
 })
 
 t.test('a master killed mid-stream, its replica promoted: every entry the new master holds, gateway.gap for any it does not, never silence', async t => {

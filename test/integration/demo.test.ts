@@ -95,7 +95,7 @@ t.test('first run: / redirects to /demo, a page with a strict CSP, the client mo
 
 t.test('/demo/token: a short-lived token for demo topics and the caller\'s own channel; the secret is never logged', async t => {
   const gw = await firstRun(t)
-  const secret = gw.gateway.config.jwt?.key
+  const secret = gw.gateway.config.jwt?.keys[0]?.key
   t.ok(secret !== undefined && secret.length >= 32, 'a generated secret')
   t.not(secret, SECRET)
   const warning = gw.logs.map(l => JSON.parse(l) as { level: number, msg: string }).find(l => /random per-process secret/.test(l.msg))
@@ -138,7 +138,7 @@ t.test('/demo/token: a short-lived token for demo topics and the caller\'s own c
 
 t.test('with JWT_SECRET set the demo is served but mints no tokens', async t => {
   const gw = await firstRun(t, { JWT_SECRET: SECRET })
-  t.equal(gw.gateway.config.jwt?.key, SECRET, 'the configured secret is used')
+  t.equal(gw.gateway.config.jwt?.keys[0]?.key, SECRET, 'the configured secret is used')
   t.equal((await getJson(`${gw.url}/demo/token?sub=alice`)).status, 404)
   const page = await getText(`${gw.url}/demo`)
   t.equal(page.status, 200)

@@ -71,6 +71,14 @@ t.test('the README gives the rules the gateway is tested with', async t => {
       t.ok(readme.includes(rule), `README has the ${mode} rule${publish ? ' with publishing' : ''}: ${rule}`)
     }
   }
+  // A Redis Cluster: block reads as auto there, so has no line of its own.
+  for (const mode of ['track', 'notify', 'auto'] as const) {
+    for (const publish of [true, false]) {
+      const rule = aclRule(mode, 'sse:', { publish, cluster: true })
+      t.ok(readme.includes(`user sse-gateway on >secret ${rule}\n`), `README has the cluster ${mode} rule${publish ? ' with publishing' : ''}: ${rule}`)
+    }
+  }
+  t.equal(aclRule('block', 'sse:', { publish: true, cluster: true }), aclRule('auto', 'sse:', { publish: true, cluster: true }), 'on a cluster block needs what auto does')
 })
 
 /** The reader each mode takes with its documented rights (auto: track, the first it may use). */

@@ -13,8 +13,8 @@ import { goFloat, loadChartValues, renderChart, TemplateFail, type Rendered } fr
 const chartDir = fileURLToPath(new URL('../../helm/sse-gateway', import.meta.url))
 const schema = JSON.parse(readFileSync(`${chartDir}/values.schema.json`, 'utf8')) as Record<string, any>
 
-/** Settings the chart sets itself (from `ports`, `secret`, `redisTls` and `redisPassword`), not from `config`. */
-const CHART_MANAGED = ['PORT', 'INTERNAL_PORT', 'REDIS_URL', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE', 'REDIS_SENTINEL_PASSWORD', 'CONTROL_TOKEN', 'CONTROL_TOKEN_FILE']
+/** Settings the chart sets itself (from `ports`, `secret`, `listenerTls`, `redisTls` and `redisPassword`), not from `config`. */
+const CHART_MANAGED = ['PORT', 'INTERNAL_PORT', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'REDIS_URL', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE', 'REDIS_SENTINEL_PASSWORD', 'CONTROL_TOKEN', 'CONTROL_TOKEN_FILE']
 
 type Obj = Record<string, any>
 
@@ -267,6 +267,31 @@ t.test('redisTls and redisPassword: the files are mounted read-only from the giv
   const plain = one(renderChart(chartDir), 'Deployment').spec.template.spec as Obj
   t.notOk((plain.volumes as Obj[]).some(v => v.name !== 'tmp'), 'no Redis volume by default')
   t.notOk([...envOf(plain.containers[0]).keys()].some(k => /^REDIS_(TLS|PASSWORD)/.test(k)), 'no TLS or password setting by default')
+})
+
+t.test('listenerTls: the listener\'s certificate and key mounted read-only from a kubernetes.io/tls Secret (whole, so renewals reach the files), TLS_CERT_FILE and TLS_KEY_FILE pointing at them', async t => {
+  const r = renderChart(chartDir, { values: { listenerTls: { secretName: 'sse-tls' } } })
+  checkObjects(t, r)
+  const pod = one(r, 'Deployment').spec.template.spec as Obj
+  const c = pod.containers[0] as Obj
+  const env = envOf(c)
+  t.equal(env.get('TLS_CERT_FILE')?.value, '/etc/sse-gateway/tls/tls.crt')
+  t.equal(env.get('TLS_KEY_FILE')?.value, '/etc/sse-gateway/tls/tls.key')
+  const volumes = new Map((pod.volumes as Obj[]).map(v => [v.name as string, v]))
+  t.same(volumes.get('listener-tls')?.secret, { secretName: 'sse-tls', items: [{ key: 'tls.crt', path: 'tls.crt' }, { key: 'tls.key', path: 'tls.key' }] })
+  const mount = (c.volumeMounts as Obj[]).find(m => m.name === 'listener-tls')
+  t.same(mount, { name: 'listener-tls', mountPath: '/etc/sse-gateway/tls', readOnly: true }, 'no subPath: a subPath mount never sees a renewal')
+  t.equal(one(r, 'Service').spec.ports[0].appProtocol, 'https', 'the Service says the port speaks HTTPS')
+  const withIngress = renderChart(chartDir, { values: { listenerTls: { secretName: 'sse-tls' }, ingress: { enabled: true } } })
+  t.equal(one(withIngress, 'Ingress').metadata.annotations['nginx.ingress.kubernetes.io/backend-protocol'], 'HTTPS', 'ingress-nginx is told to speak HTTPS to it')
+  t.equal(one(withIngress, 'Ingress').metadata.annotations['nginx.ingress.kubernetes.io/proxy-buffering'], 'off', 'beside the SSE annotations')
+  const plainRender = renderChart(chartDir, { values: { ingress: { enabled: true } } })
+  const plain = envOf(one(plainRender, 'Deployment').spec.template.spec.containers[0])
+  t.notOk(plain.has('TLS_CERT_FILE') || plain.has('TLS_KEY_FILE'), 'plain HTTP by default')
+  t.notOk('nginx.ingress.kubernetes.io/backend-protocol' in one(plainRender, 'Ingress').metadata.annotations, 'and no backend-protocol')
+  t.notOk('appProtocol' in one(plainRender, 'Service').spec.ports[0], 'nor an appProtocol')
+  const h2c = renderChart(chartDir, { values: { config: { HTTP2_CLEARTEXT: true } } })
+  t.equal(one(h2c, 'Service').spec.ports[0].appProtocol, 'kubernetes.io/h2c', 'HTTP2_CLEARTEXT: the Service says h2c')
 })
 
 t.test('Sentinel values: REDIS_SENTINELS and the master from config, the Sentinels\' password from the Secret', async t => {

@@ -14,7 +14,7 @@ import { SETTINGS, loadConfig, type Config, type JwtSettings, type RedisAccess }
 import { ConfigError } from '../../src/core/errors.js'
 import { makeTestCa } from '../helpers/tls.js'
 
-interface Spec { env: string, kind: string, default?: string, min?: number, max?: number, values?: readonly string[], field?: string, partOf?: string }
+interface Spec { env: string, kind: string, default?: string, min?: number, max?: number, values?: readonly string[], field?: string, partOf?: string, fileOf?: string }
 const specs = SETTINGS as readonly Spec[]
 const SECRET = 'k'.repeat(32)
 const RSA = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString()
@@ -46,7 +46,9 @@ void derivedTypes
 
 /** The field a setting lands in: `partOf`'s composite field, `field`, or the camelCase of its name. */
 function fieldOf (s: Spec): string {
-  return s.partOf ?? s.field ?? s.env.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())
+  // A `_FILE` setting is read into its secret setting, so it lands in that one's field.
+  const target = s.fileOf === undefined ? s : specs.find(x => x.env === s.fileOf) ?? s
+  return target.partOf ?? target.field ?? target.env.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())
 }
 
 // The Redis access settings name files: real ones, made here.
@@ -54,14 +56,33 @@ const ca = makeTestCa()
 t.teardown(() => { ca.remove() })
 const passwordFile = join(ca.dir, 'password')
 writeFileSync(passwordFile, 'pw\n')
-const controlTokenFile = join(ca.dir, 'control-token')
-writeFileSync(controlTokenFile, `${'c'.repeat(40)}\n`)
-const FILES: Record<string, string> = { REDIS_PASSWORD_FILE: passwordFile, CONTROL_TOKEN_FILE: controlTokenFile, REDIS_TLS_CA_FILE: ca.caCert, REDIS_TLS_CERT_FILE: ca.clientCert, REDIS_TLS_KEY_FILE: ca.clientKey }
+const inDir = (name: string, text: string): string => {
+  const path = join(ca.dir, name)
+  writeFileSync(path, text)
+  return path
+}
+const FILES: Record<string, string> = {
+  REDIS_PASSWORD_FILE: passwordFile,
+  REDIS_TLS_CA_FILE: ca.caCert,
+  REDIS_TLS_CERT_FILE: ca.clientCert,
+  REDIS_TLS_KEY_FILE: ca.clientKey,
+  REDIS_URL_FILE: inDir('redis-url', 'redis://redis.example:6380\n'),
+  REDIS_SENTINEL_PASSWORD_FILE: inDir('sentinel-password', 'pw\n'),
+  JWT_SECRET_FILE: inDir('jwt-secret', 'x'.repeat(40) + '\n'),
+  JWT_PUBLIC_KEY_FILE: inDir('jwt-public-key', RSA),
+  TLS_CERT_FILE: ca.serverCert,
+  TLS_KEY_FILE: ca.serverKey,
+  CONTROL_TOKEN_FILE: inDir('control-token', 'c'.repeat(40) + '\n'),
+  JWT_JWKS_FILE: inDir('jwks.json', JSON.stringify({ keys: [{ kid: 'a', kty: 'oct', k: Buffer.from('y'.repeat(32)).toString('base64url') }] })),
+}
 /** What a Redis access setting needs set with it (a user needs a password; a client certificate its key). */
 const ALONGSIDE: Record<string, Record<string, string>> = {
   REDIS_TLS_CERT_FILE: { REDIS_TLS_KEY_FILE: ca.clientKey },
   REDIS_TLS_KEY_FILE: { REDIS_TLS_CERT_FILE: ca.clientCert },
   REDIS_USERNAME: { REDIS_PASSWORD: 'pw' },
+  // The listener's certificate and its key go together.
+  TLS_CERT_FILE: { TLS_KEY_FILE: ca.serverKey },
+  TLS_KEY_FILE: { TLS_CERT_FILE: ca.serverCert },
 }
 
 /** Values to try for a setting, from its kind and bounds; those its own rules refuse are skipped. */
@@ -71,7 +92,7 @@ function candidates (s: Spec): string[] {
     case 'int': return [s.min, s.max].filter(n => n !== undefined).map(String)
     case 'bool': return ['true', 'false']
     case 'enum': return [...(s.values ?? [])]
-    case 'list': return ['news', 'https://app.example.com', 'HS512', 'redis-a.example:6379,10.0.0.2:6379', 'sentinel-0:26379']
+    case 'list': return ['news', 'https://app.example.com', 'HS512', 'redis-a.example:6379,10.0.0.2:6379', 'sentinel-0:26379', 'https://issuer.example/=https://issuer.example/jwks']
     case 'secret': return ['redis://redis.example:6380', 'x'.repeat(40), RSA]
     case 'proxies': return ['true', '127.0.0.1']
     default: return ['x-1']
@@ -87,6 +108,8 @@ const ALSO_CHANGES: Record<string, string[]> = {
   REDIS_SENTINEL_MASTER: ['demoEnabled', 'redisSentinels'],
   REDIS_SENTINEL_USERNAME: ['demoEnabled', 'redisSentinels', 'redisSentinelMaster'],
   REDIS_SENTINEL_PASSWORD: ['demoEnabled', 'redisSentinels', 'redisSentinelMaster'],
+  REDIS_SENTINEL_PASSWORD_FILE: ['demoEnabled', 'redisSentinels', 'redisSentinelMaster'],
+  REDIS_URL_FILE: ['demoEnabled'],
 }
 
 // Settings valid only beside others (the Sentinel ones go together): set
@@ -97,6 +120,8 @@ const COMPANIONS: Record<string, Record<string, string>> = {
   REDIS_SENTINEL_MASTER: { REDIS_SENTINELS: 'sentinel-0:26379' },
   REDIS_SENTINEL_USERNAME: SENTINEL,
   REDIS_SENTINEL_PASSWORD: SENTINEL,
+  REDIS_SENTINEL_PASSWORD_FILE: SENTINEL,
+  JWT_JWKS_URL: { JWT_ISSUER: 'https://issuer.example/' },
 }
 
 t.test('env names are words joined by single underscores (the camelCase of the type and of loadConfig agree on those)', async t => {
@@ -108,7 +133,8 @@ t.test('the config has exactly one field per setting (composite settings share t
   t.ok(Object.isFrozen(config))
   const want = [...new Set(specs.map(fieldOf))].sort()
   t.same(Object.keys(config).sort(), want)
-  t.equal(new Set(specs.filter(s => s.partOf === undefined).map(fieldOf)).size, specs.filter(s => s.partOf === undefined).length, 'no two settings share a field unless composite')
+  const own = specs.filter(s => s.partOf === undefined && s.fileOf === undefined)
+  t.equal(new Set(own.map(fieldOf)).size, own.length, 'no two settings share a field unless composite (or a `_FILE` of a secret)')
 })
 
 t.test('every schema entry maps to a Config field that loadConfig sets from it, and only that field', async t => {

@@ -46,7 +46,7 @@ t.test('the rules, one message each, naming the variable and never the password'
   t.match(refusal({ REDIS_SENTINEL_MASTER: 'm' }), /REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS is not/)
   t.match(refusal({ REDIS_SENTINEL_PASSWORD: 'hunter2-secret' }), /REDIS_SENTINEL_PASSWORD is set but REDIS_SENTINELS is not/)
   t.match(refusal({ REDIS_SENTINEL_USERNAME: 'u' }), /REDIS_SENTINEL_USERNAME is set but REDIS_SENTINELS is not/)
-  for (const bad of ['s1', 's1:', ':26379', 's1:99999', 'redis://s1:26379', 's1:26379:1']) {
+  for (const bad of ['s1', 's1:', ':26379', 's1:99999', 'http://s1:26379', 's1:26379:1']) {
     t.match(refusal({ ...SENTINELS, REDIS_SENTINELS: bad }), /REDIS_SENTINELS has ".*", which is not host:port/, bad)
   }
   t.match(refusal({ ...SENTINELS, REDIS_SENTINEL_MASTER: 'a b' }), /REDIS_SENTINEL_MASTER must be one master name/)
@@ -92,8 +92,33 @@ t.test('the access settings reach every data connection through the Sentinels', 
   t.equal(ot.enableTLSForSentinelMode, true, 'TLS is used for the master the Sentinels name')
   t.equal(ot.password, 'data-pw')
 
+  t.match(ot.sentinelTLS?.ca, /BEGIN CERTIFICATE/, 'rediss:// in REDIS_URL alone: the Sentinels are asked over TLS too, with the same CA')
+
   // TLS files without rediss:// are refused, saying what to give.
-  t.match(refusal({ ...SENTINELS, REDIS_TLS_CA_FILE: ca.caCert }), /REDIS_TLS_CA_FILE .*not a rediss:\/\/ URL.*rediss:\/\/<master name>/)
+  t.match(refusal({ ...SENTINELS, REDIS_TLS_CA_FILE: ca.caCert }), /REDIS_TLS_CA_FILE .*neither REDIS_SENTINELS nor REDIS_URL is rediss:\/\/.*rediss:\/\/<master name>/)
   // One place per credential, as for one Redis.
   t.match(refusal({ ...SENTINELS, REDIS_URL: 'redis://:in-url@mymaster', REDIS_PASSWORD: 'data-pw' }), /password in one place/)
+})
+
+t.test('TLS on each side: one rediss:// applies to both, redis:// on the other side keeps that side plain', async t => {
+  const ca = makeTestCa()
+  t.teardown(() => { ca.remove() })
+  const sides = (env: Record<string, string>): { sentinels: boolean, dataNodes: boolean, servername?: string } => {
+    const config = loadConfig({ ...BASE, REDIS_SENTINEL_MASTER: 'mymaster', REDIS_TLS_CA_FILE: ca.caCert, REDIS_TLS_SERVERNAME: 'redis.internal', ...env })
+    const client = sentinelConnection(sentinelTargetOf(config) as SentinelTarget, config.redisAccess).connect({ lazyConnect: true })
+    t.teardown(() => { client.disconnect() })
+    const o = client.options as Record<string, any>
+    t.equal(o.tls !== undefined, o.enableTLSForSentinelMode === true, 'tls and enableTLSForSentinelMode go together')
+    if (o.sentinelTLS !== undefined) t.match(o.sentinelTLS.ca, /BEGIN CERTIFICATE/, 'the Sentinels\' TLS has the CA')
+    return { sentinels: o.sentinelTLS !== undefined, dataNodes: o.enableTLSForSentinelMode === true, servername: o.tls?.servername ?? o.sentinelTLS?.servername }
+  }
+  t.same(sides({ REDIS_SENTINELS: 'rediss://s1:26379,rediss://s2:26379' }), { sentinels: true, dataNodes: true, servername: 'redis.internal' }, 'rediss:// Sentinels, no REDIS_URL: both')
+  t.same(sides({ REDIS_SENTINELS: 's1:26379', REDIS_URL: 'rediss://mymaster' }), { sentinels: true, dataNodes: true, servername: 'redis.internal' }, 'rediss:// REDIS_URL, bare Sentinels: both')
+  t.same(sides({ REDIS_SENTINELS: 'redis://s1:26379', REDIS_URL: 'rediss://mymaster' }), { sentinels: false, dataNodes: true, servername: 'redis.internal' }, 'redis:// Sentinels: only the data nodes')
+  t.same(sides({ REDIS_SENTINELS: 'rediss://s1:26379', REDIS_URL: 'redis://mymaster' }), { sentinels: true, dataNodes: false, servername: 'redis.internal' }, 'redis:// REDIS_URL: only the Sentinels')
+  t.match(refusal({ REDIS_SENTINELS: 'rediss://s1:26379,s2:26379', REDIS_SENTINEL_MASTER: 'mymaster' }), /REDIS_SENTINELS has rediss:\/\/ and plain entries/)
+  const withPassword = refusal({ REDIS_SENTINELS: 'rediss://:hunter2-secret@s1:26379', REDIS_SENTINEL_MASTER: 'mymaster' })
+  t.match(withPassword, /REDIS_SENTINELS has an entry with a user or password in it/)
+  t.notMatch(withPassword, /hunter2/, 'never quoted')
+  t.same(sentinelAddress('rediss://[::1]:26380'), { host: '::1', port: 26380 })
 })

@@ -13,7 +13,7 @@ import { ConfigError } from '../../src/core/errors.js'
 import { makeTestCa } from '../helpers/tls.js'
 
 type Env = Record<string, string | undefined>
-interface Spec { env: string, kind: string, default?: string, min?: number, max?: number, values?: readonly string[], description: string }
+interface Spec { env: string, kind: string, default?: string, min?: number, max?: number, values?: readonly string[], description: string, partOf?: string }
 const specs = SETTINGS as readonly Spec[]
 const SECRET = 'k'.repeat(32)
 
@@ -45,9 +45,15 @@ function rejects (t: Test, env: Env, variable: string, also?: RegExp): void {
 function configKey (env: string): string {
   if (env === 'JWT_TOPICS_CLAIM') return 'topicsClaim'
   if (env === 'JWT_PUBLISH_CLAIM') return 'publishClaim'
+  if (env === 'JWT_USER_CLAIM') return 'userClaim'
   return env.toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())
 }
-const JWT_SETTINGS = new Set(['JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWT_ALGORITHMS', 'JWT_AUDIENCE', 'JWT_ISSUER', 'JWT_CLOCK_TOLERANCE_MS'])
+const JWT_SETTINGS = new Set(specs.filter(s => s.partOf === 'jwt').map(s => s.env))
+/** Where an int JWT_JWKS_* setting lands: `jwt.jwksFetch` (the longest TTL is never below the shortest). */
+function jwksFetchValue (c: Config, env: string): number | undefined {
+  const key = ({ JWT_JWKS_MIN_TTL_MS: 'minTtlMs', JWT_JWKS_MAX_TTL_MS: 'maxTtlMs', JWT_JWKS_COOLDOWN_MS: 'cooldownMs', JWT_JWKS_TIMEOUT_MS: 'timeoutMs', JWT_JWKS_MAX_BYTES: 'maxBytes' } as Record<string, string>)[env]
+  return key === undefined ? undefined : (c.jwt?.jwksFetch as unknown as Record<string, number> | undefined)?.[key]
+}
 
 t.test('defaults: an empty environment gives a working configuration', async t => {
   const c = loadConfig({})
@@ -126,8 +132,8 @@ t.test('int settings: non-numbers and out-of-range values name the variable', as
     const inRange = (s.min === undefined || n >= s.min) && (s.max === undefined || n <= s.max)
     try {
       const c = loadConfig({ JWT_SECRET: SECRET, [s.env]: String(n) })
-      const got = s.env === 'JWT_CLOCK_TOLERANCE_MS' ? c.jwt?.clockToleranceMs : (c as unknown as Record<string, unknown>)[configKey(s.env)]
-      return inRange && got === n
+      const got = s.env === 'JWT_CLOCK_TOLERANCE_MS' ? c.jwt?.clockToleranceMs : s.env.startsWith('JWT_JWKS_') ? jwksFetchValue(c, s.env) : (c as unknown as Record<string, unknown>)[configKey(s.env)]
+      return inRange && (got === n || (s.env === 'JWT_JWKS_MAX_TTL_MS' && n < 60000 && got === 60000))
     } catch (err) {
       return !inRange && err instanceof ConfigError && err.message.includes(s.env)
     }
@@ -225,22 +231,26 @@ t.test('JWT_SECRET: at least 32 characters, HS256/384/512 by default', async t =
   rejects(t, { JWT_SECRET: `  ${'k'.repeat(31)}  ` }, 'JWT_SECRET', /32 characters/)
   rejects(t, { JWT_SECRET: 'short' }, 'JWT_SECRET')
   const jwt = loadConfig({ JWT_SECRET: SECRET, JWT_CLOCK_TOLERANCE_MS: '1500' }).jwt
-  t.match(jwt, { key: SECRET, kind: 'secret', algorithms: ['HS256', 'HS384', 'HS512'], audience: [], issuer: [], clockToleranceMs: 1500 })
+  t.match(jwt, { keys: [{ key: SECRET, kind: 'secret', algorithms: ['HS256', 'HS384', 'HS512'] }], jwks: [], algorithms: ['HS256', 'HS384', 'HS512'], audience: [], issuer: [], clockToleranceMs: 1500, userClaim: 'sub' })
   t.ok(Object.isFrozen(jwt) && Object.isFrozen(jwt?.algorithms), 'frozen')
-  t.same(loadConfig({ JWT_SECRET: `  ${SECRET}\n` }).jwt?.key, SECRET, 'trimmed')
+  t.same(loadConfig({ JWT_SECRET: `  ${SECRET}\n` }).jwt?.keys[0]?.key, SECRET, 'trimmed')
   t.same(loadConfig({ JWT_SECRET: SECRET, JWT_ALGORITHMS: 'HS512' }).jwt?.algorithms, ['HS512'])
   for (const alg of ['RS256', 'ES256', 'EdDSA', 'PS256']) rejects(t, { JWT_SECRET: SECRET, JWT_ALGORITHMS: alg }, 'JWT_ALGORITHMS', /JWT_SECRET cannot verify/)
   t.equal(loadConfig({ JWT_SECRET: '' }).jwt, undefined, 'blank is unset')
   t.equal(loadConfig({ JWT_SECRET: '   ' }).jwt, undefined)
 })
 
-t.test('JWT: a secret and a public key together are refused', async t => {
-  rejects(t, { JWT_SECRET: SECRET, JWT_PUBLIC_KEY: RSA }, 'JWT_SECRET', /JWT_PUBLIC_KEY/)
-  rejects(t, { JWT_SECRET: 'short', JWT_PUBLIC_KEY: RSA }, 'JWT_PUBLIC_KEY')
+t.test('JWT: a secret and a public key together are two keys, each pinned to the algorithms of its type', async t => {
+  const jwt = loadConfig({ JWT_SECRET: SECRET, JWT_PUBLIC_KEY: RSA }).jwt
+  t.match(jwt?.keys, [{ kind: 'secret', algorithms: ['HS256', 'HS384', 'HS512'] }, { kind: 'public-key', algorithms: RS }])
+  t.same(jwt?.algorithms, ['HS256', 'HS384', 'HS512', ...RS])
+  t.match(loadConfig({ JWT_SECRET: SECRET, JWT_PUBLIC_KEY: RSA, JWT_ALGORITHMS: 'HS256,RS256' }).jwt?.keys, [{ algorithms: ['HS256'] }, { algorithms: ['RS256'] }], 'each narrowed by JWT_ALGORITHMS')
+  rejects(t, { JWT_SECRET: SECRET, JWT_PUBLIC_KEY: RSA, JWT_ALGORITHMS: 'RS256' }, 'JWT_SECRET', /none of which JWT_ALGORITHMS allows/)
+  rejects(t, { JWT_SECRET: 'short', JWT_PUBLIC_KEY: RSA }, 'JWT_SECRET', /32 characters/)
 })
 
 t.test('JWT_PUBLIC_KEY: RSA, EC and Ed25519 PEM keys, with the algorithms of the key by default', async t => {
-  t.match(loadConfig({ JWT_PUBLIC_KEY: RSA }).jwt, { kind: 'public-key', key: RSA.trim(), algorithms: RS })
+  t.match(loadConfig({ JWT_PUBLIC_KEY: RSA }).jwt, { keys: [{ kind: 'public-key', key: RSA.trim(), algorithms: RS }], algorithms: RS })
   t.same(loadConfig({ JWT_PUBLIC_KEY: RSA_PKCS1 }).jwt?.algorithms, RS, 'PKCS#1 RSA PUBLIC KEY')
   t.same(loadConfig({ JWT_PUBLIC_KEY: ED25519.publicPem }).jwt?.algorithms, ['EdDSA'])
   t.same(loadConfig({ JWT_PUBLIC_KEY: RSA, JWT_ALGORITHMS: 'RS256' }).jwt?.algorithms, ['RS256'], 'narrowed by JWT_ALGORITHMS')
@@ -248,7 +258,7 @@ t.test('JWT_PUBLIC_KEY: RSA, EC and Ed25519 PEM keys, with the algorithms of the
   // An environment variable often holds the PEM on one line with literal \n.
   const oneLine = RSA.trim().replace(/\n/g, '\\n')
   t.notOk(oneLine.includes('\n'))
-  t.equal(loadConfig({ JWT_PUBLIC_KEY: oneLine }).jwt?.key, RSA.trim(), 'literal \\n become newlines')
+  t.equal(loadConfig({ JWT_PUBLIC_KEY: oneLine }).jwt?.keys[0]?.key, RSA.trim(), 'literal \\n become newlines')
   t.ok(Object.isFrozen(loadConfig({ JWT_PUBLIC_KEY: RSA }).jwt))
 })
 
@@ -297,7 +307,7 @@ t.test('JWT_ALGORITHMS must fit the key; "none" is never allowed', async t => {
     rejects(t, { ...env, JWT_ALGORITHMS: 'none' }, 'JWT_ALGORITHMS', /none/)
     rejects(t, { ...env, JWT_ALGORITHMS: 'None' }, 'JWT_ALGORITHMS')
   }
-  rejects(t, { JWT_ALGORITHMS: 'HS256' }, 'JWT_ALGORITHMS', /neither JWT_SECRET nor JWT_PUBLIC_KEY/)
+  rejects(t, { JWT_ALGORITHMS: 'HS256' }, 'JWT_ALGORITHMS', /no key is \(JWT_SECRET, JWT_PUBLIC_KEY/)
 })
 
 t.test('settingsTable: a header, then one well-formed row per setting', async t => {
@@ -410,11 +420,41 @@ t.test('REDIS_CLUSTER_NODES: seed nodes as host:port, instead of REDIS_URL', asy
   t.same(c.redisClusterNodes, ['10.0.0.1:7000', 'redis-b.example:7001', '[::1]:7002'])
   t.equal(c.demoEnabled, false, 'a cluster is Redis: no demo by default')
   t.same(loadConfig({}).redisClusterNodes, [], 'unset: none')
-  for (const bad of ['10.0.0.1', 'redis://h:7000', 'h:0', 'h:65536', 'h:7000/0', ':7000']) {
+  for (const bad of ['10.0.0.1', 'http://h:7000', 'h:0', 'h:65536', 'h:7000/0', ':7000', 'rediss://h']) {
     rejects(t, { REDIS_CLUSTER_NODES: bad }, 'REDIS_CLUSTER_NODES', /host:port/)
   }
+  t.same(loadConfig({ REDIS_CLUSTER_NODES: 'redis://h:7000,h2:7001' }).redisAccess, {}, 'redis:// seeds are plain, as bare host:port')
   rejects(t, { REDIS_CLUSTER_NODES: 'h:7000', REDIS_URL: 'redis://h:6379' }, 'REDIS_CLUSTER_NODES', /not both/)
   const access = loadConfig({ REDIS_CLUSTER_NODES: 'h:7000', REDIS_USERNAME: 'gw', REDIS_PASSWORD: 'pw' }).redisAccess
   t.same([access.username, access.password, access.tls], ['gw', 'pw', undefined], 'the nodes take REDIS_USERNAME and REDIS_PASSWORD')
-  rejects(t, { REDIS_CLUSTER_NODES: 'h:7000', REDIS_TLS_CA_FILE: '/x/ca.crt' }, 'REDIS_TLS_CA_FILE', /not supported yet/)
+  rejects(t, { REDIS_CLUSTER_NODES: 'h:7000', REDIS_TLS_CA_FILE: '/x/ca.crt' }, 'REDIS_TLS_CA_FILE', /REDIS_CLUSTER_NODES are not rediss:\/\/ nodes: .*rediss:\/\/host:port/)
+})
+
+t.test('REDIS_CLUSTER_NODES as rediss://host:port: TLS to every node, with the TLS files; all seeds or none', async t => {
+  const ca = makeTestCa()
+  t.teardown(() => { ca.remove() })
+  const c = loadConfig({ REDIS_CLUSTER_NODES: 'rediss://h1:7000, rediss://[::1]:7001', REDIS_TLS_CA_FILE: ca.caCert, REDIS_TLS_CERT_FILE: ca.clientCert, REDIS_TLS_KEY_FILE: ca.clientKey, REDIS_TLS_SERVERNAME: 'redis.example.com', REDIS_USERNAME: 'gw', REDIS_PASSWORD: 'pw' })
+  t.match(c.redisAccess.tls?.ca, /BEGIN CERTIFICATE/, 'the CA')
+  t.match(c.redisAccess.tls?.cert, /BEGIN CERTIFICATE/, 'the client certificate')
+  t.equal(c.redisAccess.tls?.servername, 'redis.example.com', 'the server name')
+  t.same([c.redisAccess.username, c.redisAccess.password], ['gw', 'pw'])
+  t.same(loadConfig({ REDIS_CLUSTER_NODES: 'rediss://h1:7000' }).redisAccess, { tls: {} }, 'rediss:// alone: TLS with the system\'s CAs')
+  rejects(t, { REDIS_CLUSTER_NODES: 'rediss://h1:7000,h2:7001' }, 'REDIS_CLUSTER_NODES', /rediss:\/\/ and plain entries: TLS is for all of them or none/)
+  rejects(t, { REDIS_CLUSTER_NODES: 'rediss://h1:7000,redis://h2:7001' }, 'REDIS_CLUSTER_NODES', /all of them or none/)
+  const withPassword = (() => {
+    try { loadConfig({ REDIS_CLUSTER_NODES: 'rediss://gw:hunter2-secret@h1:7000' }) } catch (err) { return (err as Error).message }
+    return ''
+  })()
+  t.match(withPassword, /REDIS_CLUSTER_NODES has an entry with a user or password in it/, 'credentials in a seed are refused')
+  t.notMatch(withPassword, /hunter2/, 'without quoting them')
+})
+
+t.test('REDIS_TLS_SERVERNAME: a host name, with TLS only', async t => {
+  t.equal(loadConfig({ REDIS_URL: 'rediss://10.0.0.5:6380', REDIS_TLS_SERVERNAME: 'redis.internal' }).redisAccess.tls?.servername, 'redis.internal', 'one Redis by IP, its certificate by name')
+  t.equal(loadConfig({ REDIS_URL: 'rediss://h:6380', REDIS_TLS_SERVERNAME: '*.cache.example.com' }).redisAccess.tls?.servername, '*.cache.example.com')
+  for (const bad of ['10.0.0.5', '::1', 'a b', 'https://x', 'x_y!']) {
+    rejects(t, { REDIS_URL: 'rediss://h:6380', REDIS_TLS_SERVERNAME: bad }, 'REDIS_TLS_SERVERNAME', /not a host name/)
+  }
+  rejects(t, { REDIS_URL: 'redis://h:6379', REDIS_TLS_SERVERNAME: 'redis.internal' }, 'REDIS_TLS_SERVERNAME', /not a rediss:\/\/ URL/)
+  rejects(t, { REDIS_CLUSTER_NODES: 'h:7000', REDIS_TLS_SERVERNAME: 'redis.internal' }, 'REDIS_TLS_SERVERNAME', /REDIS_CLUSTER_NODES are not rediss:\/\//)
 })

@@ -90,5 +90,6 @@ t.test('CONTROL_TOKEN and CONTROL_TOKEN_FILE: one of them, at least 32 character
   t.throws(() => loadConfig({ CONTROL_TOKEN: 'short-secret' }), { message: /CONTROL_TOKEN must hold at least 32 characters/ })
   t.throws(() => loadConfig({ CONTROL_TOKEN: 'short-secret' }), { message: /^(?!.*short-secret)/ }, 'the value is not in the message')
   t.throws(() => loadConfig({ CONTROL_TOKEN: secret, CONTROL_TOKEN_FILE: '/x' }), { message: /both set/ })
-  t.throws(() => loadConfig({ CONTROL_TOKEN_FILE: '/nope' }, { readFile: () => { throw Object.assign(new Error('x'), { code: 'ENOENT' }) } }), { message: /CONTROL_TOKEN_FILE names \/nope, which cannot be read \(ENOENT\)/ })
+  t.throws(() => loadConfig({ CONTROL_TOKEN_FILE: '/nope' }, { readFile: () => { throw Object.assign(new Error('x'), { code: 'ENOENT' }) } }), { message: /CONTROL_TOKEN_FILE names \/nope, which does not exist/ })
+  t.throws(() => loadConfig({ CONTROL_TOKEN_FILE: '/short' }, { readFile: () => 'short\n' }), { message: /CONTROL_TOKEN \(from CONTROL_TOKEN_FILE \/short\) must hold at least 32 characters/ })
 })

@@ -11,7 +11,7 @@ import t, { type Test } from 'tap'
 import pino from 'pino'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import type { OutgoingHttpHeaders } from 'node:http'
-import { topicChannel, type Channel } from '../../src/core/channels.js'
+import { topicChannel, userChannel, type Channel } from '../../src/core/channels.js'
 import { decodeCursor, type DecodedCursor } from '../../src/core/cursor.js'
 import { formatEventText } from '../../src/core/frame.js'
 import { CONTROL_EVENTS, type GapReason } from '../../src/core/protocol.js'
@@ -21,10 +21,12 @@ import { SessionRegistry, type RegisteredSession } from '../../src/http/session-
 import type { StreamWriter, StreamWriterOwner } from '../../src/http/stream-writer.js'
 import { Metrics } from '../../src/metrics.js'
 import { MemorySource } from '../../src/source/memory-source.js'
+import { EventChannels } from '../../src/client/sse-client.js'
 import type { ResetListener } from '../../src/source/stream-source.js'
 
 /** A writer that keeps what it is given, and plays the client on request. */
 class FakeWriter implements StreamWriter {
+  readonly protocol = 'h1'
   owner: StreamWriterOwner | undefined
   lastWriteAt = 0
   bufferedBytes = 0
@@ -148,6 +150,7 @@ interface OpenOptions {
   expiresAtMs?: number
   user?: string
   writer?: FakeWriter
+  channelOnWire?: boolean
 }
 
 const PREFIX = 'sse:'
@@ -197,6 +200,7 @@ function setup (t: Test, opts: { pageSize?: number, slowClientTimeoutMs?: number
         resume: o.resume,
         history: o.history,
         expiresAtMs: o.expiresAtMs,
+        channelOnWire: o.channelOnWire,
       }, writer)
       sessions.push(session)
       t.equal(registry.reserve(session, 100, 100), undefined, 'admitted')
@@ -342,6 +346,54 @@ t.test('catch-up: a multi-channel stream resumes each channel from its own posit
   t.same(resumed.parsed().events.map(e => e.data).sort(), ['o-late0', 'p-late0', 'p-late1'], 'what came after the cursor on each channel')
   t.equal(later.length, 3)
   t.equal(resumed.dataIds().at(-1), first.dataIds().at(-1), 'ends at the same position as the stream that never left')
+})
+
+t.test('channel of each event: on a 1-user + 5-topic stream every id names its event\'s channel first, which the client helper reads', async t => {
+  const f = setup(t)
+  const user = userChannel(PREFIX, 'alice')
+  const topics = ['a', 'b', 'c', 'd', 'e'].map(n => topicChannel(PREFIX, n))
+  const all = [user, ...topics]
+  // History on every channel before the stream opens: no id to compare a first event with.
+  for (const ch of all) append(f.source, ch, 2, 'old')
+  const { writer } = await f.open({ channels: all, user: 'alice' })
+  const sent: string[] = []
+  for (let i = 0; i < 60; i++) {
+    const ch = all[(i * 7 + (i >> 2)) % all.length] as Channel
+    if (i % 13 === 5) f.source.append(topics[0]?.key as string, { note: 'no data: skipped by the gateway, moves its position' })
+    f.source.append(ch.key, { data: `${ch.name}#${i}` })
+    sent.push(ch.name)
+    if (i % 9 === 0) await settle()
+  }
+  await until('60 events', () => writer.dataIds().length === 60)
+  const helper = new EventChannels('alice', ['a', 'b', 'c', 'd', 'e'])
+  const events = writer.parsed().events.filter(e => e.event === undefined)
+  // Order holds within a channel, not across channels (each is its own stream).
+  const written = events.map(e => e.data.split('#')[0])
+  t.same([...written].sort(), [...sent].sort(), 'every entry once')
+  t.same(events.map(e => helper.channelOf(e.id as string)), written, 'every event named by the channel it was written to, the first one too')
+  const unknownUser = new EventChannels(undefined, ['a', 'b', 'c', 'd', 'e'])
+  t.same(events.map(e => unknownUser.channelOf(e.id as string)), written.map(c => c?.startsWith('user:') === true ? 'user:' : c), 'with no user given, the user channel is `user:`')
+  for (const e of events) t.equal(decodeCursor(e.id as string)?.kind, 'channels', 'each id still a cursor any replica reads')
+})
+
+t.test('channel=data: every event\'s first data line is its channel, live, in catch-up and in history; control events untouched', async t => {
+  const f = setup(t)
+  append(f.source, PRICES, 1, 'before')
+  const { writer } = await f.open({ channels: [ORDERS, PRICES], channelOnWire: true, history: { kind: 'last', count: 1 } })
+  f.source.append(ORDERS.key, { data: 'two\nlines', event: 'order' })
+  append(f.source, PRICES, 1, 'live')
+  await until('three events', () => writer.dataIds().length + writer.parsed().events.filter(e => e.event === 'order').length === 3)
+  const events = writer.parsed().events.filter(e => !String(e.event ?? '').startsWith('gateway.'))
+  t.same(events.map(e => [e.event, e.data]), [
+    [undefined, 'topic:prices\nbefore0'],
+    ['order', 'topic:orders\ntwo\nlines'],
+    [undefined, 'topic:prices\nlive0'],
+  ], 'the channel line first, then the data as produced, the event name kept')
+  const { writer: one } = await f.open({ channels: [ORDERS], channelOnWire: true })
+  append(f.source, ORDERS, 2, 'solo')
+  await until('two events', () => one.dataIds().length === 2)
+  t.same(one.parsed().events.map(e => e.data), ['topic:orders\nsolo0', 'topic:orders\nsolo1'], 'a one-channel stream too (not the shared batch)')
+  t.same(one.dataIds(), one.parsed().events.map(e => e.id), 'with its bare entry ids')
 })
 
 t.test('history on first connect: the newest N entries, then live', async t => {

@@ -7,9 +7,13 @@
 import t, { type Test } from 'tap'
 import {
   CONTROL_EVENTS,
+  EventChannels,
   backoffDelay,
+  channelHash,
   connect,
+  streamChannels,
   streamUrl,
+  tokenSubject,
   type ConnectionState,
   type EventSourceLike,
   type GapReason,
@@ -19,6 +23,8 @@ import {
   type TokenReason,
 } from '../../src/client/sse-client.js'
 import { CONTROL_EVENTS as SERVER_CONTROL_EVENTS, type GapReason as ServerGapReason } from '../../src/core/protocol.js'
+import fc from 'fast-check'
+import { channelHash as gatewayHash, encodeCursor, encodeSegment } from '../../src/core/cursor.js'
 
 class FakeEventSource implements EventSourceLike {
   static instances: FakeEventSource[] = []
@@ -398,4 +404,66 @@ t.test('backoffDelay: exponential, capped, between half and all of the ceiling',
     const ceiling = Math.min(8000, 250 * 2 ** (attempt - 1))
     if (!(d >= ceiling / 2 && d <= ceiling)) t.fail(`attempt ${attempt}: ${d} outside [${ceiling / 2}, ${ceiling}]`)
   }
+})
+
+t.test('channel names: the hash is the gateway\'s, and the channels come in its order', async t => {
+  fc.assert(fc.property(fc.string({ maxLength: 200, unit: 'binary' }), name => channelHash(name) === gatewayHash(name)), { numRuns: 2000 })
+  t.same(streamChannels('alice', ['b', 'a', 'b']), ['user:alice', 'topic:b', 'topic:a'])
+  t.same(streamChannels(undefined, ['a']), ['topic:a'])
+})
+
+t.test('channel of an id: a bare id names the one channel; a cursor its first segment\'s channel; unknown hashes nothing', async t => {
+  const seg = (name: string, id: `${number}-${number}`): string => encodeSegment(gatewayHash(name), id)
+  const known = new EventChannels('alice', ['news', 'chat'])
+  t.equal(known.channelOf(encodeCursor([seg('topic:chat', '5-0'), seg('user:alice', '9-1'), seg('topic:news', '3-0')])), 'topic:chat')
+  t.equal(known.channelOf(encodeCursor([seg('user:alice', '9-1'), seg('topic:chat', '5-0'), seg('topic:news', '3-0')])), 'user:alice')
+  t.equal(known.channelOf(encodeCursor([seg('topic:other', '9-1'), seg('topic:chat', '5-0')])), undefined, 'a channel this stream does not read: none, never a wrong one')
+  t.equal(known.channelOf('1700000000000-0'), undefined, 'a bare id on a stream of three: none')
+  t.equal(new EventChannels('alice', []).channelOf('1700000000000-0'), 'user:alice')
+  t.equal(new EventChannels(undefined, ['news']).channelOf('1700000000000-0'), 'topic:news')
+  t.equal(new EventChannels(undefined, []).channelOf('1700000000000-0'), 'user:', 'unknown user, no topic: the user channel')
+  const anon = new EventChannels(undefined, ['news'])
+  t.equal(anon.channelOf(encodeCursor([seg('user:bob', '1-0'), seg('topic:news', '3-0')])), 'user:', 'unknown user: the hash no topic has')
+  t.equal(anon.channelOf(encodeCursor([seg('topic:news', '3-0'), seg('user:bob', '1-0')])), 'topic:news')
+})
+
+t.test('tokenSubject: the sub of a JWT (UTF-8, base64url), nothing for anything else', async t => {
+  const jwt = (payload: unknown): string => `e30.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.sig`
+  t.equal(tokenSubject(jwt({ sub: 'ålice-42' })), 'ålice-42')
+  t.equal(tokenSubject(jwt({ uid: 7 })), undefined)
+  t.equal(tokenSubject('opaque-token'), undefined)
+  t.equal(tokenSubject('a.!!!.c'), undefined)
+  t.equal(tokenSubject(undefined), undefined)
+})
+
+t.test('onEvent gets each event\'s channel: from the id, the user from the token or the option', async t => {
+  const jwt = `e30.${Buffer.from(JSON.stringify({ sub: 'alice' })).toString('base64url')}.sig`
+  const got: Array<string | undefined> = []
+  const h = harness(t, { getToken: () => jwt, onEvent: (_n, _d, _id, channel) => { got.push(channel) } })
+  await until(() => FakeEventSource.instances.length === 1, 'an EventSource')
+  const es = h.last()
+  es.open()
+  es.emit('message', 'x', encodeCursor([encodeSegment(gatewayHash('topic:orders'), '5-0'), encodeSegment(gatewayHash('user:alice'), '1-0'), encodeSegment(gatewayHash('topic:news'), '1-0')]))
+  es.emit('message', 'y', encodeCursor([encodeSegment(gatewayHash('user:alice'), '6-0'), encodeSegment(gatewayHash('topic:orders'), '5-0'), encodeSegment(gatewayHash('topic:news'), '1-0')]))
+  t.same(got, ['topic:orders', 'user:alice'])
+  t.equal(es.params.get('channel'), null, 'nothing asked of the gateway')
+  const named: Array<string | undefined> = []
+  const h2 = harness(t, { user: 'bob', topics: [], onEvent: (_n, _d, _id, channel) => { named.push(channel) } })
+  await until(() => FakeEventSource.instances.length === 1, 'an EventSource')
+  h2.last().open()
+  h2.last().emit('message', 'z', '7-0')
+  t.same(named, ['user:bob'])
+})
+
+t.test('channelOnWire: asks for channel=data, and onEvent gets the channel line apart from the data', async t => {
+  const got: Array<[string, string, string | undefined]> = []
+  const h = harness(t, { channelOnWire: true, events: ['order'], onEvent: (name, data, _id, channel) => { got.push([name, data, channel]) } })
+  await until(() => FakeEventSource.instances.length === 1, 'an EventSource')
+  const es = h.last()
+  t.equal(es.params.get('channel'), 'data')
+  es.open()
+  es.emit('message', 'topic:news\n{"a":1}', '1-0')
+  es.emit('order', 'topic:orders\ntwo\nlines', '2-0')
+  es.emit('message', 'topic:news\n', '3-0')
+  t.same(got, [['message', '{"a":1}', 'topic:news'], ['order', 'two\nlines', 'topic:orders'], ['message', '', 'topic:news']])
 })
