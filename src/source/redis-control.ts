@@ -144,7 +144,7 @@ export class RedisControlStore implements ControlStore {
   private readonly client: Redis | Cluster
   private readonly held = new Map<string, Held>()
   private listener: ControlListener = () => {}
-  /** Last control stream entry read; undefined until the stream's end was found. */
+  /** Last control stream entry read (or where reading starts); undefined before start(). */
   private cursor: StreamId | undefined
   private reading = false
   private timer: NodeJS.Timeout | undefined
@@ -169,8 +169,12 @@ export class RedisControlStore implements ControlStore {
     // Renew at a third of the lease: two renewals can fail before a live stream's lease lapses.
     this.timer = setInterval(() => { void this.renew() }, Math.max(250, Math.floor(this.opts.leaseMs / 3)))
     this.timer.unref()
-    // Commands from now on: the stream's end is where this replica starts.
-    await this.readSignals().catch(() => {})
+    // Commands from a minute ago on, read without waiting for Redis (which may
+    // not answer yet): no stream is open before this, so an old disconnect
+    // ends nothing (it ends streams opened before it) and an old revocation
+    // ends only what it refuses anyway.
+    this.cursor = `${Date.now() - 60_000}-0` as StreamId
+    void this.readSignals()
     this.pollTimer = setInterval(() => { void this.readSignals() }, CONTROL_POLL_MS)
     this.pollTimer.unref()
   }
@@ -245,16 +249,12 @@ export class RedisControlStore implements ControlStore {
     await writeControl(this.client, this.opts.keyPrefix, command, this.opts.maxTokenLifetimeMs)
   }
 
-  /** Reads the control stream from the cursor to its end (one read at a time), or finds its end first. */
+  /** Reads the control stream from the cursor to its end, one read at a time. */
   private async readSignals (): Promise<void> {
     if (this.reading) return
     this.reading = true
     try {
-      if (this.cursor === undefined) {
-        const last = await this.client.xrevrange(this.signalKey, '+', '-', 'COUNT', 1)
-        this.cursor = (last[0]?.[0] ?? '0-0') as StreamId
-        return
-      }
+      if (this.cursor === undefined) return
       for (;;) {
         const reply = await this.client.xread('COUNT', SIGNAL_PAGE, 'STREAMS', this.signalKey, this.cursor) as Array<[string, Array<[string, string[]]>]> | null
         const entries = reply?.[0]?.[1] ?? []
