@@ -11,12 +11,14 @@ import type { Server as TlsServer } from 'node:tls'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './core/config.js'
+import { controlKind } from './core/control.js'
 import { ConfigError, Errors, GatewayError, type ErrorSpec } from './core/errors.js'
 import { Hub } from './delivery/hub.js'
 import type { TokenVerifier } from './auth/token-verifier.js'
 import { verifierFromConfig } from './auth/verifier-from-config.js'
 import { demoRoute, generatedJwtSettings } from './http/demo-route.js'
 import { eventsRoute, inTurn } from './http/events-route.js'
+import { controlRoute } from './http/control-route.js'
 import { ListenerSessions, TlsReloader, applyHttp1Timeouts, listenerProtocolOptions } from './http/public-listener.js'
 import { publishRoute } from './http/publish-route.js'
 import { SessionRegistry } from './http/session-registry.js'
@@ -145,6 +147,17 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
   await source.start?.()
   const sessions = new SessionRegistry(config.heartbeatIntervalMs)
   let draining = false
+  // Control commands from any replica (or this one) end the streams they name here.
+  const control = engine.control
+  control.setListener((command, atMs) => {
+    const kind = controlKind(command)
+    const ended = sessions.applyControl(command, atMs, config.retryMs, config.retryJitterMs)
+    metrics.controlApplied.inc({ kind })
+    if (ended > 0) metrics.controlEnded.inc({ kind }, ended)
+    // The user or session it names; never a jti (it is half of a credential's identity).
+    logger.info({ control: kind, ...('user' in command ? { user: command.user } : {}), ...('session' in command ? { session: command.session } : {}), ended }, 'control command applied')
+  })
+  await control.start()
 
   const checkingIntervalMs = Math.max(250, Math.min(5000, Math.floor(config.headersTimeoutMs / 5)))
   const server = Fastify({
@@ -240,7 +253,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     const e = new GatewayError(Errors.NOT_FOUND, `No route ${request.method} ${request.url.split('?')[0] ?? ''}: streams are at GET /events.`)
     return reply.code(404).send(e.toJSON())
   })
-  await server.register(eventsRoute, { config, verifier, hub, sessions, metrics, logger, isDraining: () => draining })
+  await server.register(eventsRoute, { config, verifier, hub, sessions, control, metrics, logger, isDraining: () => draining })
   const publisher = !config.publishEnabled ? undefined : deps.publisher ?? engine.createPublisher()
   if (publisher !== undefined) await server.register(publishRoute, { config, verifier, publisher, metrics, logger })
   if (config.demoEnabled) await server.register(demoRoute, { config, logger, tokenSecret: demoJwt?.keys[0]?.key as string | undefined })
@@ -268,6 +281,8 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
     reply.header('content-type', metrics.registry.contentType)
     return await metrics.registry.metrics()
   })
+  // Its own scope: the bearer check guards /control/* only.
+  await internal.register(controlRoute, { config, control, logger: logger.child({ component: 'control' }) })
 
   let closed = false
   const gateway: Gateway = {
@@ -299,6 +314,7 @@ export async function buildGateway (config: Config, deps: GatewayDeps = {}): Pro
       await h2Sessions.goAway()
       await server.close()
       sessions.stop()
+      await control.close()
       await source.close()
       verifier?.close?.()
       await internal.close()

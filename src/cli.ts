@@ -7,6 +7,8 @@
  *     sse-gateway token --sub 42 --topics 'news,orders.*' --ttl 3600
  *     sse-gateway publish --channel topic:news --event price --data '{"p":1}' --redis redis://127.0.0.1:6379
  *     sse-gateway publish --channel user:42 --data hello --url http://gateway:8080 --token "$JWT"
+ *     sse-gateway disconnect --user 42 --redis redis://127.0.0.1:6379
+ *     sse-gateway revoke --jti 3f6c... --exp 1767225600
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -14,7 +16,9 @@ import type { Cluster, Redis } from 'ioredis'
 import { clusterAccessTarget, redisAccessFrom, sentinelAccessTarget, type RedisAccess } from './core/config.js'
 import { ConfigError, GatewayError } from './core/errors.js'
 import { DEFAULT_MAX_DATA_BYTES, validateAppendOptions, validateEntry } from './core/publish.js'
+import { ControlRequestError, parseControlCommand, type ControlCommand } from './core/control.js'
 import { publish } from './producer.js'
+import { writeControl } from './source/redis-control.js'
 import { mintToken } from './core/token.js'
 import { connectionFor, type RedisConnectionFactory } from './source/redis-connection.js'
 import { clusterConnection, isClusterFactory, parseClusterNode } from './source/cluster-connection.js'
@@ -45,6 +49,19 @@ const USAGE = `usage:
       TLS and credentials come from the gateway's variables (REDIS_USERNAME,
       REDIS_PASSWORD(_FILE), REDIS_TLS_*): TLS with a rediss:// URL, rediss://
       cluster seeds (rediss://host:port,...) or rediss:// Sentinels.
+  sse-gateway disconnect --user SUB [--allow-reconnect] | --session ID
+  sse-gateway revoke --jti JTI [--exp SECONDS] | --user SUB [--before TIME]
+                      [--redis URL | --cluster HOST:PORT,... | --sentinels host:port,... --sentinel-master NAME] [--prefix P]
+      Tell every replica through Redis (README "Control"); prints the control
+      stream entry id. disconnect --user ends every stream of the user and
+      refuses its tokens issued before now (401 SSEGW_ERR_AUTH_REVOKED_TOKEN
+      until they expire; a token issued after is accepted); with
+      --allow-reconnect it only ends them. disconnect --session ends one
+      stream (its id as the logs' "session" and presence show it). revoke
+      --jti refuses that token until --exp (its exp claim, seconds; default
+      CONTROL_MAX_TOKEN_LIFETIME_MS from now); revoke --user refuses the
+      user's tokens issued before --before (now, Unix ms or ISO 8601;
+      default now). Both end the streams they refuse.
 exit codes: 0 done, 1 failed, 2 usage error`
 
 class UsageError extends Error {}
@@ -283,6 +300,102 @@ async function publishCommand (args: string[]): Promise<void> {
   }
 }
 
+const REDIS_OPTIONS = {
+  redis: { type: 'string' },
+  cluster: { type: 'string' },
+  sentinels: { type: 'string' },
+  'sentinel-master': { type: 'string' },
+  prefix: { type: 'string' },
+} as const
+
+/** Redis from --redis, --cluster or --sentinels (or REDIS_URL, REDIS_CLUSTER_NODES, REDIS_SENTINELS), for the control commands. */
+function controlTarget (values: { redis?: string, cluster?: string, sentinels?: string, 'sentinel-master'?: string }): { connection: RedisConnectionFactory, where: string } {
+  const given = [values.redis, values.cluster, values.sentinels].filter(v => v !== undefined).length
+  if (given > 1) throw new UsageError('give one of --redis, --cluster or --sentinels.')
+  const fromEnv = given === 0
+  const cluster = values.cluster ?? (fromEnv ? nonEmpty(process.env.REDIS_CLUSTER_NODES) : undefined)
+  const sentinels = list(values.sentinels ?? (fromEnv ? process.env.REDIS_SENTINELS ?? '' : ''))
+  const url = values.redis ?? (fromEnv || sentinels.length > 0 ? fromEnvOrFile('REDIS_URL') : undefined)
+  if (sentinels.length > 0) {
+    const master = values['sentinel-master'] ?? nonEmpty(process.env.REDIS_SENTINEL_MASTER)
+    if (master === undefined) throw new UsageError('--sentinels needs --sentinel-master NAME (or REDIS_SENTINEL_MASTER): the master name the Sentinels monitor.')
+    for (const n of sentinels) if (!/^(rediss?:\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:[\]/@]+):\d{1,5}$/.test(n)) throw new UsageError(`--sentinels has "${n.includes('@') ? '(an entry with a user or password)' : n}", which is not host:port (or rediss://host:port for TLS).`)
+    return {
+      connection: sentinelConnection({ sentinels, master, sentinelUsername: nonEmpty(process.env.REDIS_SENTINEL_USERNAME), sentinelPassword: fromEnvOrFile('REDIS_SENTINEL_PASSWORD'), url }, redisAccess(url, sentinels)),
+      where: `the master "${master}" of the Sentinels ${sentinels.join(',')}`,
+    }
+  }
+  if (cluster !== undefined && url === undefined) {
+    for (const n of list(cluster)) if (!/^(rediss?:\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/[\]@]+):\d{1,5}$/.test(n)) throw new UsageError(`--cluster has "${n.includes('@') ? '(an entry with a user or password)' : n}", which is not host:port (give seed nodes as host:port,host:port, or rediss://host:port,... for TLS).`)
+    return { connection: clusterConnection(list(cluster).map(parseClusterNode), redisAccess(`cluster:${cluster}`)), where: `the Redis Cluster at ${cluster}` }
+  }
+  if (url === undefined) throw new UsageError('no Redis to write to: give --redis URL (or set REDIS_URL), --cluster HOST:PORT,... (or REDIS_CLUSTER_NODES), or --sentinels with --sentinel-master.')
+  try {
+    return { connection: connectionFor(url, redisAccess(url)), where: `Redis at ${safeUrl(url)}` }
+  } catch (err) {
+    if (err instanceof UsageError) throw err
+    throw new UsageError(`--redis (or REDIS_URL) is not a Redis URL: ${(err as Error).message}`)
+  }
+}
+
+/** `disconnect` and `revoke`: one control command, written as every replica reads it. */
+async function controlCommand (name: 'disconnect' | 'revoke', args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      ...REDIS_OPTIONS,
+      user: { type: 'string' },
+      session: { type: 'string' },
+      jti: { type: 'string' },
+      exp: { type: 'string' },
+      before: { type: 'string' },
+      'allow-reconnect': { type: 'boolean' },
+    },
+  })
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0] ?? ''}"`)
+  const maxTokenLifetimeMs = wholeNumber('CONTROL_MAX_TOKEN_LIFETIME_MS', nonEmpty(process.env.CONTROL_MAX_TOKEN_LIFETIME_MS)) ?? 86400000
+  const body: Record<string, unknown> = {}
+  if (name === 'disconnect') {
+    if (values.jti !== undefined || values.exp !== undefined || values.before !== undefined) throw new UsageError('disconnect takes --user or --session; --jti, --exp and --before go with revoke.')
+    if (values['allow-reconnect'] === true && values.user === undefined) throw new UsageError('--allow-reconnect goes with --user.')
+    if (values.user !== undefined) body.user = values.user
+    if (values.session !== undefined) body.session = values.session
+    // A user is disconnected for good: the tokens it holds are refused too, unless told otherwise.
+    if (values.user !== undefined && values['allow-reconnect'] !== true && values.session === undefined) {
+      body.before = 'now'
+      name = 'revoke'
+    }
+  } else {
+    if (values.session !== undefined || values['allow-reconnect'] !== undefined) throw new UsageError('revoke takes --jti [--exp] or --user [--before]; --session and --allow-reconnect go with disconnect.')
+    if (values.user !== undefined) body.user = values.user
+    if (values.jti !== undefined) body.jti = values.jti
+    if (values.exp !== undefined) body.exp = wholeNumber('--exp', values.exp)
+    if (values.before !== undefined) body.before = values.before
+  }
+  let command: ControlCommand
+  try {
+    command = parseControlCommand({ ...body, kind: name }, { nowMs: Date.now(), maxTokenLifetimeMs })
+  } catch (err) {
+    if (err instanceof ControlRequestError) throw new UsageError(err.message.replace(/`(\w+)`/g, (_, option: string) => option === 'kind' ? name : `--${option}`))
+    throw err
+  }
+  const prefix = values.prefix ?? nonEmpty(process.env.KEY_PREFIX) ?? 'sse:'
+  const { connection, where } = controlTarget(values)
+  const { client, lastError } = redisClient(connection)
+  try {
+    const id = await writeControl(client, prefix, command, maxTokenLifetimeMs)
+    process.stdout.write(id + '\n')
+    await client.quit().catch(() => {})
+  } catch (err) {
+    if ((err as Error).name === 'ReplyError') throw err
+    const cause = lastError()?.message ?? (err as Error).message
+    throw new Error(`cannot reach ${where}: ${cause}`)
+  } finally {
+    client.disconnect()
+  }
+}
+
 function nonEmpty (value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value.trim()
 }
@@ -292,6 +405,7 @@ async function main (argv: string[]): Promise<number> {
   try {
     if (command === 'token') tokenCommand(rest)
     else if (command === 'publish') await publishCommand(rest)
+    else if (command === 'disconnect' || command === 'revoke') await controlCommand(command, rest)
     else if (command === '--help' || command === '-h' || command === 'help') process.stdout.write(USAGE + '\n')
     else throw new UsageError(command === undefined ? 'missing command' : `unknown command: ${command}`)
     return 0

@@ -33,6 +33,10 @@ export class Metrics {
   readonly readerModeChanges: Counter<'mode' | 'because'>
   readonly dataLost: Counter
   readonly unavailable: Counter<'reason'>
+  /** Control commands this replica applied (read from the control stream, or in process), by kind. */
+  readonly controlApplied: Counter<'kind'>
+  /** Streams this replica ended for a control command, by kind. */
+  readonly controlEnded: Counter<'kind'>
   readonly jwksFetches: Counter<'issuer'>
   readonly jwksFetchFailures: Counter<'issuer' | 'reason'>
   readonly ready: Gauge
@@ -96,7 +100,9 @@ export class Metrics {
     this.slowClientCloses = new Counter({ name: `${p}slow_client_closes_total`, help: 'Sessions closed for not draining within SLOW_CLIENT_TIMEOUT_MS', registers })
     this.readerErrors = new Counter({ name: `${p}redis_reader_errors_total`, help: 'Failed XREAD calls (connection lost, Redis errors)', registers })
     this.redisReconnects = new Counter({ name: `${p}redis_reconnects_total`, help: 'Reconnection attempts of the Redis command connection', registers })
-    this.unavailable = new Counter({ name: `${p}unavailable_answers_total`, help: 'New streams told to come back later, by reason (draining, at-capacity, source-unavailable, keys-unavailable)', labelNames: ['reason'], registers })
+    this.controlApplied = new Counter({ name: `${p}control_applied_total`, help: 'Control commands applied by this replica (disconnect-user, disconnect-session, revoke-jti, revoke-user), whoever gave them', labelNames: ['kind'], registers })
+    this.controlEnded = new Counter({ name: `${p}control_streams_ended_total`, help: 'Streams this replica ended for a control command, by kind (disconnect-user, disconnect-session, revoke-jti, revoke-user)', labelNames: ['kind'], registers })
+    this.unavailable = new Counter({ name: `${p}unavailable_answers_total`, help: 'New streams told to come back later, by reason (draining, at-capacity, source-unavailable, keys-unavailable, disconnected)', labelNames: ['reason'], registers })
     this.jwksFetches = new Counter({ name: `${p}jwks_fetches_total`, help: 'Fetches of an issuer\'s JWKS key set (JWT_JWKS_URL), by issuer', labelNames: ['issuer'], registers })
     this.jwksFetchFailures = new Counter({ name: `${p}jwks_fetch_failures_total`, help: 'Failed JWKS fetches, by issuer and reason (timeout, network, http-status, too-large, invalid-json, invalid-jwks, no-usable-keys); the last good key set keeps serving', labelNames: ['issuer', 'reason'], registers })
     this.ready = new Gauge({

@@ -22,6 +22,10 @@ export interface Principal {
   readonly publish: TopicPatterns
   /** `exp` in ms since epoch. */
   readonly expiresAtMs: number
+  /** `jti`, when the token has a string one: what a revocation by `jti` names. */
+  readonly jti?: string | undefined
+  /** `iat` in ms, when the token has a numeric one: what a user's cut-off compares. */
+  readonly issuedAtMs?: number | undefined
 }
 
 /** The principal of claims a {@link TokenVerifier} returned (`exp` is a number, the user claim valid or absent). */
@@ -31,5 +35,7 @@ export function principalOf (claims: Claims, names: ClaimNames): Principal {
     topics: new TopicPatterns(topicsFromClaim(claims[names.topicsClaim])),
     publish: new TopicPatterns(topicsFromClaim(claims[names.publishClaim])),
     expiresAtMs: (claims.exp as number) * 1000,
+    jti: typeof claims.jti === 'string' && claims.jti.length > 0 ? claims.jti : undefined,
+    issuedAtMs: typeof claims.iat === 'number' && Number.isFinite(claims.iat) ? claims.iat * 1000 : undefined,
   }
 }

@@ -36,6 +36,8 @@ export const CONTROL_EVENTS = {
   gap: 'gateway.gap',
   tokenExpired: 'gateway.token-expired',
   unavailable: 'gateway.unavailable',
+  revoked: 'gateway.revoked',
+  disconnected: 'gateway.disconnected',
 } as const
 
 /** The part of a `MessageEvent` this client reads. */

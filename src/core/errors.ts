@@ -12,6 +12,8 @@ export const Errors = {
   AUTH_INVALID_TOKEN: { code: 'SSEGW_ERR_AUTH_INVALID_TOKEN', statusCode: 401 },
   AUTH_EXPIRED_TOKEN: { code: 'SSEGW_ERR_AUTH_EXPIRED_TOKEN', statusCode: 401 },
   AUTH_NOT_CONFIGURED: { code: 'SSEGW_ERR_AUTH_NOT_CONFIGURED', statusCode: 401 },
+  /** The token's `jti` was revoked, or it was issued before its user's cut-off (README "Control"). */
+  AUTH_REVOKED_TOKEN: { code: 'SSEGW_ERR_AUTH_REVOKED_TOKEN', statusCode: 401 },
   /** With JWKS URLs: the token's `iss` is none of JWT_ISSUER (checked before any key is fetched). */
   AUTH_UNKNOWN_ISSUER: { code: 'SSEGW_ERR_AUTH_UNKNOWN_ISSUER', statusCode: 401 },
   /** The token's `kid` names no key of its issuer (after the one refetch a cooldown allows). */
@@ -48,6 +50,13 @@ export const Errors = {
   PUBLISH_OPTION_INVALID: { code: 'SSEGW_ERR_PUBLISH_OPTION_INVALID', statusCode: 400 },
   PUBLISH_NOT_JSON: { code: 'SSEGW_ERR_PUBLISH_NOT_JSON', statusCode: 415 },
   PUBLISH_TOO_LARGE: { code: 'SSEGW_ERR_PUBLISH_TOO_LARGE', statusCode: 413 },
+  /** The control endpoints, without CONTROL_TOKEN set. */
+  CONTROL_NOT_CONFIGURED: { code: 'SSEGW_ERR_CONTROL_NOT_CONFIGURED', statusCode: 403 },
+  /** A control request without the right `Authorization: Bearer <CONTROL_TOKEN>`. */
+  CONTROL_UNAUTHORIZED: { code: 'SSEGW_ERR_CONTROL_UNAUTHORIZED', statusCode: 401 },
+  CONTROL_REQUEST_INVALID: { code: 'SSEGW_ERR_CONTROL_REQUEST_INVALID', statusCode: 400 },
+  /** The control store (Redis) could not be reached: nothing was applied. */
+  CONTROL_UNAVAILABLE: { code: 'SSEGW_ERR_CONTROL_UNAVAILABLE', statusCode: 503 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorName = keyof typeof Errors

@@ -16,6 +16,10 @@ export const CONTROL_EVENTS = {
   tokenExpired: `${CONTROL_EVENT_PREFIX}token-expired`,
   /** This replica cannot serve the stream now (draining, full, Redis down); it ends with a `retry:`. */
   unavailable: `${CONTROL_EVENT_PREFIX}unavailable`,
+  /** The token was revoked (by `jti`, or its user's tokens issued before a time); the stream ends, and reconnecting with that token gets 401. */
+  revoked: `${CONTROL_EVENT_PREFIX}revoked`,
+  /** An operator ended this stream (its user's, or this session); it ends with a `retry:` and may come back. */
+  disconnected: `${CONTROL_EVENT_PREFIX}disconnected`,
 } as const
 
 /** Where a delivered event came from. */
@@ -23,11 +27,11 @@ export type DeliverySource = 'live' | 'replay'
 /** Why a channel's history may be incomplete (`gateway.gap`, README "Control events"). */
 export type GapReason = 'trimmed' | 'missing' | 'ahead' | 'invalid-cursor' | 'reset'
 /** Why a stream ended. */
-export type CloseReason = 'client-closed' | 'token-expired' | 'slow-client' | 'shutdown' | 'source-error'
+export type CloseReason = 'client-closed' | 'token-expired' | 'slow-client' | 'shutdown' | 'source-error' | 'revoked' | 'disconnected'
 /** Why a connection was refused for authentication or authorization. */
-export type AuthFailure = 'missing' | 'invalid' | 'expired' | 'not-configured' | 'forbidden' | 'unknown-issuer' | 'unknown-key' | 'keys-unavailable'
+export type AuthFailure = 'missing' | 'invalid' | 'expired' | 'not-configured' | 'forbidden' | 'unknown-issuer' | 'unknown-key' | 'keys-unavailable' | 'revoked'
 /** Why a new stream was told to come back later (`gateway.unavailable`). */
-export type UnavailableReason = 'draining' | 'at-capacity' | 'source-unavailable' | 'keys-unavailable'
+export type UnavailableReason = 'draining' | 'at-capacity' | 'source-unavailable' | 'keys-unavailable' | 'disconnected'
 /** Why a stream entry was skipped (it breaks the producer contract). */
 export type SkipReason = 'no-data' | 'bad-event-name' | 'too-large'
 /** Why live reads do not flow (readiness, `/readyz` `live`). */
@@ -47,11 +51,22 @@ export function tokenExpiredPayload (): string {
   return JSON.stringify({ reason: 'token-expired', message: 'The access token expired: reconnect with a fresh token.' })
 }
 
+/** `gateway.revoked`: the token may not be used again. */
+export function revokedPayload (): string {
+  return JSON.stringify({ reason: 'revoked', message: 'This token was revoked: reconnect with a fresh token.' })
+}
+
+/** `gateway.disconnected`: an operator ended the stream. */
+export function disconnectedPayload (): string {
+  return JSON.stringify({ reason: 'disconnected', message: 'The stream was ended by an operator.' })
+}
+
 /** What a client is told with `gateway.unavailable` (or a 503). */
 export function unavailableMessage (reason: UnavailableReason): string {
   switch (reason) {
     case 'draining': return 'This replica is shutting down: reconnect.'
     case 'at-capacity': return 'This replica is at its connection limit (MAX_CONNECTIONS): reconnect.'
+    case 'disconnected': return 'An operator ended this stream as it opened: reconnect.'
     case 'keys-unavailable': return 'The keys of this token\'s issuer cannot be fetched right now: reconnect shortly.'
     default: return 'The event source (Redis) is unreachable: reconnect shortly.'
   }

@@ -20,13 +20,15 @@ import { authenticate, type Authentication } from '../auth/authenticate.js'
 import type { Principal } from '../auth/principal.js'
 import type { TokenVerifier } from '../auth/token-verifier.js'
 import { ANY_TOKEN_SOURCE, findToken } from './token-source.js'
-import { CONTROL_EVENTS, unavailableMessage, unavailablePayload, type UnavailableReason } from '../core/protocol.js'
+import type { AdmissionRefusal } from '../source/control-store.js'
+import { CONTROL_EVENTS, unavailableMessage, unavailablePayload, type CloseReason, type UnavailableReason } from '../core/protocol.js'
 import { jitteredRetryMs } from '../core/retry.js'
 import { Http1StreamWriter } from './http1-writer.js'
 import { Http2StreamWriter } from './http2-writer.js'
 import type { StreamWriter } from './stream-writer.js'
 import { Session, type HistoryRequest, type SessionContext } from './session.js'
 import type { SessionRegistry } from './session-registry.js'
+import type { ControlStore } from '../source/control-store.js'
 
 export interface EventsRouteOptions {
   readonly config: Config
@@ -34,6 +36,8 @@ export interface EventsRouteOptions {
   readonly verifier: TokenVerifier | undefined
   readonly hub: Hub
   readonly sessions: SessionRegistry
+  /** Revocations and the per-user limit (counted across replicas when it says so). */
+  readonly control: ControlStore
   readonly metrics: Metrics
   readonly logger: Logger
   /** True while the replica drains: new streams get a `retry:` and end at once. */
@@ -153,7 +157,7 @@ export function parseHistory (query: Record<string, unknown>, max: number): Hist
 }
 
 export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOptions): Promise<void> {
-  const { config, hub, sessions, metrics, logger } = opts
+  const { config, hub, sessions, control, metrics, logger } = opts
   const context: SessionContext = {
     hub,
     metrics,
@@ -161,7 +165,10 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     retryMs: config.retryMs,
     pageSize: config.catchupPageSize,
     slowClientTimeoutMs: config.slowClientTimeoutMs,
-    onEnd: session => { sessions.delete(session) },
+    onEnd: session => {
+      sessions.delete(session)
+      control.release(session.id)
+    },
   }
   const publicTopics = new TopicPatterns(config.publicTopics)
   const retryMs = (): number => jitteredRetryMs(config.retryMs, config.retryJitterMs)
@@ -190,9 +197,10 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     let principal: Principal | undefined
     let channels: Channel[]
     let history: HistoryRequest | undefined
+    let topics: string[]
     let channelOnWire = false
     try {
-      const topics = parseTopics(query.topic, config.maxTopicsPerConnection)
+      topics = parseTopics(query.topic, config.maxTopicsPerConnection)
       principal = await authorize(request, topics)
       const denied = topics.filter(t => !publicTopics.matches(t) && principal?.topics.matches(t) !== true)
       if (denied.length > 0) {
@@ -244,11 +252,15 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       // Accepted until exp + tolerance, so it must not be cut off before then
       // (else a client is accepted and ended at once, over and over).
       expiresAtMs: principal === undefined ? undefined : principal.expiresAtMs + (config.jwt?.clockToleranceMs ?? 0),
+      jti: principal?.jti,
+      issuedAtMs: principal?.issuedAtMs,
     }, writer)
     // The limits are checked and the slot taken in one step, before the
     // first await; from here every path that does not open the stream
-    // ends the session, which gives the slot back.
-    const refused = sessions.reserve(session, config.maxConnections, config.maxConnectionsPerUser)
+    // ends the session, which gives the slot back. A control store that
+    // counts across replicas takes the per-user limit from here.
+    const perUser = control.countsAcrossReplicas ? Number.POSITIVE_INFINITY : config.maxConnectionsPerUser
+    const refused = sessions.reserve(session, config.maxConnections, perUser)
     // Spread the retries wider: the other replicas take these clients.
     if (refused === 'at-capacity') return unavailable(request, reply, 'at-capacity', retryMs() * 2, metrics)
     if (refused === 'user-limit') {
@@ -257,6 +269,41 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     session.bindConnection()
     if (session.closed) {
       // The client left before we got here.
+      reply.hijack()
+      return reply
+    }
+
+    // Revocations and the cluster-wide per-user limit: one round trip. The
+    // session is registered already, so a command given meanwhile ends it
+    // too (checked below, with the close reason).
+    let admission: AdmissionRefusal | undefined
+    try {
+      admission = await control.admit({
+        session: session.id,
+        user: session.user,
+        jti: session.jti,
+        issuedAtMs: session.issuedAtMs,
+        topics,
+        maxPerUser: config.maxConnectionsPerUser,
+      })
+    } catch (err) {
+      session.close('source-error')
+      logger.warn({ reqId: request.id, err: { message: (err as Error).message } }, 'cannot check revocations and limits (control store unavailable); client told to retry')
+      return unavailable(request, reply, 'source-unavailable', retryMs(), metrics)
+    }
+    // It ended while admitted (the client left, a command came): the lease it was just given goes too.
+    if (session.closed) control.release(session.id)
+    if (admission === 'revoked' || session.endReason === 'revoked') {
+      session.close('revoked')
+      metrics.authFailures.inc({ reason: 'revoked' })
+      throw new AuthError('revoked', Errors.AUTH_REVOKED_TOKEN, 'This token was revoked (by its `jti`, or as issued before its user\'s cut-off): get a fresh token.')
+    }
+    if (admission === 'user-limit') {
+      session.close('client-closed')
+      throw new GatewayError(Errors.TOO_MANY_CONNECTIONS, `This user already has ${config.maxConnectionsPerUser} open streams across the gateway's replicas (MAX_CONNECTIONS_PER_USER): close one, or share one stream across tabs.`)
+    }
+    if (session.closed) {
+      if (session.endReason === 'disconnected') return unavailable(request, reply, 'disconnected', retryMs(), metrics)
       reply.hijack()
       return reply
     }
@@ -270,6 +317,12 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
       logger.warn({ reqId: request.id, err: { message: (err as Error).message }, ...grantOf(err) }, 'cannot subscribe (stream source unavailable); client told to retry')
       return unavailable(request, reply, 'source-unavailable', retryMs(), metrics)
     }
+    // A command may have ended it while it subscribed.
+    if (endReasonOf(session) === 'revoked') {
+      metrics.authFailures.inc({ reason: 'revoked' })
+      throw new AuthError('revoked', Errors.AUTH_REVOKED_TOKEN, 'This token was revoked (by its `jti`, or as issued before its user\'s cut-off): get a fresh token.')
+    }
+    if (endReasonOf(session) === 'disconnected') return unavailable(request, reply, 'disconnected', retryMs(), metrics)
     if (session.closed || connection.destroyed || request.raw.destroyed || reply.raw.destroyed) {
       // The client left, or the replica began to drain, while we subscribed.
       session.close('client-closed')
@@ -293,6 +346,11 @@ export async function eventsRoute (app: FastifyInstance, opts: EventsRouteOption
     }
     return reply
   })
+}
+
+/** Why a session ended, read afresh after an await (a control command may end it meanwhile). */
+function endReasonOf (session: Session): CloseReason | undefined {
+  return session.endReason
 }
 
 /**

@@ -4,20 +4,25 @@
  * know it: each reports its end through the callback it was built with
  * (SessionContext.onEnd), which the route points at {@link SessionRegistry.delete}.
  */
+import { signalEnds, type ControlCommand, type ControlledSession } from '../core/control.js'
 import { Deadlines, type DeadlineSlot } from '../core/deadlines.js'
 import type { CloseReason } from '../core/protocol.js'
 import { jitteredRetryMs } from '../core/retry.js'
 
 /** What the registry asks of a session (Session implements it). */
-export interface RegisteredSession extends DeadlineSlot {
+export interface RegisteredSession extends DeadlineSlot, ControlledSession {
   /** Token `sub`, counted against MAX_CONNECTIONS_PER_USER; undefined for anonymous streams. */
   readonly user: string | undefined
+  /** When it was admitted (ms since epoch). */
+  readonly openedAt: number
   /** Writes a heartbeat comment if nothing was written for `intervalMs`. */
   heartbeat (now: number, intervalMs: number): void
   /** The token expired: a `gateway.token-expired` event, then the end. */
   expire (): void
   /** Ends the stream with a `retry:` of `retryMs`. */
   closeWithRetry (reason: CloseReason, retryMs: number): void
+  /** A control command ended it: `gateway.revoked`, or `gateway.disconnected` with a `retry:` of `retryMs`. */
+  endByControl (reason: 'revoked' | 'disconnected', retryMs: number): void
 }
 
 /** Why {@link SessionRegistry.reserve} refused a session. */
@@ -96,6 +101,24 @@ export class SessionRegistry {
         resolve()
       }, Math.floor(Math.random() * windowMs))
     })))
+  }
+
+  /**
+   * Ends the sessions `command` names (README "Control"), admitted ones
+   * still subscribing included, and returns how many. A revocation ends
+   * every session it matches; a disconnect only those opened before
+   * `atMs` (when it was given), so a client that came back after it stays.
+   * A scan of every session: commands are rare, and a scan of 10,000
+   * sessions is about a millisecond.
+   */
+  applyControl (command: ControlCommand, atMs: number, retryMs: number, retryJitterMs: number): number {
+    const reason = command.kind === 'revoke' ? 'revoked' : 'disconnected'
+    const ended: RegisteredSession[] = []
+    for (const s of this.sessions) {
+      if (signalEnds(command, s) && (command.kind === 'revoke' || s.openedAt <= atMs)) ended.push(s)
+    }
+    for (const s of ended) s.endByControl(reason, jitteredRetryMs(retryMs, retryJitterMs))
+    return ended.length
   }
 
   /** Stops the heartbeat and expiry timers (the app's close). */

@@ -19,7 +19,7 @@ import type { Logger } from 'pino'
 import type { Channel } from '../core/channels.js'
 import { channelHash, encodeSegment, type DecodedCursor } from '../core/cursor.js'
 import { HEARTBEAT, formatEvent, formatIdLine, formatRetry } from '../core/frame.js'
-import { CONTROL_EVENTS, classifyGap, gapPayload, tokenExpiredPayload, type CloseReason, type DeliverySource, type GapNotice, type GapReason } from '../core/protocol.js'
+import { CONTROL_EVENTS, classifyGap, disconnectedPayload, gapPayload, revokedPayload, tokenExpiredPayload, type CloseReason, type DeliverySource, type GapNotice, type GapReason } from '../core/protocol.js'
 import { ZERO_ID, compareIds, cursorForTime, idMs, type StreamId } from '../core/stream-id.js'
 import { grantOf } from '../core/errors.js'
 import type { DeadlineSlot } from '../core/deadlines.js'
@@ -55,6 +55,9 @@ export interface SessionOptions {
   readonly history?: HistoryRequest | undefined
   /** Token expiry (ms since epoch); the stream ends then. */
   readonly expiresAtMs: number | undefined
+  /** Token `jti` and `iat` (ms), which control commands match (README "Control"). */
+  readonly jti?: string | undefined
+  readonly issuedAtMs?: number | undefined
   /** `channel=data`: each event's first `data:` line is its channel's name. */
   readonly channelOnWire?: boolean
 }
@@ -100,6 +103,10 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
   private resumedFromMs: number | undefined
   /** Token expiry (ms since epoch), as given; the registry ends the stream then. */
   readonly expiresAtMs: number | undefined
+  readonly jti: string | undefined
+  readonly issuedAtMs: number | undefined
+  /** Why it ended, once it has. */
+  endReason: CloseReason | undefined
   private readonly writer: StreamWriter
   private started = false
   private closed_ = false
@@ -108,7 +115,8 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
   private catchUpAgain = false
   private pendingGaps: GapNotice[] | undefined
   private slowTimer: NodeJS.Timeout | undefined
-  private readonly openedAt = Date.now()
+  /** When it was admitted (ms since epoch): a disconnect ends only streams opened before it. */
+  readonly openedAt = Date.now()
   eventsSent = 0
   deadlineAt = 0
   deadlineIndex = -1
@@ -119,6 +127,8 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
     this.id = opts.id
     this.user = opts.user
     this.expiresAtMs = opts.expiresAtMs
+    this.jti = opts.jti
+    this.issuedAtMs = opts.issuedAtMs
     this.channelOnWire = opts.channelOnWire === true
     this.resumed = opts.resume !== undefined
     this.start_ = { resume: opts.resume, history: opts.history }
@@ -298,6 +308,7 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
   close (reason: CloseReason, lastFrame?: string | Buffer): void {
     if (this.closed_) return
     this.closed_ = true
+    this.endReason = reason
     clearTimeout(this.slowTimer)
     this.unsubscribeAll()
     this.writer.end(lastFrame)
@@ -315,6 +326,16 @@ export class Session implements Subscriber, StreamWriterOwner, RegisteredSession
   /** Ends the stream with a `retry:` (used when draining). */
   closeWithRetry (reason: CloseReason, retryMs: number): void {
     this.close(reason, formatRetry(retryMs))
+  }
+
+  /**
+   * A control command ended it (called by the registry): `gateway.revoked`
+   * (no `retry:`: the token is refused from now on) or
+   * `gateway.disconnected` with a `retry:`, then the end.
+   */
+  endByControl (reason: 'revoked' | 'disconnected', retryMs: number): void {
+    if (reason === 'revoked') this.close(reason, formatEvent(revokedPayload(), CONTROL_EVENTS.revoked))
+    else this.close(reason, formatRetry(retryMs) + formatEvent(disconnectedPayload(), CONTROL_EVENTS.disconnected))
   }
 
   /** The token expired (called by the registry at `exp`): a last event, then the end. */

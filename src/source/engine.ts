@@ -1,12 +1,14 @@
 /**
  * An engine: everything the gateway needs of where events live, made from
  * config in one place (engines.ts). Its source is the live feed and the
- * history queries (stream-source.ts); its publisher is where `POST /publish`
+ * history queries (stream-source.ts); its control store is the control
+ * plane's state and signals (control-store.ts); its publisher is where `POST /publish`
  * writes; its readiness is its part of the `/readyz` body. The app asks
  * nothing else of it, and never which engine it is.
  */
 import type { Logger } from 'pino'
 import type { StallReason } from '../core/protocol.js'
+import type { ControlStore } from './control-store.js'
 import type { LiveReaderKind } from './live-readers.js'
 import type { Publisher } from './publisher.js'
 import type { StreamSource } from './stream-source.js'
@@ -14,6 +16,12 @@ import type { StreamSource } from './stream-source.js'
 export interface Engine {
   /** The live feed and history queries. */
   readonly source: StreamSource
+  /**
+   * Revocations, disconnects, per-user counts and presence (control-store.ts):
+   * in Redis for the Redis engines, so every replica enforces them; in
+   * process for the memory engine.
+   */
+  readonly control: ControlStore
   /**
    * Where `POST /publish` writes, made when publishing is on; undefined
    * where the engine has nowhere to write.

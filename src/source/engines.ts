@@ -6,6 +6,7 @@
  */
 import type { Config } from '../core/config.js'
 import type { Engine, EngineDeps } from './engine.js'
+import { MemoryControlStore } from './memory-control.js'
 import { memoryEngine } from './memory-engine.js'
 import { connectionFor } from './redis-connection.js'
 import { RedisPublisher } from './redis-publisher.js'
@@ -35,7 +36,8 @@ export function createEngine (config: Config, deps: EngineDeps): Engine {
  * An engine around a source made elsewhere (an embedder's own): readiness
  * reports its connection state and live reason; `POST /publish` writes to
  * Redis at REDIS_URL (or the cluster at REDIS_CLUSTER_NODES, or the
- * Sentinels' master) when it is set.
+ * Sentinels' master) when it is set. Its control plane is in process
+ * (per replica), as the memory engine's.
  */
 export function engineOf (source: StreamSource, config: Config): Engine {
   const url = config.redisUrl
@@ -43,6 +45,8 @@ export function engineOf (source: StreamSource, config: Config): Engine {
   const sentinel = sentinelTargetOf(config)
   return {
     source,
+    // An embedder's source: revocations and limits are this replica's.
+    control: new MemoryControlStore({ maxTokenLifetimeMs: config.controlMaxTokenLifetimeMs }),
     createPublisher: () => nodes.length > 0
       ? new RedisPublisher({ url: `cluster:${nodes.join(',')}`, connection: clusterConnection(nodes.map(parseClusterNode), config.redisAccess) })
       : sentinel !== undefined

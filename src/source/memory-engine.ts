@@ -4,6 +4,7 @@
  */
 import type { Config } from '../core/config.js'
 import type { Engine, EngineDeps } from './engine.js'
+import { MemoryControlStore } from './memory-control.js'
 import { MemoryPublisher } from './memory-publisher.js'
 import { MemorySource } from './memory-source.js'
 
@@ -14,6 +15,7 @@ export function memoryEngine (config: Config, deps: EngineDeps): Engine {
     'REDIS_URL is not set: running on the in-memory stream engine. Single replica only and not persistent: history is lost on restart, and several replicas would not share events. Set REDIS_URL to run in production or with more than one replica.')
   return {
     source,
+    control: new MemoryControlStore({ maxTokenLifetimeMs: config.controlMaxTokenLifetimeMs }),
     createPublisher: () => new MemoryPublisher(source),
     readiness: () => ({ engine: 'memory' }),
   }

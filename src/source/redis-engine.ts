@@ -7,11 +7,12 @@ import type { Config } from '../core/config.js'
 import type { Engine, EngineDeps } from './engine.js'
 import { connectionFor } from './redis-connection.js'
 import { clusterConnection, parseClusterNode } from './cluster-connection.js'
+import { RedisControlStore } from './redis-control.js'
 import { RedisPublisher } from './redis-publisher.js'
 import { RedisSource } from './redis-source.js'
 import { sentinelConnection, sentinelTargetOf } from './sentinel-connection.js'
 
-/** Made when REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS is set. */
+/** Made when REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS is set. Its control store shares the connection factory. */
 export function redisEngine (config: Config, deps: EngineDeps): Engine {
   const nodes = config.redisClusterNodes
   const sentinel = sentinelTargetOf(config)
@@ -35,8 +36,17 @@ export function redisEngine (config: Config, deps: EngineDeps): Engine {
     probeIntervalMs: config.readerProbeIntervalMs,
     ...hooks,
   })
+  const control = new RedisControlStore({
+    connection,
+    keyPrefix: config.keyPrefix,
+    leaseMs: config.controlLeaseMs,
+    maxTokenLifetimeMs: config.controlMaxTokenLifetimeMs,
+    presence: config.presenceEnabled,
+    logger: deps.logger.child({ component: 'control' }),
+  })
   return {
     source,
+    control,
     createPublisher: () => new RedisPublisher({ url, connection }),
     readiness: () => ({
       redis: source.state,

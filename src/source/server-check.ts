@@ -57,6 +57,8 @@ export function aclRule (mode: 'auto' | 'block' | 'notify' | 'track', prefix: st
   const parts = [
     'resetkeys resetchannels -@all',
     '+info +time +get +set +multi +exec +xadd +pexpire +xread +xrange +xrevrange +xinfo|stream',
+    // The control plane (README "Control"): its scripts and what they run, on keys under __gateway:.
+    '+evalsha +eval +exists +zadd +zrem +zremrangebyscore +zcard +zcount +zrangebyscore',
     opts.publish ? `+expire ~${prefix}*` : `%R~${prefix}* ~${prefix}__gateway:*`,
   ]
   if (opts.cluster === true) {

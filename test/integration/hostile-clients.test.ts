@@ -147,6 +147,11 @@ t.test('connection limits race: every failure path gives its slot back', async t
     process.kill(pid, 'SIGCONT')
   }
   await eventually(() => gw.gateway.sessions.size === 0 && gw.gateway.hub.size === 0, 10000, 'slots released')
+  // The per-user count is kept in Redis across replicas: a lease taken by an
+  // admission that was under way when its client left goes as that admission answers.
+  const leases = `${prefix}__gateway:user:{back}:conn`
+  for (let i = 0; i < 100 && await redis.client.zcard(leases) > 0; i++) await sleep(50)
+  t.equal(await redis.client.zcard(leases), 0, 'their leases given back')
   const a = await openStream(`${gw.url}/events?topic=t`, auth)
   const b = await openStream(`${gw.url}/events?topic=t`, auth)
   t.teardown(() => { a.close(); b.close() })

@@ -14,7 +14,7 @@ const chartDir = fileURLToPath(new URL('../../helm/sse-gateway', import.meta.url
 const schema = JSON.parse(readFileSync(`${chartDir}/values.schema.json`, 'utf8')) as Record<string, any>
 
 /** Settings the chart sets itself (from `ports`, `secret`, `listenerTls`, `redisTls` and `redisPassword`), not from `config`. */
-const CHART_MANAGED = ['PORT', 'INTERNAL_PORT', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'REDIS_URL', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE', 'REDIS_SENTINEL_PASSWORD']
+const CHART_MANAGED = ['PORT', 'INTERNAL_PORT', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'REDIS_URL', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE', 'REDIS_SENTINEL_PASSWORD', 'CONTROL_TOKEN', 'CONTROL_TOKEN_FILE']
 
 type Obj = Record<string, any>
 

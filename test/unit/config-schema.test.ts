@@ -72,6 +72,7 @@ const FILES: Record<string, string> = {
   JWT_PUBLIC_KEY_FILE: inDir('jwt-public-key', RSA),
   TLS_CERT_FILE: ca.serverCert,
   TLS_KEY_FILE: ca.serverKey,
+  CONTROL_TOKEN_FILE: inDir('control-token', 'c'.repeat(40) + '\n'),
   JWT_JWKS_FILE: inDir('jwks.json', JSON.stringify({ keys: [{ kid: 'a', kty: 'oct', k: Buffer.from('y'.repeat(32)).toString('base64url') }] })),
 }
 /** What a Redis access setting needs set with it (a user needs a password; a client certificate its key). */

@@ -17,7 +17,7 @@ import { formatEventText } from '../../src/core/frame.js'
 import { CONTROL_EVENTS, type GapReason } from '../../src/core/protocol.js'
 import { Batch, DeliveryEvent, Hub } from '../../src/delivery/hub.js'
 import { Session, type HistoryRequest, type SessionContext } from '../../src/http/session.js'
-import { SessionRegistry } from '../../src/http/session-registry.js'
+import { SessionRegistry, type RegisteredSession } from '../../src/http/session-registry.js'
 import type { StreamWriter, StreamWriterOwner } from '../../src/http/stream-writer.js'
 import { Metrics } from '../../src/metrics.js'
 import { MemorySource } from '../../src/source/memory-source.js'
@@ -633,8 +633,8 @@ t.test('heartbeat: a comment only when nothing was written for the interval', as
 t.test('registry: reserve refuses past the replica and per-user limits, and a session\'s end gives its slot back', async t => {
   const registry = new SessionRegistry(60000)
   t.teardown(() => { registry.stop() })
-  const make = (user: string | undefined): { user: string | undefined, deadlineAt: number, deadlineIndex: number, heartbeat: () => void, expire: () => void, closeWithRetry: () => void } =>
-    ({ user, deadlineAt: 0, deadlineIndex: -1, heartbeat: () => {}, expire: () => {}, closeWithRetry: () => {} })
+  const make = (user: string | undefined): RegisteredSession =>
+    ({ id: 'x', user, jti: undefined, issuedAtMs: undefined, openedAt: 0, deadlineAt: 0, deadlineIndex: -1, heartbeat: () => {}, expire: () => {}, closeWithRetry: () => {}, endByControl: () => {} })
   const a = make('u')
   const b = make('u')
   t.equal(registry.reserve(a, 3, 1), undefined)
