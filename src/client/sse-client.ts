@@ -75,8 +75,13 @@ export interface GapChannel {
   readonly reason: GapReason
 }
 
-/** Why a token is asked for: first connect, after `gateway.token-expired`, or after EventSource gave up (e.g. a 401). */
-export type TokenReason = 'initial' | 'token-expired' | 'error'
+/**
+ * Why a token is asked for: first connect, after `gateway.token-expired`,
+ * after `gateway.revoked` (the token was revoked: the user may have been
+ * signed out, so the app may rather `close()`), or after EventSource gave
+ * up (e.g. a 401).
+ */
+export type TokenReason = 'initial' | 'token-expired' | 'revoked' | 'error'
 
 /**
  * - `connecting`: getting a token and opening a new EventSource.
@@ -417,6 +422,13 @@ export function connect (options: ConnectOptions): Connection {
       } else {
         void open('token-expired')
       }
+    })
+    es.addEventListener(CONTROL_EVENTS.revoked, event => {
+      if (!current()) return
+      // The same token would get 401: a fresh one, after a back-off (a
+      // revoked user may get another revoked token, and must not spin).
+      const message = (parseJson(event.data) as { message?: string } | undefined)?.message
+      retryLater('revoked', undefined, message)
     })
     es.addEventListener(CONTROL_EVENTS.unavailable, event => {
       if (!current()) return

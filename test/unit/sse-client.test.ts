@@ -254,6 +254,23 @@ t.test('gateway.token-expired right after open backs off instead of spinning', a
   t.same(h.tokenCalls, ['initial', 'token-expired'])
 })
 
+t.test('gateway.revoked: closes, backs off, asks for a fresh token with reason revoked, and resumes from the cursor', async t => {
+  const h = harness(t)
+  await until(() => FakeEventSource.instances.length === 1, 'an EventSource')
+  const first = h.last()
+  first.open()
+  first.emit('message', 'one', '5-0')
+  first.emit(CONTROL_EVENTS.revoked, '{"reason":"revoked","message":"This token was revoked: reconnect with a fresh token."}')
+  t.ok(first.closed, 'the revoked stream is closed (EventSource would come back with the revoked token)')
+  const backing = h.states.find(s => s[0] === 'backing-off')
+  t.equal(backing?.[1].reason, 'revoked', 'onState says why')
+  t.match(backing?.[1].message, /revoked/)
+  await until(() => FakeEventSource.instances.length === 2, 'a second EventSource')
+  t.same(h.tokenCalls, ['initial', 'revoked'])
+  t.equal(h.last().params.get('token'), 'tok2', 'with the fresh token')
+  t.equal(h.last().params.get('lastEventId'), '5-0', 'from the cursor')
+})
+
 t.test('gateway.unavailable and plain stream ends: EventSource retries by itself, no new EventSource', async t => {
   const h = harness(t)
   await until(() => FakeEventSource.instances.length === 1, 'an EventSource')
