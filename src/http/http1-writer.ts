@@ -6,6 +6,7 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Batch } from '../delivery/hub.js'
 import { httpChunk, httpChunkOfText } from './http1-chunk.js'
+import { QueuedWriter } from './queued-writer.js'
 import type { StreamWriter, StreamWriterOwner } from './stream-writer.js'
 
 const WRITER = Symbol('sse-gateway stream writer')
@@ -35,16 +36,11 @@ function closeWriterOfSocket (this: WriterSocket): void {
  * (bench/idle-memory.ts): fields that most streams never use start empty,
  * and nothing here holds a closure.
  */
-export class Http1StreamWriter implements StreamWriter {
+export class Http1StreamWriter extends QueuedWriter implements StreamWriter {
   /** @internal read by the shared close listener. */
   owner: StreamWriterOwner | undefined
   lastWriteAt = 0
   private phase: Phase = NOT_OPEN
-  /** Only `pendingBatch`, or only `pending`: one batch alone is written as its shared chunk. */
-  private pending: Buffer[] | undefined
-  private pendingBytes = 0
-  private pendingBatch: Batch | undefined
-  private flushQueued = false
 
   /**
    * @param res the response of the `GET /events` request (hijacked).
@@ -56,7 +52,9 @@ export class Http1StreamWriter implements StreamWriter {
     private readonly res: ServerResponse,
     private readonly connection: Socket,
     private readonly maxBufferedBytes: number
-  ) {}
+  ) {
+    super()
+  }
 
   get protocol (): 'h1' {
     return 'h1'
@@ -103,16 +101,12 @@ export class Http1StreamWriter implements StreamWriter {
    */
   write (bytes: string | Buffer): void {
     if (!this.writable()) return
-    this.append(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes)
+    this.queueBytes(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes)
   }
 
   writeBatch (batch: Batch): void {
-    if (!this.writable()) return
-    if (this.pending === undefined && this.pendingBatch === undefined) {
-      // Alone in this tick so far: it may go out as the batch's shared chunk.
-      this.pendingBatch = batch
-      this.queue()
-    } else this.append(batch.framed())
+    // Alone in this tick, it goes out as the batch's shared chunk.
+    if (this.writable()) this.queueBatch(batch)
   }
 
   awaitDrain (): void {
@@ -149,31 +143,8 @@ export class Http1StreamWriter implements StreamWriter {
     return (this.phase === THROUGH_RESPONSE || this.phase === DIRECT) && !this.res.destroyed
   }
 
-  private append (buf: Buffer): void {
-    const batch = this.pendingBatch
-    if (batch !== undefined) {
-      // No longer alone: the batch joins the rest as its plain framed bytes.
-      this.pendingBatch = undefined
-      const framed = batch.framed()
-      this.pending = [framed, buf]
-      this.pendingBytes = framed.length + buf.length
-      return
-    }
-    if (this.pending === undefined) this.pending = [buf]
-    else this.pending.push(buf)
-    this.pendingBytes += buf.length
-    this.queue()
-  }
-
-  private queue (): void {
-    if (this.flushQueued) return
-    this.flushQueued = true
-    // A shared function and an argument, not a closure per stream.
-    queueFlush(this)
-  }
-
   /**
-   * Writes what was queued (see write); @internal, called on the next tick.
+   * Writes what was queued (see write), on the next tick.
    *
    * The first write goes through the response, which sends the headers with
    * it. After that the stream frames its own chunks and writes each to the
@@ -186,8 +157,7 @@ export class Http1StreamWriter implements StreamWriter {
    * chunk as usual. Without chunked encoding (an HTTP/1.0 client: the body
    * ends with the connection) the bytes go out as they are.
    */
-  flush (): void {
-    this.flushQueued = false
+  protected sendQueued (): void {
     if (this.phase !== ENDED) this.send(this.phase)
   }
 
@@ -200,9 +170,7 @@ export class Http1StreamWriter implements StreamWriter {
     const chunks = this.pending
     const shared = this.pendingBatch
     const bytes = this.pendingBytes
-    this.pending = undefined
-    this.pendingBatch = undefined
-    this.pendingBytes = 0
+    this.clearQueued()
     // Nothing to send; and a chunk of size 0 would end the response.
     if (shared === undefined && (chunks === undefined || bytes === 0)) return
     if (res.destroyed || res.writableEnded) return
@@ -228,26 +196,4 @@ export class Http1StreamWriter implements StreamWriter {
     // lets Redis hold them. Memory stays at about the limit plus one batch.
     if (this.phase !== ENDED && res.writableLength >= this.maxBufferedBytes) this.owner?.onBackedUp()
   }
-}
-
-/**
- * Writers with bytes queued this tick, flushed together on the next one:
- * one nextTick for a whole fan-out, not one per stream.
- */
-const toFlush: Http1StreamWriter[] = []
-let flushScheduled = false
-
-function queueFlush (writer: Http1StreamWriter): void {
-  toFlush.push(writer)
-  if (!flushScheduled) {
-    flushScheduled = true
-    process.nextTick(flushQueued)
-  }
-}
-
-function flushQueued (): void {
-  flushScheduled = false
-  // A flush may queue more (a closing stream); they are taken in this pass.
-  for (let i = 0; i < toFlush.length; i++) (toFlush[i] as Http1StreamWriter).flush()
-  toFlush.length = 0
 }

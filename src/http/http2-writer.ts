@@ -19,6 +19,7 @@
 import type { OutgoingHttpHeaders } from 'node:http'
 import { constants, type Http2ServerResponse, type ServerHttp2Stream } from 'node:http2'
 import type { Batch } from '../delivery/hub.js'
+import { QueuedWriter } from './queued-writer.js'
 import type { StreamWriter, StreamWriterOwner } from './stream-writer.js'
 
 const WRITER = Symbol('sse-gateway h2 stream writer')
@@ -39,17 +40,12 @@ const ENDED = 2
 type Phase = typeof NOT_OPEN | typeof OPEN | typeof ENDED
 
 /** Per open HTTP/2 stream: the stream and what is queued for the next tick. */
-export class Http2StreamWriter implements StreamWriter {
+export class Http2StreamWriter extends QueuedWriter implements StreamWriter {
   /** @internal read by the shared close listener. */
   owner: StreamWriterOwner | undefined
   lastWriteAt = 0
   private phase: Phase = NOT_OPEN
   private readonly stream: WriterStream
-  /** Only `pendingBatch`, or only `pending`: one batch alone is written as the shared buffer. */
-  private pending: Buffer[] | undefined
-  private pendingBytes = 0
-  private pendingBatch: Batch | undefined
-  private flushQueued = false
 
   /**
    * @param res the compatibility response of the `GET /events` request
@@ -58,6 +54,7 @@ export class Http2StreamWriter implements StreamWriter {
    *   it is backed up (SLOW_CLIENT_BUFFER_BYTES).
    */
   constructor (res: Http2ServerResponse, private readonly maxBufferedBytes: number) {
+    super()
     this.stream = res.stream
   }
 
@@ -92,15 +89,12 @@ export class Http2StreamWriter implements StreamWriter {
 
   write (bytes: string | Buffer): void {
     if (!this.writable()) return
-    this.append(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes)
+    this.queueBytes(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes)
   }
 
   writeBatch (batch: Batch): void {
-    if (!this.writable()) return
-    if (this.pending === undefined && this.pendingBatch === undefined) {
-      this.pendingBatch = batch
-      this.queue()
-    } else this.append(batch.framed())
+    // Alone in this tick, it goes out as the hub's shared buffer.
+    if (this.writable()) this.queueBatch(batch)
   }
 
   awaitDrain (): void {
@@ -134,30 +128,8 @@ export class Http2StreamWriter implements StreamWriter {
     return this.phase === OPEN && !this.stream.destroyed
   }
 
-  private append (buf: Buffer): void {
-    const batch = this.pendingBatch
-    if (batch !== undefined) {
-      this.pendingBatch = undefined
-      const framed = batch.framed()
-      this.pending = [framed, buf]
-      this.pendingBytes = framed.length + buf.length
-      return
-    }
-    if (this.pending === undefined) this.pending = [buf]
-    else this.pending.push(buf)
-    this.pendingBytes += buf.length
-    this.queue()
-  }
-
-  private queue (): void {
-    if (this.flushQueued) return
-    this.flushQueued = true
-    queueFlush(this)
-  }
-
-  /** Writes what was queued; @internal, called on the next tick. */
-  flush (): void {
-    this.flushQueued = false
+  /** Writes what was queued, on the next tick. */
+  protected sendQueued (): void {
     if (this.phase === OPEN) this.send()
   }
 
@@ -165,9 +137,7 @@ export class Http2StreamWriter implements StreamWriter {
     const chunks = this.pending
     const shared = this.pendingBatch
     const bytes = this.pendingBytes
-    this.pending = undefined
-    this.pendingBatch = undefined
-    this.pendingBytes = 0
+    this.clearQueued()
     if (shared === undefined && (chunks === undefined || bytes === 0)) return
     const s = this.stream
     if (s.destroyed || s.writableEnded) return
@@ -178,22 +148,4 @@ export class Http2StreamWriter implements StreamWriter {
     // Flow control holds this stream's DATA: let Redis hold the rest.
     if (this.phase !== ENDED && s.writableLength >= this.maxBufferedBytes) this.owner?.onBackedUp()
   }
-}
-
-/** Writers with bytes queued this tick, flushed together on the next one. */
-const toFlush: Http2StreamWriter[] = []
-let flushScheduled = false
-
-function queueFlush (writer: Http2StreamWriter): void {
-  toFlush.push(writer)
-  if (!flushScheduled) {
-    flushScheduled = true
-    process.nextTick(flushQueued)
-  }
-}
-
-function flushQueued (): void {
-  flushScheduled = false
-  for (let i = 0; i < toFlush.length; i++) (toFlush[i] as Http2StreamWriter).flush()
-  toFlush.length = 0
 }
