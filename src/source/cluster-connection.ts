@@ -22,7 +22,7 @@
  * when the certificates name a host the announced addresses do not.
  */
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
-import { BASE_OPTIONS, DIAGNOSE, accessOptions, firstError, reconnectDelayMs, type RedisAccess, type RedisConnectionFactory } from './redis-connection.js'
+import { BASE_OPTIONS, DIAGNOSE, accessOptions, firstError, guardSockets, reconnectDelayMs, type RedisAccess, type RedisConnectionFactory } from './redis-connection.js'
 
 export interface ClusterNode {
   readonly host: string
@@ -57,7 +57,7 @@ export function clusterConnection (seeds: readonly ClusterNode[], access?: Redis
   if (seeds.length === 0) throw new Error('a Redis Cluster needs at least one seed node')
   // Every node takes the same user, password and TLS (see the file header).
   const security = accessOptions(access)
-  const node = (host: string, port: number, options: RedisOptions): Redis => new Redis({ ...BASE_OPTIONS, ...security, ...options, host, port })
+  const node = (host: string, port: number, options: RedisOptions): Redis => guardSockets(new Redis({ ...BASE_OPTIONS, ...security, ...options, host, port }))
   return {
     kind: 'cluster',
     seeds,

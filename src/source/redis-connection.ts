@@ -57,6 +57,28 @@ export async function firstError (client: Redis, command: [string, ...string[]])
   }
 }
 
+const GUARDED = Symbol('sse-gateway guarded socket')
+function ignoreLaterError (): void {}
+
+/**
+ * `client`, with every socket it opens kept from crashing the process:
+ * ioredis listens for one `error` per socket (`once`), and a TLS socket may
+ * emit two (a refused certificate, then the server's alert read after it),
+ * the second with no listener, which throws from the event loop. On the
+ * first error of each socket (ioredis reports it as the client's `error`,
+ * synchronously), a listener that ignores any later one goes on it;
+ * ioredis has already said what went wrong.
+ */
+export function guardSockets<T extends Redis> (client: T): T {
+  client.on('error', () => {
+    const stream = (client as unknown as { stream?: (NodeJS.EventEmitter & { [GUARDED]?: true }) }).stream
+    if (stream === undefined || stream[GUARDED] === true) return
+    stream[GUARDED] = true
+    stream.on('error', ignoreLaterError)
+  })
+  return client
+}
+
 /** Options of the one-off connection that {@link RedisConnectionFactory.explain} makes. */
 export const DIAGNOSE: Readonly<RedisOptions> = Object.freeze({ lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 5000, connectionName: 'sse-gateway:diagnose' })
 
@@ -114,7 +136,7 @@ export function standaloneConnection (url: string, access?: RedisAccess): RedisC
   return {
     connect (options) {
       const merged = { ...BASE_OPTIONS, ...security, ...options }
-      return socket !== undefined ? new Redis({ ...merged, path: socket }) : new Redis(url, merged)
+      return guardSockets(socket !== undefined ? new Redis({ ...merged, path: socket }) : new Redis(url, merged))
     },
   }
 }

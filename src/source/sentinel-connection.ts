@@ -25,7 +25,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis'
 import { sentinelTls, type Config } from '../core/config.js'
-import { accessOptions, BASE_OPTIONS, DIAGNOSE, firstError, reconnectDelayMs, type RedisAccess, type RedisConnectionFactory } from './redis-connection.js'
+import { accessOptions, BASE_OPTIONS, DIAGNOSE, firstError, guardSockets, reconnectDelayMs, type RedisAccess, type RedisConnectionFactory } from './redis-connection.js'
 
 /** Where the Sentinels are and which master they watch (REDIS_SENTINELS and friends). */
 export interface SentinelTarget {
@@ -100,7 +100,7 @@ export function sentinelConnection (target: SentinelTarget, access?: RedisAccess
       }), ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', target.master])
     },
     connect (options) {
-      return new Redis({
+      return guardSockets(new Redis({
         ...BASE_OPTIONS,
         ...dataNode,
         // While a failover is under way the Sentinels still name the dead
@@ -112,7 +112,7 @@ export function sentinelConnection (target: SentinelTarget, access?: RedisAccess
         name: target.master,
         role: 'master',
         ...sentinelAccess,
-      })
+      }))
     },
   }
 }

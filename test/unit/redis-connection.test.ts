@@ -1,4 +1,5 @@
 import t from 'tap'
+import { createServer, type AddressInfo } from 'node:net'
 import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, accessOptions, reconnectDelayMs, standaloneConnection } from '../../src/source/redis-connection.js'
 
 t.test('reconnect delays back off exponentially to a ceiling, with at most 100 ms of jitter', async t => {
@@ -41,4 +42,21 @@ t.test('the access (credentials, TLS) reaches every connection a factory opens, 
   const unix = standaloneConnection('unix:///tmp/x/redis.sock', { password: 'pw' }).connect({ lazyConnect: true })
   t.equal(unix.options.password, 'pw', 'a socket gets the password too')
   for (const c of [a, b, unix]) c.disconnect()
+})
+
+t.test('a socket that errors twice (a refused TLS certificate, then the server\'s alert) does not crash the process', async t => {
+  // ioredis listens for one error per socket; the second one had no listener and threw from the event loop.
+  const server = createServer(socket => { socket.on('error', () => {}) })
+  await new Promise<void>(resolve => { server.listen(0, '127.0.0.1', resolve) })
+  t.teardown(() => { server.close() })
+  const { port } = server.address() as AddressInfo
+  const client = standaloneConnection(`redis://127.0.0.1:${port}`).connect({ lazyConnect: true, retryStrategy: () => null, enableReadyCheck: false })
+  t.teardown(() => { client.disconnect() })
+  client.connect().catch(() => {})
+  await new Promise<void>(resolve => { client.once('connect', resolve) })
+  const stream = (client as unknown as { stream: NodeJS.EventEmitter }).stream
+  t.doesNotThrow(() => {
+    stream.emit('error', new Error('certificate refused'))
+    stream.emit('error', new Error('tlsv1 alert decode error'))
+  }, 'both errors are taken')
 })
