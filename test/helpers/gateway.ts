@@ -3,6 +3,7 @@ import { Writable } from 'node:stream'
 import { buildGateway, type Gateway } from '../../src/app.js'
 import { loadConfig } from '../../src/core/config.js'
 import { createLogger } from '../../src/log.js'
+import { getJson, sleep } from './sse.js'
 import { SECRET } from './token.js'
 
 export interface TestGateway {
@@ -41,4 +42,15 @@ export async function startGateway (env: Record<string, string | undefined>): Pr
     logs,
     async close () { await gateway.shutdown(0) },
   }
+}
+
+/** `/readyz` of `gw` once it answers 200, or its last answer after `ms`. */
+export async function readyWithin (gw: TestGateway, ms: number): Promise<{ status: number, body: Record<string, unknown> }> {
+  const deadline = Date.now() + ms
+  let r = await getJson(`${gw.internalUrl}/readyz`)
+  while (r.status !== 200 && Date.now() < deadline) {
+    await sleep(100)
+    r = await getJson(`${gw.internalUrl}/readyz`)
+  }
+  return r
 }

@@ -22,7 +22,7 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { startCluster, type TestCluster } from '../helpers/cluster.js'
 import { eventually } from '../helpers/extra.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startGateway, readyWithin, type TestGateway } from '../helpers/gateway.js'
 import { ensureBuilt } from '../helpers/process.js'
 import { bearer, post } from '../helpers/publish.js'
 import { uniquePrefix } from '../helpers/redis.js'
@@ -51,16 +51,6 @@ t.teardown(async () => {
 /** The seeds by the name the certificate holds. */
 const seeds = cluster.nodes.map(n => n.port).slice(0, 3).map(p => `rediss://localhost:${p}`).join(',')
 const access = { REDIS_TLS_CA_FILE: ca.caCert, REDIS_TLS_CERT_FILE: ca.clientCert, REDIS_TLS_KEY_FILE: ca.clientKey, REDIS_USERNAME: 'gateway', REDIS_PASSWORD: PASSWORD }
-
-async function readyWithin (gw: TestGateway, ms: number): Promise<{ status: number, body: Record<string, unknown> }> {
-  const deadline = Date.now() + ms
-  let r = await getJson(`${gw.internalUrl}/readyz`)
-  while (r.status !== 200 && Date.now() < deadline) {
-    await sleep(100)
-    r = await getJson(`${gw.internalUrl}/readyz`)
-  }
-  return r
-}
 
 /** One topic whose stream lives on each master (found by the slot map, no hash tags). */
 async function topicPerMaster (prefix: string): Promise<string[]> {

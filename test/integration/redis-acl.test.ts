@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { aclRule } from '../../src/source/server-check.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startGateway, readyWithin, type TestGateway } from '../helpers/gateway.js'
 import { bearer, post } from '../helpers/publish.js'
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js'
 import { getJson, openStream, sleep } from '../helpers/sse.js'
@@ -21,16 +21,6 @@ const PASSWORD = 'acl-test-password-0123456789'
 
 async function user (redis: TestRedis, name: string, rule: string): Promise<void> {
   await redis.client.call('ACL', 'SETUSER', name, 'reset', 'on', `>${PASSWORD}`, ...rule.split(' '))
-}
-
-async function readyWithin (gw: TestGateway, ms: number): Promise<{ status: number, body: unknown }> {
-  const deadline = Date.now() + ms
-  let r = await getJson(`${gw.internalUrl}/readyz`)
-  while (r.status !== 200 && Date.now() < deadline) {
-    await sleep(100)
-    r = await getJson(`${gw.internalUrl}/readyz`)
-  }
-  return r
 }
 
 /** Sleeps several probe intervals, then: still ready. */

@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs'
 import { join, resolve, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startGateway, readyWithin, type TestGateway } from '../helpers/gateway.js'
 import { bearer, post } from '../helpers/publish.js'
 import { ensureBuilt, freePort } from '../helpers/process.js'
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js'
@@ -30,16 +30,6 @@ async function tlsRedis (t: Test, clientCertificates: boolean): Promise<{ redis:
   const redis = await startRedis({ notify: 'Kt', args: tlsArgs(ca, port, clientCertificates) })
   t.teardown(() => redis.stop())
   return { redis, url: `rediss://127.0.0.1:${port}` }
-}
-
-async function readyWithin (gw: TestGateway, ms: number): Promise<{ status: number, body: Record<string, unknown> }> {
-  const deadline = Date.now() + ms
-  let r = await getJson(`${gw.internalUrl}/readyz`)
-  while (r.status !== 200 && Date.now() < deadline) {
-    await sleep(100)
-    r = await getJson(`${gw.internalUrl}/readyz`)
-  }
-  return r
 }
 
 /** The gateway's connections over TCP (the server's only TCP port is its TLS port), by name. */

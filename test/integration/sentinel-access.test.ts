@@ -18,7 +18,7 @@
  */
 import t, { type Test } from 'tap'
 import { eventually } from '../helpers/extra.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startGateway, readyWithin, type TestGateway } from '../helpers/gateway.js'
 import { bearer, post } from '../helpers/publish.js'
 import { uniquePrefix } from '../helpers/redis.js'
 import { startSentinel, type TestSentinel } from '../helpers/sentinel.js'
@@ -29,16 +29,6 @@ import { hsToken } from '../helpers/token.js'
 t.setTimeout(120000)
 
 const ACL = { sentinelUser: 'gw-sentinel', sentinelPassword: 'sentinel-secret-0123', dataUser: 'gw-data', dataPassword: 'data-secret-4567' }
-
-async function readyWithin (gw: TestGateway, ms: number): Promise<{ status: number, body: Record<string, unknown> }> {
-  const deadline = Date.now() + ms
-  let r = await getJson(`${gw.internalUrl}/readyz`)
-  while (r.status !== 200 && Date.now() < deadline) {
-    await sleep(100)
-    r = await getJson(`${gw.internalUrl}/readyz`)
-  }
-  return r
-}
 
 /** A client on topic news gets an entry a producer wrote through the Sentinels, and one posted through the gateway. */
 async function eventsFlow (t: Test, topo: TestSentinel, gw: TestGateway, prefix: string): Promise<void> {
